@@ -1,0 +1,78 @@
+"""Recipes: strict schema, errors naming the dotted key / value / allowed, typed overrides, the registry."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from conftest import RECIPES
+from zoo import create_model, list_models, load_recipe
+from zoo.config import ConfigError, apply_overrides, to_dict
+from zoo.registry import Registry, UnknownNameError
+
+BASE = {"model": {"name": "vae", "backbone": "rosca_mnist", "channels": 1, "width": 8, "latent_dim": 4}}
+
+
+def test_unknown_key_names_dotted_key_and_suggestion():
+    with pytest.raises(ConfigError, match=r"model\.latnt_dim: unknown key \(did you mean 'latent_dim'\?\)"):
+        load_recipe({**BASE, "model": {**BASE["model"], "latnt_dim": 3}})
+    with pytest.raises(ConfigError, match=r"train\.max_step: unknown key .*allowed keys: max_steps"):
+        load_recipe(BASE, ["train.max_step=3"])
+
+
+def test_wrong_type_names_key_value_and_expected_type():
+    with pytest.raises(ConfigError, match=r"train\.max_steps: got 'abc' \(str\), expected int"):
+        load_recipe(BASE, ["train.max_steps=abc"])
+    with pytest.raises(ConfigError, match=r"optim\.vae\.betas: got \[0\.5\] with 1 items, expected 2"):
+        load_recipe(BASE, ["optim.vae.betas=[0.5]"])
+    with pytest.raises(ConfigError, match=r"model\.likelihood: got 'poisson', allowed values: 'bernoulli'"):
+        load_recipe(BASE, ["model.likelihood=poisson"])
+    with pytest.raises(ConfigError, match=r"train\.mixed_precision: got 'fp8', allowed values"):
+        load_recipe(BASE, ["train.mixed_precision=fp8"])
+
+
+def test_unknown_model_lists_registered_names():
+    with pytest.raises(ConfigError, match=r"unknown model 'vea'\. Did you mean 'vae'.*Registered models: dcgan, vae"):
+        load_recipe({"model": {"name": "vea"}})
+    with pytest.raises(ConfigError, match=r"Registered models: .*wgan_gp"):
+        create_model("no_such_model")
+
+
+def test_overrides_are_typed():
+    tree = apply_overrides({}, ["train.max_steps=20", "optim.vae.lr=1e-4", "optim.vae.betas=[0.5,0.9]",
+                                "train.progress=false", "data.name=mnist"])
+    assert tree == {"train": {"max_steps": 20, "progress": False}, "data": {"name": "mnist"},
+                    "optim": {"vae": {"lr": 1e-4, "betas": [0.5, 0.9]}}}
+    recipe = load_recipe(BASE, ["train.max_steps=20", "optim.vae.lr=1e-4"])
+    assert recipe.train.max_steps == 20 and recipe.optim["vae"].lr == 1e-4
+    assert recipe.optim["vae"].betas == (0.5, 0.9)  # model default kept where not overridden
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        apply_overrides({}, ["train.max_steps"])
+
+
+def test_resolved_recipe_round_trips(tmp_path):
+    recipe = load_recipe(BASE, ["train.max_steps=7"])
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(to_dict(recipe)))
+    assert load_recipe(path) == recipe
+    model = create_model(recipe)
+    assert model.config.latent_dim == 4 and model.config.width == 8
+
+
+def test_every_recipe_file_is_valid():
+    files = sorted(RECIPES.glob("*.yaml"))
+    assert len(files) >= 15
+    for path in files:
+        recipe = load_recipe(path)
+        assert recipe.model["name"] in list_models(), path
+
+
+def test_create_model_overrides_and_registry():
+    model = create_model("vae", latent_dim=3, width=8, channels=1)
+    assert model.config.latent_dim == 3
+    assert list_models("wgan*") == ["wgan_gp"]
+    reg = Registry("thing")
+    reg.register("a", 1)
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register("a", 2)
+    with pytest.raises(UnknownNameError, match=r"unknown thing 'b'\. Registered things: a"):
+        reg.get("b")

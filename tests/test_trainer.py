@@ -1,0 +1,238 @@
+"""The generic trainer: exact resume, accumulation, clipping, EMA, schedules, non-finite losses, the data stream."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import RandomImages, data_shape, tiny_recipe
+from zoo import create_model, load_checkpoint
+from zoo.config import ConfigError, OptimizerConfig, ScheduleConfig, load_recipe
+from zoo.data.stream import BatchStream, to_model_range
+from zoo.models.base import GenerativeModel, Phase, PhaseOutput
+from zoo.registry import MODELS, register_model
+from zoo.training import NonFiniteLossError, Trainer
+from zoo.training.checkpoint import checkpoint_dirs
+from zoo.training.trainer import lr_factor, validate_schedule
+
+
+def _state(model) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", ["vae", "dcgan", "wgan_gp"])
+def test_resume_is_exact(name, tmp_path):
+    """2N steps straight == N steps, save, a fresh process-like trainer resumes, N steps: identical on CPU."""
+    n = 3
+    overrides = ["train.ema={players: [%s], decay: 0.9}" % ("decoder" if name == "vae" else "generator"),
+                 "optim.%s.schedule={name: cosine, warmup_steps: 2}" % ("vae" if name == "vae" else "gen"),
+                 f"train.max_steps={2 * n}"]
+    recipe = tiny_recipe(name, overrides)
+    dataset = RandomImages(160, data_shape(recipe))  # 5 batches per epoch: the run crosses an epoch boundary
+
+    torch.manual_seed(123)
+    straight = Trainer(create_model(recipe), recipe, dataset=dataset)
+    for _ in range(2 * n):
+        straight.train_step()
+
+    torch.manual_seed(123)
+    first = Trainer(create_model(recipe), recipe, tmp_path / "run", dataset=dataset)
+    for _ in range(n):
+        first.train_step()
+    ckpt = first.save_checkpoint()
+
+    torch.manual_seed(999)  # a different initialisation: everything must come from the checkpoint
+    second = Trainer(create_model(recipe), recipe, tmp_path / "run", dataset=dataset)
+    second.resume(tmp_path / "run")
+    assert second.step == n and ckpt.name == f"step_{n:08d}"
+    for _ in range(n):
+        second.train_step()
+
+    a, b = _state(straight.model), _state(second.model)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs after resume"
+    for key, shadow in straight.ema.state_dict().items():
+        assert torch.equal(shadow, second.ema.state_dict()[key]), f"EMA {key} differs after resume"
+    for key in straight.schedulers:
+        assert straight.schedulers[key].get_last_lr() == second.schedulers[key].get_last_lr()
+
+
+def test_checkpoint_roundtrip_and_keep_last(tmp_path):
+    recipe = tiny_recipe("dcgan", ["train.max_steps=6", "train.checkpoint_every=2", "train.keep_last=2",
+                                   "train.ema={players: [generator], decay: 0.5}"])
+    trainer = Trainer(create_model(recipe), recipe, tmp_path, dataset=RandomImages(256, data_shape(recipe)))
+    trainer.train()
+    assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step_00000004", "step_00000006"]
+    assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
+    # weights_only=True loads the trainer state: no code runs on load
+    state = torch.load(tmp_path / "checkpoints" / "step_00000006" / "trainer_state.pt", weights_only=True)
+    assert state["step"] == 6 and set(state["optimizers"]) == {"disc", "gen"}
+
+    loaded = load_checkpoint(tmp_path)  # run dir -> latest checkpoint
+    assert loaded.step == 6 and loaded.recipe.model == recipe.model
+    for k, v in trainer.ema.shadow["generator"].state_dict().items():  # EMA weights are what load_checkpoint gives
+        assert torch.equal(loaded.model.players["generator"].state_dict()[k], v)
+    for k, v in trainer.plain["discriminator"].state_dict().items():
+        assert torch.equal(loaded.model.players["discriminator"].state_dict()[k], v)
+    raw = load_checkpoint(tmp_path, ema=False)
+    for k, v in trainer.plain["generator"].state_dict().items():
+        assert torch.equal(raw.model.players["generator"].state_dict()[k], v)
+
+
+def test_failed_write_leaves_no_partial_checkpoint(tmp_path, monkeypatch):
+    recipe = tiny_recipe("vae")
+    trainer = Trainer(create_model(recipe), recipe, tmp_path, dataset=RandomImages(64, data_shape(recipe)))
+    trainer.train_step()
+    good = trainer.save_checkpoint()
+    trainer.train_step()
+    import zoo.training.checkpoint as ck
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ck.torch, "save", broken)
+    with pytest.raises(OSError, match="disk full"):
+        trainer.save_checkpoint()
+    assert checkpoint_dirs(tmp_path) == [good]
+    assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
+
+
+def test_nonfinite_loss_stops_with_phase_and_step_and_keeps_last_checkpoint(tmp_path):
+    recipe = tiny_recipe("vae", ["train.max_steps=10", "train.checkpoint_every=2"])
+    model = create_model(recipe)
+    original = model.phase_loss
+
+    def poisoned(phase, batch, step):
+        out = original(phase, batch, step)
+        return PhaseOutput(out.loss * float("nan"), out.logs) if step == 3 else out
+
+    model.phase_loss = poisoned
+    trainer = Trainer(model, recipe, tmp_path, dataset=RandomImages(64, data_shape(recipe)))
+    with pytest.raises(NonFiniteLossError, match=r"phase 'vae' at step 3"):
+        trainer.train()
+    assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step_00000002"]
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt.step == 2 and all(torch.isfinite(p).all() for p in ckpt.model.parameters())
+
+
+# ---- a deterministic toy model for accumulation and clipping ------------------------------------------------------
+@dataclass
+class _ToyConfig:
+    dim: int = 4
+
+
+class _Toy(GenerativeModel):
+    config_class = _ToyConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.players["a"] = nn.Linear(config.dim * 4, 1)
+
+    @classmethod
+    def default_optim(cls, config):
+        return {"a": OptimizerConfig(players=["a"], lr=0.1)}
+
+    def phases(self):
+        return (Phase("fit", "a"),)
+
+    def phase_loss(self, phase, batch, step):
+        return PhaseOutput((self.players["a"](batch.flatten(1)) - 3.0).pow(2).mean())
+
+    def sample(self, n, *, generator=None):
+        return torch.zeros(n, 1, 2, 2)
+
+
+@pytest.fixture
+def toy_model():
+    if "_toy" not in MODELS:
+        register_model("_toy")(_Toy)
+    yield
+    MODELS._entries.pop("_toy", None)
+
+
+def _toy_trainer(overrides):
+    recipe = load_recipe({"model": {"name": "_toy"}, "data": {"batch_size": 8},
+                          "train": {"progress": False, "tensorboard": False}}, overrides)
+    torch.manual_seed(0)
+    return Trainer(create_model(recipe), recipe, dataset=RandomImages(64, (1, 4, 4)))
+
+
+def test_accumulation_equals_one_big_batch(toy_model):
+    one, acc = _toy_trainer([]), _toy_trainer(["optim.a.accumulation=4"])
+    batch = one.stream.next()
+    one.run_phase(one.phases[0], batch, 0)
+    acc.run_phase(acc.phases[0], batch, 0)
+    for p, q in zip(one.model.parameters(), acc.model.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+
+
+def test_gradient_clipping_bounds_the_norm(toy_model):
+    trainer = _toy_trainer(["optim.a.grad_clip=0.01"])
+    opt = trainer.optimizers["a"]
+    norms = []
+    original = opt.step
+    opt.step = lambda *a, **k: (norms.append(torch.cat([p.grad.flatten() for p in trainer.model.parameters()])
+                                             .norm().item()), original(*a, **k))[1]
+    trainer.train_step()
+    assert norms and norms[0] == pytest.approx(0.01, rel=1e-4)  # the raw gradient norm is far larger
+
+
+def test_lr_schedules():
+    cos = lr_factor(ScheduleConfig("cosine", warmup_steps=10, final_factor=0.1), max_steps=110)
+    assert cos(0) == pytest.approx(0.1) and cos(9) == pytest.approx(1.0)
+    assert cos(10) == pytest.approx(1.0) and cos(60) == pytest.approx(0.55) and cos(110) == pytest.approx(0.1)
+    lin = lr_factor(ScheduleConfig("linear"), max_steps=100)
+    assert lin(50) == pytest.approx(0.5) and lin(100) == pytest.approx(0.0)
+    assert lr_factor(ScheduleConfig(), 100)(77) == 1.0
+
+
+def test_ema_average(toy_model):
+    trainer = _toy_trainer(["train.ema={players: [a], decay: 0.75}"])
+    w0 = trainer.plain["a"].weight.detach().clone()
+    trainer.train_step()
+    w1 = trainer.plain["a"].weight.detach().clone()
+    torch.testing.assert_close(trainer.ema.shadow["a"].weight, 0.75 * w0 + 0.25 * w1)
+
+
+def test_schedule_validation_names_the_problem(toy_model):
+    model = create_model("_toy")
+    with pytest.raises(ConfigError, match=r"optim\.a: phase 'fit' needs this optimizer"):
+        validate_schedule(model, {}, model.phases())
+    with pytest.raises(ConfigError, match=r"unknown player 'b'"):
+        validate_schedule(model, {"a": OptimizerConfig(players=["a", "b"])}, model.phases())
+    with pytest.raises(ConfigError, match=r"players a are in no optimizer"):
+        validate_schedule(model, {"a": OptimizerConfig(players=[])}, model.phases())
+
+
+# ---- the data stream -----------------------------------------------------------------------------------------------
+def test_stream_epochs_cover_data_once_and_shards_are_disjoint():
+    data = RandomImages(40, (1, 2, 2))
+    index_of = {bytes(data.data[i].flatten().tolist()): i for i in range(40)}
+    seen = []
+    for rank in range(2):
+        stream = BatchStream(data, 5, seed=3, rank=rank, world_size=2)
+        for _ in range(4):  # 20 examples per shard = 4 batches = one epoch
+            batch = ((stream.next() + 1) * 127.5).round().to(torch.uint8)
+            seen += [index_of[bytes(x.flatten().tolist())] for x in batch]
+    assert sorted(seen) == list(range(40))
+
+
+def test_stream_resume_and_normalisation():
+    data = RandomImages(30, (1, 2, 2))
+    a = BatchStream(data, 4, seed=1)
+    batches = [a.next() for _ in range(10)]  # crosses epochs (7 batches each)
+    assert batches[0].min() >= -1 and batches[0].max() <= 1
+    b = BatchStream(data, 4, seed=1)
+    for _ in range(6):
+        b.next()
+    c = BatchStream(data, 4, seed=1, on_device="never")  # streamed through a DataLoader
+    c.load_state_dict(b.state_dict())
+    for i in range(6, 10):
+        assert torch.equal(c.next(), batches[i])
+    levels = to_model_range(torch.tensor([0, 51, 255], dtype=torch.uint8))
+    torch.testing.assert_close(levels, torch.tensor([-1.0, -0.6, 1.0]))
+    vectors = torch.tensor([[0.25, -3.0]])
+    assert torch.equal(to_model_range(vectors), vectors)  # float (toy) data passes through

@@ -1,0 +1,11 @@
+"""zoo: a PyTorch model zoo of VAE-GAN hybrid generative models.
+
+Public API: `create_model`, `list_models`, `load_recipe`, `load_checkpoint`, `Trainer`.
+"""
+from zoo.config import ConfigError, load_recipe
+from zoo.models.base import create_model
+from zoo.registry import list_models
+from zoo.training import Trainer, load_checkpoint
+
+__version__ = "0.1.0"
+__all__ = ["ConfigError", "Trainer", "create_model", "list_models", "load_checkpoint", "load_recipe"]

@@ -1,0 +1,298 @@
+"""Strict dataclass configs: YAML / dict <-> dataclasses, typed CLI overrides, recipe sections.
+
+Every error names the dotted key, the value seen and what is allowed, because a typo in a recipe must never be
+silently ignored (it would train a different model than the one written down).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A recipe or override that does not fit the config schema."""
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Generic dataclass <-> dict conversion
+# --------------------------------------------------------------------------------------------------------------------
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is not None:
+        return f"{getattr(origin, '__name__', origin)}[{', '.join(_type_name(a) for a in typing.get_args(tp))}]"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _fail(path: str, value: Any, tp: Any) -> ConfigError:
+    return ConfigError(f"{path or '<root>'}: got {value!r} ({type(value).__name__}), expected {_type_name(tp)}")
+
+
+def convert(value: Any, tp: Any, path: str) -> Any:
+    """Check `value` against the type annotation `tp` and convert containers; raise ConfigError on mismatch."""
+    if tp is Any:
+        return value
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return convert(value, arg, path)
+            except ConfigError as err:
+                errors.append(err)
+        raise _fail(path, value, tp)
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"{path}: got {value!r}, allowed values: {', '.join(map(repr, args))}")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise _fail(path, value, tp)
+        return from_dict(tp, value, path)
+    if origin in (list, tuple) or tp in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise _fail(path, value, tp)
+        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(value) != len(args):
+                raise ConfigError(f"{path}: got {value!r} with {len(value)} items, expected {len(args)} ({_type_name(tp)})")
+            return tuple(convert(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        item = args[0] if args else Any
+        items = [convert(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if (origin is tuple or tp is tuple) else items
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise _fail(path, value, tp)
+        key_t, val_t = args if args else (Any, Any)
+        return {convert(k, key_t, path): convert(v, val_t, f"{path}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise _fail(path, value, tp)
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _fail(path, value, tp)
+    if tp in (str, bool):
+        if isinstance(value, tp):
+            return value
+        raise _fail(path, value, tp)
+    if isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        raise _fail(path, value, tp)
+    raise ConfigError(f"{path}: unsupported annotation {tp!r}")
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
+
+
+def from_dict(cls: type, data: Mapping[str, Any], path: str = "") -> Any:
+    """Build dataclass `cls` from `data`, strictly: unknown keys and wrong types raise ConfigError."""
+    if not isinstance(data, Mapping):
+        raise _fail(path, data, cls)
+    types_ = field_types(cls)
+    for key in data:
+        if key not in types_:
+            close = difflib.get_close_matches(str(key), types_, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            dotted = f"{path}.{key}" if path else str(key)
+            raise ConfigError(f"{dotted}: unknown key{hint}; allowed keys: {', '.join(types_)}")
+    kwargs = {k: convert(v, types_[k], f"{path}.{k}" if path else k) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as err:  # missing required fields
+        raise ConfigError(f"{path or cls.__name__}: {err}") from None
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclasses -> plain dicts / lists (tuples become lists so the result is YAML- and JSON-safe)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {k: to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Overrides: "train.max_steps=20" -> nested dict update, value typed by YAML
+# --------------------------------------------------------------------------------------------------------------------
+def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `key.sub=value` overrides to a nested dict (in place, returned). Values are parsed as YAML scalars,
+    so `lr=1e-4` is a float and `betas=[0.5,0.9]` a list; the schema check afterwards rejects wrong types."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.max_steps=20")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        # YAML reads "1e-4" as a string (no dot); users mean a number.
+        if isinstance(value, str):
+            try:
+                value = float(value) if any(c in value for c in "eE.") else value
+            except ValueError:
+                pass
+        node = tree
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {'.'.join(parts[: i + 1])} is {child!r}, not a section")
+            node = child
+        node[parts[-1]] = value
+    return tree
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Recipe sections
+# --------------------------------------------------------------------------------------------------------------------
+@dataclass
+class DataConfig:
+    """Which dataset, where it lives and how batches are drawn."""
+
+    name: str = "mnist"
+    root: str | None = None  # else env ZOO_DATA, else the user cache dir
+    split: str = "train"
+    batch_size: int = 64
+    options: dict[str, Any] = field(default_factory=dict)  # dataset-specific keyword options (image_size, seed, ...)
+    on_device: Literal["auto", "always", "never"] = "auto"  # hold the split as one uint8 tensor on the device
+    num_workers: int = 0  # DataLoader workers when the split is streamed from disk
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule: multiplier on the base lr as a function of the optimizer's step."""
+
+    name: Literal["constant", "linear", "cosine"] = "constant"
+    warmup_steps: int = 0
+    final_factor: float = 0.0  # lr multiplier at train.max_steps for linear / cosine decay
+
+
+@dataclass
+class OptimizerConfig:
+    """One optimizer over a set of players. Phases refer to it by its key in `optim`."""
+
+    players: list[str] = field(default_factory=list)
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.9)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    grad_clip: float | None = None  # max global grad norm over this optimizer's parameters
+    accumulation: int = 1  # micro-batches per phase step; the batch is split, gradients summed, one step
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+
+@dataclass
+class EMAConfig:
+    players: list[str] = field(default_factory=list)
+    decay: float = 0.999
+    start_step: int = 0  # copy the weights until this step, average afterwards
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 1000
+    seed: int = 0
+    # auto: bf16 autocast on GPU, fp32 on CPU. fp16 is not offered: it needs one GradScaler per optimizer.
+    mixed_precision: Literal["auto", "no", "bf16"] = "auto"
+    log_every: int = 50
+    sample_every: int = 1000  # 0 disables sample grids
+    n_samples: int = 64  # images per sample grid
+    checkpoint_every: int = 1000  # 0: only at the end
+    keep_last: int = 3
+    ema: EMAConfig | None = None
+    progress: bool = True
+    tensorboard: bool = True
+
+
+@dataclass
+class EvalConfig:
+    metrics: list[str] = field(default_factory=list)
+    n_samples: int = 10000
+    batch_size: int = 256
+    split: str = "test"
+
+
+@dataclass
+class Recipe:
+    """A whole run. `model` and `optim` stay plain mappings here; they are validated against the chosen model's
+    config dataclass and default optimizers by `resolve_recipe`."""
+
+    model: dict[str, Any]
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: dict[str, OptimizerConfig] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe {str(path)!r} does not exist; recipes live in recipes/*.yaml")
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"recipe {str(path)!r} is not valid YAML: {err}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"recipe {str(path)!r}: expected a mapping with sections model, data, optim, train, eval")
+    return tree
+
+
+def load_recipe(source: str | os.PathLike | Mapping[str, Any], overrides: list[str] | None = None) -> Recipe:
+    """Read a recipe (YAML path or mapping), apply overrides and validate every section, the model's included.
+
+    The model section must name a registered model (`model.name`); its other keys are checked against that model's
+    config dataclass, and `optim` entries are merged over the model's default optimizers.
+    """
+    from zoo.models.base import resolve_model_section  # late: models import config
+
+    tree = dict(source) if isinstance(source, Mapping) else read_yaml(source)
+    tree = apply_overrides(_deep_copy(tree), overrides or [])
+    if "model" not in tree or not isinstance(tree["model"], Mapping) or "name" not in tree["model"]:
+        raise ConfigError("model.name: missing; a recipe must say which registered model to build")
+    model_cls, model_cfg = resolve_model_section(tree["model"])
+    optim_tree = _merge(to_dict(model_cls.default_optim(model_cfg)), tree.get("optim") or {})
+    recipe = from_dict(Recipe, {**tree, "model": {"name": tree["model"]["name"], **to_dict(model_cfg)},
+                                "optim": optim_tree})
+    return recipe
+
+
+def _deep_copy(tree: Any) -> Any:
+    if isinstance(tree, Mapping):
+        return {k: _deep_copy(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_deep_copy(v) for v in tree]
+    return tree
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def save_recipe(recipe: Recipe, path: str | os.PathLike) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))

@@ -1,0 +1,1 @@
+"""Losses: adversarial objectives, penalties, likelihoods and divergences, each a pure function."""

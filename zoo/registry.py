@@ -1,0 +1,96 @@
+"""One small generic registry: models, backbones, datasets and metrics are all looked up by name."""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from typing import Any, Callable, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownNameError(KeyError):
+    """A name that is not registered; the message lists what is."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
+
+
+class Registry:
+    """Maps names to objects (classes or factories) of one kind.
+
+    Args:
+        kind: what is registered ("model", "backbone", ...), used in error messages.
+    """
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Any] = {}
+
+    def register(self, name: str, obj: T | None = None) -> Callable[[T], T] | T:
+        """Register `obj` under `name`; without `obj`, returns a decorator."""
+
+        def add(target: T) -> T:
+            if name in self._entries and self._entries[name] is not target:
+                raise ValueError(f"{self.kind} {name!r} is already registered to {self._entries[name]!r}")
+            self._entries[name] = target
+            return target
+
+        return add if obj is None else add(obj)
+
+    def get(self, name: str) -> Any:
+        if name not in self._entries:
+            close = difflib.get_close_matches(name, self._entries, n=3)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r}.{hint} Registered {self.kind}s: {', '.join(self.names()) or '(none)'}"
+            )
+        return self._entries[name]
+
+    def names(self, pattern: str | None = None) -> list[str]:
+        """Sorted registered names, optionally filtered by a shell-style pattern such as ``"vae*"``."""
+        names = sorted(self._entries)
+        return names if pattern is None else [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+MODELS = Registry("model")
+BACKBONES = Registry("backbone")
+DATASETS = Registry("dataset")
+METRICS = Registry("metric")
+
+
+def register_model(name: str):
+    """Class decorator registering a `GenerativeModel` subclass under `name`."""
+    return MODELS.register(name)
+
+
+def register_backbone(name: str):
+    return BACKBONES.register(name)
+
+
+def register_dataset(name: str):
+    return DATASETS.register(name)
+
+
+def register_metric(name: str):
+    return METRICS.register(name)
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    _import_all()
+    return MODELS.names(pattern)
+
+
+def _import_all() -> None:
+    """Import the subpackages whose modules register themselves on import."""
+    import zoo.data  # noqa: F401
+    import zoo.models  # noqa: F401
+    import zoo.nn  # noqa: F401

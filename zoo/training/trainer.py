@@ -1,0 +1,370 @@
+"""The one generic trainer: runs any model's phases under HuggingFace Accelerate. It names no model.
+
+Per phase: zero_grad -> requires_grad on for that optimizer's players only -> forward + loss under autocast ->
+backward (micro-batches when accumulating, gradient sync on the last only) -> optional clip -> step.
+See docs/training.md for the semantics.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import yaml
+from accelerate import Accelerator
+from torch import Tensor, nn
+
+from zoo.config import ConfigError, OptimizerConfig, Recipe, ScheduleConfig, to_dict
+from zoo.data.stream import BatchStream
+from zoo.models.base import GenerativeModel, Phase, PhaseOutput
+from zoo.training.checkpoint import (load_state_into_players, read_trainer_state, read_weights, resolve_checkpoint,
+                                     write_checkpoint)
+from zoo.training.ema import EMA
+from zoo.training.logging import RunLogger, interleave, save_grid
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A phase produced a NaN/inf loss; the run stops and its last good checkpoint stays intact."""
+
+
+def validate_schedule(model: GenerativeModel, optim: dict[str, OptimizerConfig], phases: tuple[Phase, ...]) -> None:
+    """Phases, optimizers and players must fit together: every phase's optimizer exists, every optimizer is used,
+    optimizers name existing players, no player is in two optimizers and every trainable player is in one."""
+    players = set(model.players.keys())
+    for phase in phases:
+        if phase.optimizer not in optim:
+            raise ConfigError(f"optim.{phase.optimizer}: phase {phase.name!r} needs this optimizer; "
+                              f"defined optimizers: {', '.join(optim) or '(none)'}")
+        if phase.repeats < 1 or phase.every < 1:
+            raise ConfigError(f"phase {phase.name!r}: repeats and every must be >= 1, got {phase}")
+    owner: dict[str, str] = {}
+    for key, cfg in optim.items():
+        if key not in {p.optimizer for p in phases}:
+            raise ConfigError(f"optim.{key}: no phase uses this optimizer; the model's phases use "
+                              f"{', '.join(sorted({p.optimizer for p in phases}))}")
+        for player in cfg.players:
+            if player not in players:
+                raise ConfigError(f"optim.{key}.players: unknown player {player!r}; players: {', '.join(players)}")
+            if player in owner:
+                raise ConfigError(f"optim.{key}.players: {player!r} is already trained by optim.{owner[player]}")
+            owner[player] = key
+        if cfg.accumulation < 1:
+            raise ConfigError(f"optim.{key}.accumulation: got {cfg.accumulation}, expected >= 1")
+    orphans = [n for n in players if n not in owner and any(p.requires_grad for p in model.players[n].parameters())]
+    if orphans:
+        raise ConfigError(f"players {', '.join(orphans)} are in no optimizer's players list; add them to optim")
+
+
+def lr_factor(schedule: ScheduleConfig, max_steps: int):
+    """Multiplier of the base learning rate as a function of the global step."""
+
+    def factor(step: int) -> float:
+        if step < schedule.warmup_steps:
+            return (step + 1) / schedule.warmup_steps
+        if schedule.name == "constant":
+            return 1.0
+        t = min(1.0, (step - schedule.warmup_steps) / max(1, max_steps - schedule.warmup_steps))
+        shape = 1.0 - t if schedule.name == "linear" else 0.5 * (1.0 + math.cos(math.pi * t))
+        return schedule.final_factor + (1.0 - schedule.final_factor) * shape
+
+    return factor
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The RNG seed of one training step on one process. Reseeding per step makes a resumed run draw exactly the
+    noise the uninterrupted run drew, and gives each process its own noise."""
+    return (seed * 1_000_003 + step * 65_537 + rank * 7_919) % (2**63 - 1)
+
+
+class Trainer:
+    """Trains `model` as `recipe` says, writing logs, samples and checkpoints under `out_dir` (main process only).
+
+    Args:
+        model: any registered model.
+        recipe: the resolved recipe (`zoo.load_recipe`).
+        out_dir: run directory; None keeps nothing on disk (tests, benchmarks).
+        dataset: training split; default loads `recipe.data`.
+        accelerator: reuse one; default `Accelerator()` (CPU or GPU as launched).
+    """
+
+    def __init__(self, model: GenerativeModel, recipe: Recipe, out_dir: str | Path | None = None, *,
+                 dataset: Any = None, accelerator: Accelerator | None = None):
+        self.recipe, self.model = recipe, model
+        self.accelerator = accelerator or Accelerator(mixed_precision="no", gradient_accumulation_steps=1)
+        self.device = self.accelerator.device
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.is_main = self.accelerator.is_main_process
+        self.phases = model.phases()
+        validate_schedule(model, recipe.optim, self.phases)
+        self.autocast_dtype = _resolve_precision(recipe.train.mixed_precision, self.device)
+        model.to(self.device).train()
+
+        self.players_of = {k: list(cfg.players) for k, cfg in recipe.optim.items()}
+        self.optimizers = {k: torch.optim.Adam([p for n in cfg.players for p in model.players[n].parameters()],
+                                               lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+                           for k, cfg in recipe.optim.items()}
+        self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(recipe.optim[k].schedule,
+                                                                                recipe.train.max_steps))
+                           for k, opt in self.optimizers.items()}
+        self.plain = {name: player for name, player in model.players.items()}  # unwrapped, for saving and sampling
+        for name, player in self.plain.items():  # each player separately: never one G+D container under DDP
+            if any(True for _ in player.parameters()):
+                model.players[name] = self.accelerator.prepare_model(player)
+        self.distributed = self.accelerator.num_processes > 1
+        ema_cfg = recipe.train.ema
+        self.ema = EMA({n: self.plain[n] for n in ema_cfg.players}, ema_cfg.decay, ema_cfg.start_step) if ema_cfg \
+            else None
+
+        if dataset is None:
+            from zoo.data import load_dataset
+            dataset = load_dataset(recipe.data.name, recipe.data.split, recipe.data.root, **recipe.data.options)
+        self.dataset = dataset
+        self.stream = BatchStream(dataset, recipe.data.batch_size, seed=recipe.train.seed, device=self.device,
+                                  rank=self.accelerator.process_index, world_size=self.accelerator.num_processes,
+                                  on_device=recipe.data.on_device, num_workers=recipe.data.num_workers)
+        self.step = 0
+        self._trainable: frozenset[str] | None = None
+        self._running: dict[str, Tensor] = {}
+        self._counts: dict[str, int] = {}
+        self._stop_requested = False
+        # CPU: .item() costs no device sync, so every loss is checked before its optimizer step. Accelerators: the
+        # check runs at logging steps so the step loop never waits on the device.
+        self._check_every_phase = self.device.type == "cpu"
+        self.logger = RunLogger(self.out_dir, recipe.train.tensorboard) if (self.out_dir and self.is_main) else None
+        if self.out_dir is not None and self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.yaml").write_text(self.config_yaml)
+
+    @property
+    def config_yaml(self) -> str:
+        return yaml.safe_dump(to_dict(self.recipe), sort_keys=False)
+
+    # ---- one phase ------------------------------------------------------------------------------------------------
+    def _set_trainable(self, optimizer: str) -> None:
+        wanted = frozenset(self.players_of[optimizer])
+        if wanted == self._trainable:
+            return
+        for name, player in self.plain.items():
+            player.requires_grad_(name in wanted)
+        self._trainable = wanted
+
+    @contextlib.contextmanager
+    def _sync(self, trained: list[str], sync: bool) -> Iterator[None]:
+        """DDP: players a phase does not train run without gradient sync; trained ones sync on the last
+        micro-batch only."""
+        if not self.distributed:
+            yield
+            return
+        with contextlib.ExitStack() as stack:
+            for name, player in self.model.players.items():
+                if hasattr(player, "no_sync") and (not sync or name not in trained):
+                    stack.enter_context(player.no_sync())
+            yield
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    def run_phase(self, phase: Phase, batch: Tensor, step: int) -> PhaseOutput:
+        """One optimizer update of `phase` on `batch` (split into micro-batches when accumulating)."""
+        cfg = self.recipe.optim[phase.optimizer]
+        optimizer = self.optimizers[phase.optimizer]
+        self._set_trainable(phase.optimizer)
+        optimizer.zero_grad(set_to_none=True)
+        chunks = batch.chunk(cfg.accumulation) if cfg.accumulation > 1 else (batch,)
+        for i, chunk in enumerate(chunks):
+            with self._sync(self.players_of[phase.optimizer], sync=i == len(chunks) - 1), self._autocast():
+                out = self.model.phase_loss(phase.name, chunk, step)
+            if self._check_every_phase and not math.isfinite(out.loss.item()):
+                raise NonFiniteLossError(f"non-finite loss {out.loss.item()} in phase {phase.name!r} at step {step}; "
+                                         f"the run stopped and its last checkpoint is intact (try a lower optim."
+                                         f"{phase.optimizer}.lr or optim.{phase.optimizer}.grad_clip)")
+            self.accelerator.backward(out.loss / len(chunks) if len(chunks) > 1 else out.loss)
+        if cfg.grad_clip is not None:
+            params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        optimizer.step()
+        return out
+
+    # ---- the loop -------------------------------------------------------------------------------------------------
+    def train_step(self) -> None:
+        """All phases of one global step."""
+        step = self.step
+        torch.manual_seed(step_seed(self.recipe.train.seed, step, self.accelerator.process_index))
+        for phase in self.phases:
+            if step % phase.every:
+                continue
+            for _ in range(phase.repeats):
+                out = self.run_phase(phase, self.stream.next(), step)
+                self._record(phase.name, out)
+        if self.ema is not None:
+            self.ema.update(self.plain, step)
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+        self.step += 1
+
+    def _record(self, phase: str, out: PhaseOutput) -> None:
+        for key, value in {"loss": out.loss, **out.logs}.items():
+            name = f"{phase}/{key}"
+            value = value.detach().float()
+            self._running[name] = self._running[name] + value if name in self._running else value
+            self._counts[name] = self._counts.get(name, 0) + 1
+
+    def _flush_logs(self) -> dict[str, float]:
+        scalars = {k: (v / self._counts[k]).item() for k, v in self._running.items()}
+        self._running, self._counts = {}, {}
+        bad = [k for k, v in scalars.items() if k.endswith("/loss") and not math.isfinite(v)]
+        if bad:
+            raise NonFiniteLossError(f"non-finite loss in phase {bad[0].split('/')[0]!r} at or before step "
+                                     f"{self.step - 1} (checked every train.log_every={self.recipe.train.log_every} "
+                                     f"steps; set it to 1 to pinpoint); the last checkpoint is intact")
+        for key, scheduler in self.schedulers.items():
+            scalars[f"lr/{key}"] = scheduler.get_last_lr()[0]
+        return scalars
+
+    def train(self) -> dict[str, float]:
+        """Run until `train.max_steps` (or a stop signal); returns the last logged scalars."""
+        cfg = self.recipe.train
+        last: dict[str, float] = {}
+        bar = None
+        if cfg.progress and self.is_main:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", dynamic_ncols=True)
+        previous = {s: signal.signal(s, self._request_stop) for s in (signal.SIGTERM, signal.SIGINT)} \
+            if _in_main_thread() else {}
+        try:
+            while self.step < cfg.max_steps:
+                self.train_step()
+                if bar is not None:
+                    bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                    last = self._flush_logs()
+                    if self.logger is not None:
+                        self.logger.log(self.step, last)
+                    if bar is not None:
+                        bar.set_postfix({k.replace("/loss", ""): f"{v:.3g}" for k, v in last.items()
+                                         if k.endswith("/loss")}, refresh=False)
+                if cfg.sample_every and self.step % cfg.sample_every == 0:
+                    self.write_samples()
+                if self._should_stop():
+                    break
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+            if self._running:
+                last = self._flush_logs()  # also the final non-finite check before the last save
+            self.save_checkpoint()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            if bar is not None:
+                bar.close()
+            if self.logger is not None:
+                self.logger.close()
+        return last
+
+    def _request_stop(self, signum: int, frame: Any) -> None:
+        if self._stop_requested:  # second signal: the user insists
+            raise KeyboardInterrupt
+        self._stop_requested = True
+        if self.is_main:
+            print(f"\nzoo: received signal {signum}; saving a checkpoint at the end of step {self.step} and exiting",
+                  flush=True)
+
+    def _should_stop(self) -> bool:
+        if not self.distributed:
+            return self._stop_requested
+        if self.step % self.recipe.train.log_every:  # agree across processes only at logging steps
+            return False
+        flag = torch.tensor([float(self._stop_requested)], device=self.device)
+        return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
+
+    # ---- samples and checkpoints ----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def unwrapped(self, ema: bool = True) -> Iterator[GenerativeModel]:
+        """The model with plain (not DDP-wrapped) players, EMA copies where kept, in eval mode."""
+        wrapped = dict(self.model.players.items())
+        swap = {**self.plain, **(self.ema.shadow if (ema and self.ema) else {})}
+        modes = {name: m.training for name, m in swap.items()}
+        for name, module in swap.items():
+            self.model.players[name] = module.eval()
+        try:
+            yield self.model
+        finally:
+            for name, module in wrapped.items():
+                self.model.players[name] = module
+            for name, module in swap.items():
+                module.train(modes[name])
+
+    @torch.no_grad()
+    def write_samples(self) -> None:
+        if self.out_dir is None or not self.is_main:
+            return
+        n = self.recipe.train.n_samples
+        generator = torch.Generator(device=self.device).manual_seed(self.recipe.train.seed)
+        with self.unwrapped() as model:
+            samples = model.sample(n, generator=generator)
+            if samples.dim() == 4:
+                save_grid(samples, self.out_dir / "samples" / f"step_{self.step:08d}.png")
+            if model.has_encoder and samples.dim() == 4:
+                x = torch.stack([self.dataset[i] for i in range(min(n // 2, len(self.dataset)))]).to(self.device)
+                from zoo.data.stream import to_model_range
+                x = to_model_range(x)
+                save_grid(interleave(x, model.reconstruct(x)), self.out_dir / "reconstructions" /
+                          f"step_{self.step:08d}.png", nrow=2 * max(1, int(math.sqrt(x.shape[0] / 2))))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "data": self.stream.state_dict(),
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "world_size": self.accelerator.num_processes,
+        }
+
+    def weights(self) -> dict[str, Tensor]:
+        return {f"players.{n}.{k}": v for n, m in self.plain.items() for k, v in m.state_dict().items()}
+
+    def save_checkpoint(self) -> Path | None:
+        if self.out_dir is None or not self.is_main:
+            return None
+        return write_checkpoint(self.out_dir, self.step, weights=self.weights(), trainer_state=self.state_dict(),
+                                config_yaml=self.config_yaml, ema=self.ema.state_dict() if self.ema else None,
+                                keep_last=self.recipe.train.keep_last)
+
+    def resume(self, path: str | Path) -> Path:
+        """Continue from a checkpoint (or a run directory's latest): weights, optimizers, schedulers, EMA, data
+        position, step and RNG."""
+        ckpt = resolve_checkpoint(path)
+        load_state_into_players(self.plain, read_weights(ckpt), str(ckpt))
+        state = read_trainer_state(ckpt)
+        for key, opt in self.optimizers.items():
+            if key not in state["optimizers"]:
+                raise ConfigError(f"{ckpt}: has no state for optimizer {key!r} (it has "
+                                  f"{', '.join(state['optimizers'])}); was the recipe's optim section changed?")
+            opt.load_state_dict(state["optimizers"][key])
+            self.schedulers[key].load_state_dict(state["schedulers"][key])
+        if self.ema is not None:
+            self.ema.load_state_dict({k: v for k, v in read_weights(ckpt, ema=True).items()})
+        self.stream.load_state_dict(state["data"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.step = int(state["step"])
+        return ckpt
+
+
+def _resolve_precision(setting: str, device: torch.device) -> torch.dtype | None:
+    if setting == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return {"no": None, "bf16": torch.bfloat16}[setting]
+
+
+def _in_main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
