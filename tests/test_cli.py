@@ -90,7 +90,9 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, shared_data):
 def test_two_process_cpu_run(tmp_path, shared_data):
     out = tmp_path / "ddp"
     env = {**os.environ, "ZOO_DATA": str(shared_data), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines",
+    # accelerate's `--cpu --num_processes 2` starts one process unless an MPI hostfile is configured; the torchrun
+    # launcher (--multi_gpu) starts two, which the trainer turns into a gloo CPU job when there is no CUDA.
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
            "1", "--mixed_precision", "no", "--dynamo_backend", "no", TRAIN, "recipes/tiny_dcgan.yaml", "--out",
            str(out), "train.max_steps=6", "train.checkpoint_every=3", "train.log_every=3", "train.progress=false"]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -100,5 +102,6 @@ def test_two_process_cpu_run(tmp_path, shared_data):
     assert not list((out / "checkpoints").glob(".tmp-*"))
     assert [r["step"] for r in read_metrics(out)] == [3, 6]  # one writer: each step logged once
     state = torch.load(out / "checkpoints" / "step_00000006" / "trainer_state.pt", weights_only=True)
-    assert state["world_size"] == 2 and state["data"]["position"] == 12  # 2 batches per step from each shard
+    # each process draws 2 batches per step from its shard of 256 examples (8 batches of 32 per epoch)
+    assert state["world_size"] == 2 and state["data"]["epoch"] * 8 + state["data"]["position"] == 12
     assert all(torch.isfinite(p).all() for p in load_checkpoint(out).model.parameters())

@@ -24,7 +24,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("overrides", nargs="*", help="typed overrides KEY=VALUE, e.g. train.max_steps=20")
     parser.add_argument("--out", help="run directory (default: runs/<recipe name>)")
     parser.add_argument("--resume", help="'auto' (latest checkpoint in --out, if any) or a checkpoint / run path")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # overrides may come before or after the options
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 from pathlib import Path
 from typing import Any, Iterator
@@ -93,7 +94,7 @@ class Trainer:
     def __init__(self, model: GenerativeModel, recipe: Recipe, out_dir: str | Path | None = None, *,
                  dataset: Any = None, accelerator: Accelerator | None = None):
         self.recipe, self.model = recipe, model
-        self.accelerator = accelerator or Accelerator(mixed_precision="no", gradient_accumulation_steps=1)
+        self.accelerator = accelerator or default_accelerator()
         self.device = self.accelerator.device
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.is_main = self.accelerator.is_main_process
@@ -357,6 +358,13 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.step = int(state["step"])
         return ckpt
+
+
+def default_accelerator() -> Accelerator:
+    """Accelerate as launched. Several processes without CUDA (`accelerate launch --multi_gpu --num_processes 2` on a
+    CPU machine) become a gloo CPU job; autocast is ours (see `run_phase`), so Accelerate's is off."""
+    cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return Accelerator(cpu=cpu, mixed_precision="no", gradient_accumulation_steps=1)
 
 
 def _resolve_precision(setting: str, device: torch.device) -> torch.dtype | None:

@@ -1,0 +1,324 @@
+"""Backbones: shapes, interfaces, paper sizes and parameter counts, norm semantics, noise injection."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import zoo.nn  # noqa: F401  (registers the backbones)
+from zoo.nn.layers import InjectNoise, dcgan_init_, make_norm, make_output_activation, param_count
+from zoo.registry import BACKBONES
+
+# every image family, the sizes it supports (all tested), a tiny width, and one unsupported size
+IMAGE_FAMILIES = {
+    "rosca_mnist": ((28,), 8, 32, "28"),
+    "dcgan": ((8, 16, 32, 64), 8, 24, "powers of two >= 8"),
+    "resnet": ((16, 32, 64), 8, 28, "16, 32, 64"),
+    "ijae": ((16, 32, 64), 8, 28, "16, 32, 64"),
+    "jsg": ((32, 64), 8, 28, "32, 64"),
+}
+CASES = [(fam, size) for fam, (sizes, *_) in IMAGE_FAMILIES.items() for size in sizes]
+EXTRA_NAMES = {"ijae.pair_discriminator", "ijae.joint_discriminator", "mlp.code_discriminator", "mlp.discriminator",
+               "mlp.generator", "mlp.encoder"}
+B, LATENT, CH = 3, 6, 3
+
+
+def build(name: str, *args, **kwargs) -> nn.Module:
+    return BACKBONES.get(name)(*args, **kwargs)
+
+
+def conv_output_shapes(model: nn.Module, x: torch.Tensor, kinds=(nn.Conv2d, nn.ConvTranspose2d)) -> list[tuple]:
+    """(C, H, W) of the output of every module of the given kinds, in call order."""
+    shapes: list[tuple] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: shapes.append(tuple(out.shape[1:])))
+             for m in model.modules() if isinstance(m, kinds)]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return shapes
+
+
+def test_registered_names_are_all_covered_here():
+    expected = {f"{fam}.{kind}" for fam in IMAGE_FAMILIES for kind in ("generator", "discriminator", "encoder")}
+    assert set(BACKBONES.names()) == expected | EXTRA_NAMES
+
+
+# --------------------------------------------------------------------------------------- uniform interface, all sizes
+@pytest.mark.parametrize("family,size", CASES)
+def test_generator_shape_and_output_activation(family, size):
+    width = IMAGE_FAMILIES[family][1]
+    z = torch.randn(B, LATENT)
+    outs = {}
+    for act in ("tanh", "sigmoid", None):
+        torch.manual_seed(0)  # same weights for the three builds: only the final activation differs
+        g = build(f"{family}.generator", LATENT, CH, size, width, output_activation=act).eval()
+        with torch.no_grad():
+            outs[act] = g(z)
+    raw = outs[None]
+    assert raw.shape == (B, CH, size, size) and torch.isfinite(raw).all()
+    torch.testing.assert_close(outs["tanh"], torch.tanh(raw))
+    torch.testing.assert_close(outs["sigmoid"], torch.sigmoid(raw))
+
+
+@pytest.mark.parametrize("family,size", CASES)
+def test_discriminator_is_head_of_features(family, size):
+    width = IMAGE_FAMILIES[family][1]
+    d = build(f"{family}.discriminator", CH, size, width).eval()
+    x = torch.randn(B, CH, size, size)
+    torch.manual_seed(1)  # the IJAE discriminators draw noise: replay the same draws for both paths
+    out = d(x)
+    torch.manual_seed(1)
+    feats = d.features(x)
+    assert out.shape == (B,) and torch.isfinite(out).all()
+    assert isinstance(d.feature_dim, int) and feats.shape == (B, d.feature_dim)
+    torch.testing.assert_close(out, d.head(feats).squeeze(-1))
+
+
+@pytest.mark.parametrize("family,size", CASES)
+def test_encoder_shape_and_unbounded_output(family, size):
+    width = IMAGE_FAMILIES[family][1]
+    e = build(f"{family}.encoder", 2 * LATENT, CH, size, width)
+    out = e(torch.randn(8, CH, size, size))
+    assert out.shape == (8, 2 * LATENT) and torch.isfinite(out).all()
+    # nothing after the last layer: a ReLU / sigmoid would leave no negative values, a tanh nothing beyond +-1
+    assert (out < 0).any()
+    last = [m for m in e.modules() if not list(m.children())][-1]
+    assert isinstance(last, (nn.Linear, nn.Flatten))
+
+
+@pytest.mark.parametrize("family", IMAGE_FAMILIES)
+@pytest.mark.parametrize("kind", ["generator", "discriminator", "encoder"])
+def test_unsupported_image_size_names_supported(family, kind):
+    _, width, bad, supported = IMAGE_FAMILIES[family]
+    args = {"generator": (LATENT, CH, bad, width), "discriminator": (CH, bad, width),
+            "encoder": (LATENT, CH, bad, width)}[kind]
+    with pytest.raises(ValueError, match=f"unsupported image_size {bad}; supported sizes: {supported}"):
+        build(f"{family}.{kind}", *args)
+
+
+def test_bad_arguments_teach():
+    with pytest.raises(ValueError, match="choose one of 'batch', 'layer', 'none'"):
+        build("dcgan.discriminator", CH, 32, 8, norm="instance")
+    with pytest.raises(ValueError, match="output_activation"):
+        make_output_activation("relu")
+    with pytest.raises(ValueError, match="multiple of 8"):
+        build("rosca_mnist.discriminator", CH, 28, 12)
+    with pytest.raises(ValueError, match="keep-probability"):
+        build("rosca_mnist.discriminator", CH, 28, 64, dropout=1.0)
+
+
+# -------------------------------------------------------------------------------------- Rosca App. K, Tables 4 and 5
+def test_rosca_table5_generator_sizes_and_count():
+    latent = 10
+    g = build("rosca_mnist.generator", latent, 3, 28, 64).eval()
+    assert conv_output_shapes(g, torch.randn(2, latent), (nn.ConvTranspose2d,)) == [(64, 14, 14), (32, 14, 14),
+                                                                                    (3, 28, 28)]
+    assert g.net[0].out_features == 3136 == 64 * 7 * 7
+    expected = (
+        latent * 3136  # Linear (no bias: BatchNorm follows)
+        + 2 * 64  # BatchNorm of the 64 x 7 x 7 map
+        + 64 * 64 * 25 + 2 * 64  # TransposedConv 5x5 s2 -> 64, BatchNorm
+        + 64 * 32 * 25 + 2 * 32  # TransposedConv 5x5 s1 -> 32, BatchNorm
+        + 32 * 3 * 25 + 3  # TransposedConv 5x5 s2 -> 3, with bias
+    )
+    assert param_count(g) == expected
+
+
+def test_rosca_table4_discriminator_sizes_count_and_dropout():
+    d = build("rosca_mnist.discriminator", 3, 28, 64).eval()
+    assert conv_output_shapes(d, torch.randn(2, 3, 28, 28)) == [(8, 14, 14), (16, 14, 14), (32, 7, 7), (64, 7, 7),
+                                                                (64, 4, 4)]
+    expected = (
+        3 * 8 * 25 + 8  # first conv: bias, no norm
+        + 8 * 16 * 25 + 2 * 16  # each further conv: no bias, BatchNorm
+        + 16 * 32 * 25 + 2 * 32
+        + 32 * 64 * 25 + 2 * 64
+        + 64 * 64 * 25 + 2 * 64
+        + 64 * 4 * 4 + 1  # Linear adv, one logit
+    )
+    assert param_count(d) == expected and d.feature_dim == 1024
+    assert not any(isinstance(m, nn.Dropout) for m in d.modules())
+    dropped = build("rosca_mnist.discriminator", 3, 28, 64, dropout=0.2)
+    assert isinstance(dropped.body[-1], nn.Dropout) and dropped.body[-1].p == 0.2
+
+
+def test_rosca_encoder_is_transposed_generator():
+    e = build("rosca_mnist.encoder", 20, 3, 28, 64).eval()
+    assert conv_output_shapes(e, torch.randn(2, 3, 28, 28)) == [(32, 14, 14), (64, 14, 14), (64, 7, 7)]
+    expected = (3 * 32 * 25 + 2 * 32) + (32 * 64 * 25 + 2 * 64) + (64 * 64 * 25 + 2 * 64) + (3136 * 20 + 20)
+    assert param_count(e) == expected
+
+
+# ------------------------------------------------------------------------------------------------------------ DCGAN
+def test_dcgan_channel_pyramid_64px():
+    g = build("dcgan.generator", 100, 3, 64, 64).eval()
+    assert conv_output_shapes(g, torch.randn(2, 100)) == [(512, 4, 4), (256, 8, 8), (128, 16, 16), (64, 32, 32),
+                                                          (3, 64, 64)]
+    d = build("dcgan.discriminator", 3, 64, 64).eval()
+    assert conv_output_shapes(d, torch.randn(2, 3, 64, 64)) == [(64, 32, 32), (128, 16, 16), (256, 8, 8), (512, 4, 4)]
+    assert d.feature_dim == 512 * 16
+    # the WGAN code has no bias anywhere (BatchNorm shifts instead); our Linear head is its final 4x4 conv
+    assert all(m.bias is None for m in d.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+
+
+def test_dcgan_init():
+    g = build("dcgan.generator", 100, 3, 64, 64)
+    w = g.net[1].weight  # ConvTranspose 100 -> 512
+    assert abs(w.std().item() - 0.02) < 0.001 and abs(w.mean().item()) < 0.001
+    bn = torch.cat([m.weight for m in g.modules() if isinstance(m, nn.BatchNorm2d)])
+    assert abs(bn.mean().item() - 1.0) < 0.005 and abs(bn.std().item() - 0.02) < 0.005
+    lin = dcgan_init_(nn.Linear(4000, 10))
+    assert abs(lin.weight.std().item() - 0.02) < 0.001 and (lin.bias == 0).all()
+
+
+# ---------------------------------------------------------------------------------------------------- norm kinds
+NORM_FAMILIES = [("rosca_mnist", 28), ("dcgan", 32), ("resnet", 32), ("ijae", 32)]
+
+
+def _disc_outputs_alone_vs_batch(d: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    kwargs = {}
+    if hasattr(d, "n_injections"):  # fixed noise so that only batch statistics could make a difference
+        kwargs["noise"] = torch.randn(x.shape[0], d.n_injections, d.noise_dim)
+    d.train()  # the gradient penalty is computed in training mode
+    with torch.no_grad():
+        together = d(x, **kwargs)
+        alone = torch.cat([d(x[i:i + 1], **{k: v[i:i + 1] for k, v in kwargs.items()}) for i in range(len(x))])
+    return together, alone
+
+
+@pytest.mark.parametrize("family,size", NORM_FAMILIES)
+def test_norm_kinds(family, size):
+    x = torch.randn(4, CH, size, size)
+    none = build(f"{family}.discriminator", CH, size, 8, norm="none")
+    assert not any(isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm, nn.LayerNorm)) for m in none.modules())
+    layer = build(f"{family}.discriminator", CH, size, 8, norm="layer")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in layer.modules())
+    assert any(isinstance(m, nn.GroupNorm) for m in layer.modules())
+    together, alone = _disc_outputs_alone_vs_batch(layer, x)
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
+    # the same check must catch BatchNorm, or it would prove nothing
+    together, alone = _disc_outputs_alone_vs_batch(build(f"{family}.discriminator", CH, size, 8, norm="batch"), x[:2])
+    assert not torch.allclose(together, alone, atol=1e-3)
+
+
+def test_make_norm_layer_is_per_sample_over_chw():
+    x = torch.randn(2, 4, 5, 5) * 3 + 1
+    y = make_norm("layer", 4)(x)
+    torch.testing.assert_close(y.mean(dim=(1, 2, 3)), torch.zeros(2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.var(dim=(1, 2, 3), unbiased=False), torch.ones(2), atol=1e-3, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------- IJAE: noise, pairs
+def test_inject_noise_is_a_per_channel_shift():
+    inj = InjectNoise(16, 5)
+    h = torch.randn(2, 5, 4, 6)
+    xi = torch.randn(2, 16)
+    shift = inj(h, xi) - h
+    torch.testing.assert_close(shift, inj.proj(xi)[:, :, None, None].expand_as(h))  # constant over H, W
+    fresh = inj(torch.zeros(2, 5, 3, 3))[:, :, 0, 0]
+    assert not torch.allclose(fresh[0], fresh[1])  # one xi per example
+    with pytest.raises(ValueError, match=r"\(B, noise_dim\) = \(2, 16\)"):
+        inj(h, torch.randn(2, 8))
+
+
+def test_ijae_encoder_noise():
+    e = build("ijae.encoder", LATENT, CH, 32, 8).eval()
+    x = torch.randn(2, CH, 32, 32)
+    noise = torch.randn(2, 3, 128)
+    torch.testing.assert_close(e(x, noise), e(x, noise))  # deterministic given the noise: E(x, xi)
+    assert not torch.allclose(e(x), e(x))  # fresh noise per call, also in eval mode
+    seen = {}
+    e.noise1.register_forward_hook(lambda m, inp, out: seen.update(shift=out - inp[0]))
+    e(x, noise)
+    shift = seen["shift"]  # (B, C, 16, 16)
+    torch.testing.assert_close(shift, shift[:, :, :1, :1].expand_as(shift))
+    torch.testing.assert_close(shift[:, :, 0, 0], e.noise1.proj(noise[:, 0]))
+    with pytest.raises(ValueError, match=r"\(B, n_injections, noise_dim\) = \(2, 3, 128\)"):
+        e(x, torch.randn(2, 2, 128))
+
+
+def test_ijae_pair_discriminator_stacks_horizontally():
+    d = build("ijae.pair_discriminator", LATENT, CH, 32, 8).eval()
+    x, y, z = torch.randn(2, CH, 32, 32), torch.randn(2, CH, 32, 32), torch.randn(2, LATENT)
+    seen = {}
+    d.body.block1.register_forward_pre_hook(lambda m, inp: seen.update(stacked=inp[0]))
+    noise = torch.randn(2, 2, 128)
+    out = d(x, y, z, noise=noise)
+    assert seen["stacked"].shape == (2, CH, 32, 64)
+    torch.testing.assert_close(seen["stacked"], torch.cat([x, y], dim=-1))
+    feats = d.features(x, y, z, noise=noise)
+    assert feats.shape == (2, 8 + LATENT) == (2, d.feature_dim)
+    torch.testing.assert_close(feats[:, 8:], z)
+    torch.testing.assert_close(out, d.head(feats).squeeze(-1))
+    assert out.shape == (2,)
+
+
+def test_ijae_joint_discriminator():
+    d = build("ijae.joint_discriminator", LATENT, CH, 32, 8)
+    x, z = torch.randn(2, CH, 32, 32), torch.randn(2, LATENT)
+    out = d(x, z)
+    assert out.shape == (2,) and torch.isfinite(out).all()
+    torch.testing.assert_close(out, d.head(d.features(x, z)).squeeze(-1))
+    assert d.mlp[0].in_features == 8 * 8 * 8 + LATENT
+
+
+def test_ijae_parameter_counts_at_paper_sizes():
+    """App. D #Weights at latent 128, width 128, 3 x 32 x 32; see zoo/nn/resnet.py for the ones that do not match."""
+    assert param_count(build("ijae.generator", 128, 3, 32)) == 1154179
+    assert param_count(build("ijae.joint_discriminator", 128, 3, 32)) == 4526273
+    d5 = build("ijae.discriminator", 3, 32)
+    noise_params = 2 * (128 * 128 + 128)  # two InjectNoise Linear(128, 128), not in the paper's count
+    assert param_count(d5, exclude=[InjectNoise]) == 1053825
+    assert param_count(d5) == 1053825 + noise_params
+    # documented mismatches, pinned so that the docstring stays true
+    assert param_count(build("ijae.pair_discriminator", 128, 3, 32), exclude=[InjectNoise]) == 1054081 - 128
+    enc = build("ijae.encoder", 128, 3, 32)
+    assert param_count(enc, exclude=[InjectNoise]) == 6436224 - 129 * (128 * 16 * 16 + 128 * 8 * 8)
+
+
+# ---------------------------------------------------------------------------------------------- resnet, jsg, mlp
+def test_resnet_resampling_path_32px():
+    g = build("resnet.generator", LATENT, CH, 32, 8).eval()
+    blocks = [m for m in g if type(m).__name__ == "ResBlock"]
+    shapes = []
+    for blk in blocks:
+        blk.register_forward_hook(lambda m, i, out: shapes.append(tuple(out.shape[1:])))
+    g(torch.randn(2, LATENT))
+    assert shapes == [(8, 8, 8), (8, 16, 16), (8, 32, 32)]
+    d = build("resnet.discriminator", CH, 32, 8)
+    shapes.clear()
+    for blk in list(d.body)[:-1]:
+        blk.register_forward_hook(lambda m, i, out: shapes.append(tuple(out.shape[1:])))
+    x = torch.randn(2, CH, 32, 32)
+    feats = d.features(x)
+    assert shapes == [(8, 16, 16), (8, 8, 8), (8, 8, 8), (8, 8, 8)]
+    torch.testing.assert_close(feats, d.body(x).mean(dim=(2, 3)))  # mean pooling, as Gulrajani's reduce_mean
+
+
+def test_jsg_table3_count_and_sigmoid_default():
+    e = build("jsg.encoder", 20, 1, 32)  # MNIST: 10 latents, mean + log-variance
+    expected = (1 * 32 * 16 + 32) + 2 * (32 * 32 * 16 + 32) + (512 * 256 + 256) + (256 * 256 + 256) + (256 * 20 + 20)
+    assert param_count(e) == expected
+    assert sum(isinstance(m, nn.Conv2d) for m in build("jsg.encoder", 20, 1, 64).modules()) == 4
+    g = build("jsg.generator", 10, 1, 32)
+    out = g(torch.randn(4, 10))
+    assert out.shape == (4, 1, 32, 32) and ((out > 0) & (out < 1)).all()
+    with pytest.raises(ValueError, match="norm must be 'none'"):
+        build("jsg.discriminator", 1, 32, norm="batch")
+
+
+def test_mlp_backbones():
+    cd = build("mlp.code_discriminator", 50)
+    assert param_count(cd) == (50 * 1000 + 1000) + 2 * (1000 * 1000 + 1000) + (1000 + 1)
+    assert sum(isinstance(m, nn.LeakyReLU) and m.negative_slope == 0.2 for m in cd.modules()) == 3
+    z = torch.randn(5, 50)
+    out = cd(z)
+    assert out.shape == (5,) and cd.feature_dim == 1000
+    torch.testing.assert_close(out, cd.head(cd.features(z)).squeeze(-1))
+    g = build("mlp.generator", 2, 1, hidden=16, layers=2)
+    d = build("mlp.discriminator", 1, hidden=16, layers=2)
+    e = build("mlp.encoder", 4, 1, hidden=16, layers=2)
+    x = g(torch.randn(7, 2))
+    assert x.shape == (7, 1) and d(x).shape == (7,) and e(x).shape == (7, 4) and d.features(x).shape == (7, 16)
+    torch.testing.assert_close(d(x), d.head(d.features(x)).squeeze(-1))
