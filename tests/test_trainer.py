@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import RandomImages, data_shape, tiny_recipe
+from conftest import RECIPES as RECIPES_DIR, RandomImages, data_shape, tiny_recipe
 from zoo import create_model, load_checkpoint
 from zoo.config import ConfigError, OptimizerConfig, ScheduleConfig, load_recipe
 from zoo.data.stream import BatchStream, to_model_range
@@ -236,3 +236,28 @@ def test_stream_resume_and_normalisation():
     torch.testing.assert_close(levels, torch.tensor([-1.0, -0.6, 1.0]))
     vectors = torch.tensor([[0.25, -3.0]])
     assert torch.equal(to_model_range(vectors), vectors)  # float (toy) data passes through
+
+
+def test_data_shape_mismatch_is_a_clear_error():
+    recipe = tiny_recipe("vae")
+    with pytest.raises(ConfigError, match=r"yields examples of shape \(3, 32, 32\), but the model expects "
+                                          r"\(1, 28, 28\); set model.channels=3 model.image_size=32"):
+        Trainer(create_model(recipe), recipe, dataset=RandomImages(64, (3, 32, 32)))
+
+
+def test_bf16_autocast_wraps_phases_and_keeps_the_penalty_fp32():
+    recipe = tiny_recipe("wgan_gp", ["train.mixed_precision=bf16"])
+    model = create_model(recipe)
+    trainer = Trainer(model, recipe, dataset=RandomImages(256, data_shape(recipe)))
+    assert trainer.autocast_dtype == torch.bfloat16
+    dtypes = []
+    critic = model.players["critic"]
+    hook = critic.register_forward_hook(lambda m, i, o: dtypes.append((o.dtype, torch.is_autocast_enabled("cpu"))))
+    out = trainer.run_phase(trainer.phases[0], trainer.stream.next(), 0)
+    hook.remove()
+    # real, fake under bf16 autocast; the gradient-penalty forward in fp32 with autocast off
+    assert dtypes == [(torch.bfloat16, True), (torch.bfloat16, True), (torch.float32, False)]
+    assert torch.isfinite(out.loss) and out.logs["gp"].dtype == torch.float32
+    assert load_recipe(RECIPES_DIR / "tiny_vae.yaml").train.mixed_precision == "auto"
+    assert Trainer(create_model(tiny_recipe("vae")), tiny_recipe("vae"),
+                   dataset=RandomImages(64, (1, 28, 28))).autocast_dtype is None  # auto on CPU: fp32

@@ -78,6 +78,14 @@ class GenerativeModel(nn.Module, abc.ABC):
     #: models with an encoder set this and define `encode(x) -> (B, latent)` and `reconstruct(x) -> x_hat`.
     has_encoder: ClassVar[bool] = False
 
+    @property
+    def data_shape(self) -> tuple[int, ...] | None:
+        """Shape of one data example the model expects, from the config's channels / image_size where it has them."""
+        c = self.config
+        if hasattr(c, "channels") and hasattr(c, "image_size"):
+            return (c.channels, c.image_size, c.image_size)
+        return None
+
     # ---- helpers for subclasses -------------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:

@@ -59,6 +59,17 @@ def validate_schedule(model: GenerativeModel, optim: dict[str, OptimizerConfig],
         raise ConfigError(f"players {', '.join(orphans)} are in no optimizer's players list; add them to optim")
 
 
+def check_data_shape(model: GenerativeModel, dataset: Any, recipe: Recipe) -> None:
+    """Fail before training, naming both sides, when the data does not have the shape the model was built for."""
+    expected, got = model.data_shape, getattr(dataset, "shape", None)
+    if expected is None or got is None or tuple(got) == tuple(expected):
+        return
+    hint = (f"set model.channels={got[0]} model.image_size={got[-1]}" if len(got) == 3 and got[1] == got[2] else
+            "set model.channels / model.image_size to match")
+    raise ConfigError(f"data {recipe.data.name!r} yields examples of shape {tuple(got)}, but the model expects "
+                      f"{tuple(expected)}; {hint}, or resize with data.options.image_size / data.options.pad_to")
+
+
 def lr_factor(schedule: ScheduleConfig, max_steps: int):
     """Multiplier of the base learning rate as a function of the global step."""
 
@@ -123,6 +134,7 @@ class Trainer:
             from zoo.data import load_dataset
             dataset = load_dataset(recipe.data.name, recipe.data.split, recipe.data.root, **recipe.data.options)
         self.dataset = dataset
+        check_data_shape(model, dataset, recipe)
         self.stream = BatchStream(dataset, recipe.data.batch_size, seed=recipe.train.seed, device=self.device,
                                   rank=self.accelerator.process_index, world_size=self.accelerator.num_processes,
                                   on_device=recipe.data.on_device, num_workers=recipe.data.num_workers)
