@@ -229,11 +229,11 @@ def test_ijae_encoder_noise():
     torch.testing.assert_close(e(x, noise), e(x, noise))  # deterministic given the noise: E(x, xi)
     assert not torch.allclose(e(x), e(x))  # fresh noise per call, also in eval mode
     seen = {}
-    e.noise1.register_forward_hook(lambda m, inp, out: seen.update(shift=out - inp[0]))
+    e.stem.noise1.register_forward_hook(lambda m, inp, out: seen.update(shift=out - inp[0]))
     e(x, noise)
     shift = seen["shift"]  # (B, C, 16, 16)
     torch.testing.assert_close(shift, shift[:, :, :1, :1].expand_as(shift))
-    torch.testing.assert_close(shift[:, :, 0, 0], e.noise1.proj(noise[:, 0]))
+    torch.testing.assert_close(shift[:, :, 0, 0], e.stem.noise1.proj(noise[:, 0]))
     with pytest.raises(ValueError, match=r"\(B, n_injections, noise_dim\) = \(2, 3, 128\)"):
         e(x, torch.randn(2, 2, 128))
 
@@ -242,7 +242,7 @@ def test_ijae_pair_discriminator_stacks_horizontally():
     d = build("ijae.pair_discriminator", LATENT, CH, 32, 8).eval()
     x, y, z = torch.randn(2, CH, 32, 32), torch.randn(2, CH, 32, 32), torch.randn(2, LATENT)
     seen = {}
-    d.body.block1.register_forward_pre_hook(lambda m, inp: seen.update(stacked=inp[0]))
+    d.body.stem.block1.register_forward_pre_hook(lambda m, inp: seen.update(stacked=inp[0]))
     noise = torch.randn(2, 2, 128)
     out = d(x, y, z, noise=noise)
     assert seen["stacked"].shape == (2, CH, 32, 64)

@@ -175,6 +175,22 @@ def _check_ijae(builder: str, image_size: int) -> None:
     check_image_size(f"ijae.{builder}", image_size, IJAE_SIZES, " (32 is the IJAE App. D network)")
 
 
+class NoisyStem(nn.Module):
+    """The first two rows shared by the IJAE encoder and discriminators: two stride-2 BasicBlocks, each followed by a
+    noise injection."""
+
+    def __init__(self, channels: int, width: int, noise_dim: int, norm: str):
+        super().__init__()
+        self.block1 = BasicBlock(channels, width, 2, norm=norm)
+        self.noise1 = InjectNoise(noise_dim, width)
+        self.block2 = BasicBlock(width, width, 2, norm=norm)
+        self.noise2 = InjectNoise(noise_dim, width)
+
+    def forward(self, x: Tensor, xi1: Tensor, xi2: Tensor) -> Tensor:
+        h = self.noise1(self.block1(x), xi1)  # (B, w, H/2, W/2)
+        return self.noise2(self.block2(h), xi2)  # (B, w, H/4, W/4)
+
+
 class IJAEEncoder(nn.Module):
     """IJAE implicit encoder E(x, xi); see the module docstring."""
 
@@ -183,10 +199,7 @@ class IJAEEncoder(nn.Module):
     def __init__(self, out_features: int, channels: int, image_size: int, width: int, noise_dim: int, norm: str):
         super().__init__()
         self.noise_dim = noise_dim
-        self.block1 = BasicBlock(channels, width, 2, norm=norm)
-        self.noise1 = InjectNoise(noise_dim, width)
-        self.block2 = BasicBlock(width, width, 2, norm=norm)
-        self.noise2 = InjectNoise(noise_dim, width)
+        self.stem = NoisyStem(channels, width, noise_dim, norm)
         # the table's ReLU after the blocks is a no-op (a BasicBlock ends in ReLU); kept to mirror the table
         self.blocks34 = nn.Sequential(BasicBlock(width, width, 2, norm=norm), BasicBlock(width, width, 2, norm=norm),
                                       nn.ReLU())
@@ -196,8 +209,7 @@ class IJAEEncoder(nn.Module):
     def forward(self, x: Tensor, noise: Tensor | None = None) -> Tensor:
         """Args: x: (B, C, H, W); noise: optional (B, 3, noise_dim), one xi per injection (fresh N(0, I) if None)."""
         xi = split_noise(noise, self.n_injections, self.noise_dim, x.shape[0])
-        h = self.noise1(self.block1(x), xi[0])  # (B, w, H/2, W/2)
-        h = self.noise2(self.block2(h), xi[1])  # (B, w, H/4, W/4)
+        h = self.stem(x, xi[0], xi[1])  # (B, w, H/4, W/4)
         h = self.noise3(self.blocks34(h), xi[2])  # (B, w, H/16, W/16)
         return self.out(h.flatten(1))  # (B, out_features)
 
@@ -210,17 +222,13 @@ class IJAEDiscBody(nn.Module):
     def __init__(self, channels: int, width: int, noise_dim: int, norm: str):
         super().__init__()
         self.noise_dim = noise_dim
-        self.block1 = BasicBlock(channels, width, 2, norm=norm)
-        self.noise1 = InjectNoise(noise_dim, width)
-        self.block2 = BasicBlock(width, width, 2, norm=norm)
-        self.noise2 = InjectNoise(noise_dim, width)
+        self.stem = NoisyStem(channels, width, noise_dim, norm)
         self.blocks34 = nn.Sequential(BasicBlock(width, width, 1, norm=norm), BasicBlock(width, width, 1, norm=norm),
                                       nn.ReLU())
 
     def forward(self, x: Tensor, noise: Tensor | None = None) -> Tensor:
         xi = split_noise(noise, self.n_injections, self.noise_dim, x.shape[0])
-        h = self.noise1(self.block1(x), xi[0])  # (B, w, H/2, W/2)
-        h = self.noise2(self.block2(h), xi[1])  # (B, w, H/4, W/4)
+        h = self.stem(x, xi[0], xi[1])  # (B, w, H/4, W/4)
         return self.blocks34(h).mean(dim=(2, 3))  # (B, w)
 
 
