@@ -8,28 +8,17 @@ import pytest
 import torch
 
 from zoo.config import load_recipe
+from zoo.data import TensorImages
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
 SHARED = Path(os.environ.get("ZOO_SHARED", REPO.parent / "shared"))
 
 
-class RandomImages(torch.utils.data.Dataset):
+def RandomImages(n: int, shape: tuple[int, ...], seed: int = 0) -> TensorImages:
     """n seeded random uint8 images of `shape`, offered whole like the small real datasets."""
-
-    def __init__(self, n: int, shape: tuple[int, ...], seed: int = 0):
-        g = torch.Generator().manual_seed(seed)
-        self.data = torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8)
-        self.shape = shape
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.data[i]
-
-    def as_uint8_tensor(self) -> torch.Tensor:
-        return self.data
+    g = torch.Generator().manual_seed(seed)
+    return TensorImages(torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8), name="random")
 
 
 def tiny_recipe(model: str, overrides: list[str] | None = None):

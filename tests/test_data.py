@@ -128,7 +128,7 @@ def test_idx_reader_prefers_extracted_and_never_writes(fake_mnist, tmp_path):
     before = _tree(root)
     raw.chmod(0o555)
     try:
-        ds = data.datasets.mnist(root, "test", download=False)
+        ds = data.arrays.mnist(root, "test", download=False)
         assert ds.images_path.name == "t10k-images-idx3-ubyte"
         assert torch.equal(ds.as_uint8_tensor()[:, 0], torch.from_numpy(images))
         assert ds.targets.tolist() == labels.tolist()
@@ -141,7 +141,7 @@ def test_idx_reader_rejects_corrupt_file(tmp_path):
     bad = tmp_path / "bad-idx3-ubyte"
     bad.write_bytes(b"\x00\x00\x0d\x03" + b"\x00" * 12)
     with pytest.raises(ValueError, match="not a uint8 idx file"):
-        data.datasets.read_idx(bad)
+        data.arrays.read_idx(bad)
 
 
 def test_pad_and_resize(fake_mnist):
@@ -293,15 +293,15 @@ def test_decoded_cache_round_trip(tmp_path, monkeypatch):
     assert cache.is_file() and cache.is_relative_to(tmp_path / "xdg-cache" / "zoo" / "decoded")
     assert torch.equal(torch.load(cache, weights_only=True), x)
 
-    decode = data.datasets._decode_image
+    decode = data.files._decode_image
 
     def no_decoding(*args):
         raise AssertionError("decoded again although the cache is valid")
 
     again = load_dataset("cifar10_folder", root=tmp_path)  # decodes the first image to learn the shape
-    monkeypatch.setattr(data.datasets, "_decode_image", no_decoding)
+    monkeypatch.setattr(data.files, "_decode_image", no_decoding)
     assert torch.equal(again.as_uint8_tensor(), x)
-    monkeypatch.setattr(data.datasets, "_decode_image", decode)
+    monkeypatch.setattr(data.files, "_decode_image", decode)
     assert load_dataset("cifar10_folder", root=tmp_path, limit=2).cache_path() is None  # partial splits: no cache
 
 
@@ -374,7 +374,7 @@ def test_dsprites(tmp_path):
     folder = tmp_path / "dsprites"
     folder.mkdir()
     metadata = np.array({"description": "pickled dict, like the official file"}, dtype=object)
-    np.savez_compressed(folder / data.datasets.DSPRITES_FILE, imgs=imgs, latents_classes=np.zeros((50, 6), np.int64),
+    np.savez_compressed(folder / data.arrays.DSPRITES_FILE, imgs=imgs, latents_classes=np.zeros((50, 6), np.int64),
                         metadata=metadata)
     train, test = load_dataset("dsprites", root=tmp_path), load_dataset("dsprites", "test", root=tmp_path)
     assert (len(train), len(test), train.shape) == (50, 5, (1, 64, 64))
@@ -383,7 +383,7 @@ def test_dsprites(tmp_path):
     assert torch.equal(x[:, 0], torch.from_numpy(imgs) * 255)
     assert torch.equal(test.as_uint8_tensor(), x[test.indices])  # test: a fixed 10 % subset of all images
     assert torch.equal(load_dataset("dsprites", "test", root=tmp_path).indices, test.indices)
-    limited = load_dataset("dsprites", root=tmp_path, path=f"dsprites/{data.datasets.DSPRITES_FILE}", limit=3)
+    limited = load_dataset("dsprites", root=tmp_path, path=f"dsprites/{data.arrays.DSPRITES_FILE}", limit=3)
     assert torch.equal(limited[2], x[2])
 
 
@@ -551,3 +551,16 @@ def test_mixture_2d_ring_and_log_prob():
         load_dataset("mixture_2d", root=None, means=[[0, 0]], num_modes=4)
     with pytest.raises(ValueError, match=r"log_prob expects \(\.\.\., 2\)"):
         ds.log_prob(torch.zeros(3, 3))
+
+
+def test_tensor_images_wraps_memory_with_the_usual_options():
+    from zoo.data import TensorImages
+
+    images = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)
+    ds = TensorImages(images, pad_to=32)
+    assert len(ds) == 5 and ds.shape == (1, 32, 32)
+    whole = ds.as_uint8_tensor()
+    assert torch.equal(whole[:, :, 2:30, 2:30], images) and whole[:, :, :2].sum() == 0
+    assert torch.equal(ds[3], whole[3])
+    with pytest.raises(ValueError, match="uint8"):
+        TensorImages(images.float())

@@ -210,7 +210,7 @@ def test_schedule_validation_names_the_problem(toy_model):
 # ---- the data stream -----------------------------------------------------------------------------------------------
 def test_stream_epochs_cover_data_once_and_shards_are_disjoint():
     data = RandomImages(40, (1, 2, 2))
-    index_of = {bytes(data.data[i].flatten().tolist()): i for i in range(40)}
+    index_of = {bytes(data.images[i].flatten().tolist()): i for i in range(40)}
     seen = []
     for rank in range(2):
         stream = BatchStream(data, 5, seed=3, rank=rank, world_size=2)

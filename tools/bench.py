@@ -19,25 +19,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from zoo import create_model, load_recipe  # noqa: E402
+from zoo.data import TensorImages  # noqa: E402
 from zoo.losses.adversarial import (critic_loss_wasserstein, discriminator_loss,  # noqa: E402
                                     generator_loss_nonsaturating, generator_loss_wasserstein)
 from zoo.losses.divergences import kl_normal  # noqa: E402
 from zoo.losses.penalties import gradient_penalty  # noqa: E402
 from zoo.training import Trainer  # noqa: E402
-
-
-class _Images(torch.utils.data.Dataset):
-    def __init__(self, data: torch.Tensor):
-        self.data = data
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.data[i]
-
-    def as_uint8_tensor(self) -> torch.Tensor:
-        return self.data
 
 
 def plain_step_fn(name: str, model, optimizers: dict, data: torch.Tensor, batch_size: int, device: torch.device):
@@ -121,7 +108,7 @@ def bench(name: str, args: argparse.Namespace) -> tuple[float, float, list[float
     data = torch.randint(0, 256, (args.batch_size * 64, *shape), dtype=torch.uint8)
 
     torch.manual_seed(0)
-    trainer = Trainer(create_model(recipe), recipe, dataset=_Images(data))
+    trainer = Trainer(create_model(recipe), recipe, dataset=TensorImages(data))
     torch.manual_seed(0)
     plain_model = create_model(recipe).to(device).train()
     optimizers = {k: torch.optim.Adam([p for n in cfg.players for p in plain_model.players[n].parameters()],

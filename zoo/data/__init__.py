@@ -1,17 +1,20 @@
-"""Datasets. Importing this package registers every dataset in `zoo.registry.DATASETS`."""
-from zoo.data.datasets import (
+"""Datasets. Importing this package registers every dataset in `zoo.registry.DATASETS`.
+
+`zoo.data.base` holds the data roots, `load_dataset` and the `ImageDataset` base; `zoo.data.arrays` the array-file
+datasets (MNIST-like, CIFAR-10 batches, dSprites); `zoo.data.files` the image-file datasets (folders and tars);
+`zoo.data.synthetic` the toy vector sets.
+"""
+from zoo.data.arrays import CIFAR10Batches, ColorMNIST, DSprites, MNISTLike
+from zoo.data.base import (
     MAX_IN_MEMORY_BYTES,
-    CIFAR10Batches,
-    ColorMNIST,
     DatasetNotFoundError,
-    DSprites,
     ImageDataset,
-    ImageFiles,
-    MNISTLike,
+    TensorImages,
     cache_dir,
     load_dataset,
     resolve_root,
 )
+from zoo.data.files import ImageFiles
 from zoo.data.synthetic import AffineGaussian, GaussianMixture, VectorDataset
 
 __all__ = [
@@ -25,6 +28,7 @@ __all__ = [
     "ImageDataset",
     "ImageFiles",
     "MNISTLike",
+    "TensorImages",
     "VectorDataset",
     "cache_dir",
     "load_dataset",

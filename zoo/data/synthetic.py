@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from zoo.data.datasets import _check_count, _check_split, _split_seed
+from zoo.data.base import _check_count, _check_split, _split_seed
 from zoo.registry import register_dataset
 
 IJAE_WEIGHTS = (0.15, 0.35, 0.3, 0.2)  # IJAE App. B target mixture
