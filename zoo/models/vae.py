@@ -80,8 +80,9 @@ class VAE(GenerativeModel):
         decoder = self.players["decoder"]
         nll = -decoder.likelihood.log_prob(x01, decoder(z))  # -log p(x|z), one sample (eq. 10)
         kl = kl_normal(mu, logvar)  # KL(q(z|x) || N(0, I)) in closed form (App. B)
-        loss = (nll + self.config.beta * kl).mean()  # -ELBO (beta = 1), Rosca eq. 1
-        return PhaseOutput(loss, {"nll": nll.mean(), "kl": kl.mean(), "elbo": -(nll + kl).mean()})
+        nll, kl = nll.mean(), kl.mean()
+        loss = nll + self.config.beta * kl  # -ELBO (beta = 1), Rosca eq. 1
+        return PhaseOutput(loss, {"nll": nll, "kl": kl, "elbo": -(nll + kl)})
 
     def decode(self, z: Tensor) -> Tensor:
         """Mean of p(x|z) in [-1, 1]."""
