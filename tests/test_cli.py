@@ -63,6 +63,11 @@ def test_recipe_errors_exit_2_with_the_key(tmp_path, shared_data):
     assert res.returncode == 2 and "train.max_steps: got 'ten'" in res.stderr
     res = run_train([str(tmp_path / "missing.yaml")], shared_data)
     assert res.returncode == 2 and "does not exist" in res.stderr
+    res = run_train(["recipes/tiny_vae.yaml", "--out", str(tmp_path / "x")], tmp_path / "no_data")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "MNIST" in res.stderr and "ZOO_DATA" in res.stderr  # names the files expected and how to fix
+    res = run_train(["recipes/tiny_vae.yaml", "--out", str(tmp_path / "x"), "model.channels=3"], shared_data)
+    assert res.returncode == 2 and "model.channels=1" in res.stderr  # data/model shape mismatch, with the fix
     assert not (tmp_path / "x").exists()
 
 

@@ -44,7 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     from zoo.models.base import create_model
     from zoo.training import NonFiniteLossError, Trainer
 
-    trainer = Trainer(create_model(recipe), recipe, out)
+    from zoo.data import DatasetNotFoundError
+
+    try:
+        trainer = Trainer(create_model(recipe), recipe, out)
+    except (ConfigError, DatasetNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if args.resume is not None:
         source = out if args.resume == "auto" else Path(args.resume)
         if args.resume != "auto" or existing:
