@@ -89,8 +89,20 @@ def list_models(pattern: str | None = None) -> list[str]:
     return MODELS.names(pattern)
 
 
+def import_submodules(package: str) -> None:
+    """Import every module of `package` (a package's `__init__` calls this so that each file registers itself
+    and adding a model, backbone or metric means adding one file)."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{package}.{info.name}")
+
+
 def _import_all() -> None:
     """Import the subpackages whose modules register themselves on import."""
     import zoo.data  # noqa: F401
+    import zoo.evaluation  # noqa: F401
     import zoo.models  # noqa: F401
     import zoo.nn  # noqa: F401

@@ -1,2 +1,5 @@
-"""Backbones and layers. Importing this package registers every backbone in `zoo.registry.BACKBONES`."""
-from zoo.nn import dcgan, jsg, layers, mlp, resnet  # noqa: F401  (imported for their registrations)
+"""Backbones and layers. Importing this package imports every module in it, which registers the backbones in
+`zoo.registry.BACKBONES`."""
+from zoo.registry import import_submodules
+
+import_submodules(__name__)
