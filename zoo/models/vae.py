@@ -99,10 +99,15 @@ class VAE(GenerativeModel):
         """Decode the posterior mean (the protocol of Rosca App. L and JS^G-VAE Table 1)."""
         return self.decode(self.encode(x))
 
+    def log_px_given_z(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x|z) per example (nats) for images x in [-1, 1] and codes z (B, latent_dim): the explicit likelihood
+        that ELBO and importance-weighted evaluations need."""
+        decoder = self.players["decoder"]
+        return decoder.likelihood.log_prob((x + 1) / 2, decoder(z))
+
     @torch.no_grad()
     def elbo(self, x: Tensor) -> Tensor:
         """Single-sample ELBO per example (nats) of images x in [-1, 1]."""
         mu, logvar = self.posterior(x)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        decoder = self.players["decoder"]
-        return decoder.likelihood.log_prob((x + 1) / 2, decoder(z)) - kl_normal(mu, logvar)
+        return self.log_px_given_z(x, z) - kl_normal(mu, logvar)
