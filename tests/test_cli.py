@@ -110,3 +110,14 @@ def test_two_process_cpu_run(tmp_path, shared_data):
     # each process draws 2 batches per step from its shard of 256 examples (8 batches of 32 per epoch)
     assert state["world_size"] == 2 and state["data"]["epoch"] * 8 + state["data"]["position"] == 12
     assert all(torch.isfinite(p).all() for p in load_checkpoint(out).model.parameters())
+
+
+def test_two_processes_keep_identical_weights():
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+           "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "tests" / "ddp_consistency.py"),
+           "vae", "dcgan", "wgan_gp"]
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for name in ("vae", "dcgan", "wgan_gp"):
+        assert f"DDP-CONSISTENT {name}" in res.stdout

@@ -1,7 +1,8 @@
 """The one generic trainer: runs any model's phases under HuggingFace Accelerate. It names no model.
 
 Per phase: zero_grad -> requires_grad on for that optimizer's players only -> forward + loss under autocast ->
-backward (micro-batches when accumulating, gradient sync on the last only) -> optional clip -> step.
+backward (micro-batches when accumulating) -> all-reduce of the phase's gradients across processes -> optional
+clip -> step.
 See docs/training.md for the semantics.
 """
 from __future__ import annotations
@@ -121,11 +122,10 @@ class Trainer:
         self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(recipe.optim[k].schedule,
                                                                                 recipe.train.max_steps))
                            for k, opt in self.optimizers.items()}
-        self.plain = {name: player for name, player in model.players.items()}  # unwrapped, for saving and sampling
-        for name, player in self.plain.items():  # each player separately: never one G+D container under DDP
-            if any(True for _ in player.parameters()):
-                model.players[name] = self.accelerator.prepare_model(player)
+        self.plain = dict(model.players.items())  # the players themselves: never wrapped (see _all_reduce_grads)
         self.distributed = self.accelerator.num_processes > 1
+        if self.distributed:
+            self._broadcast_from_main()
         ema_cfg = recipe.train.ema
         self.ema = EMA({n: self.plain[n] for n in ema_cfg.players}, ema_cfg.decay, ema_cfg.start_step) if ema_cfg \
             else None
@@ -164,18 +164,31 @@ class Trainer:
             player.requires_grad_(name in wanted)
         self._trainable = wanted
 
-    @contextlib.contextmanager
-    def _sync(self, trained: list[str], sync: bool) -> Iterator[None]:
-        """DDP: players a phase does not train run without gradient sync; trained ones sync on the last
-        micro-batch only."""
-        if not self.distributed:
-            yield
-            return
-        with contextlib.ExitStack() as stack:
-            for name, player in self.model.players.items():
-                if hasattr(player, "no_sync") and (not sync or name not in trained):
-                    stack.enter_context(player.no_sync())
-            yield
+    def _broadcast_from_main(self) -> None:
+        """Start every process from the main process's weights and buffers."""
+        for tensor in self.model.state_dict().values():
+            torch.distributed.broadcast(tensor.data, src=0)
+
+    def _all_reduce_grads(self, optimizer: torch.optim.Optimizer) -> None:
+        """Average this optimizer's gradients over processes with one flattened all-reduce.
+
+        Players are not wrapped in DistributedDataParallel: DDP synchronises only gradients produced through the
+        wrapper's forward, while models legitimately call other methods of a player (discriminator `features`, a
+        decoder's likelihood, explicit noise) and differentiate twice (gradient penalties); a wrapper would hide
+        those attributes or silently skip the sync. Reducing exactly the phase's optimizer's gradients also means
+        the players a phase does not train never synchronise (the StyleGAN2-ADA training loop does the same).
+        """
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        for p in params:  # same layout on every process, even where a parameter got no gradient
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        flat = torch.cat([p.grad.flatten() for p in params])
+        torch.distributed.all_reduce(flat)
+        flat /= self.accelerator.num_processes
+        offset = 0
+        for p in params:
+            p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))
+            offset += p.numel()
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -190,13 +203,15 @@ class Trainer:
         optimizer.zero_grad(set_to_none=True)
         chunks = batch.chunk(cfg.accumulation) if cfg.accumulation > 1 else (batch,)
         for i, chunk in enumerate(chunks):
-            with self._sync(self.players_of[phase.optimizer], sync=i == len(chunks) - 1), self._autocast():
+            with self._autocast():
                 out = self.model.phase_loss(phase.name, chunk, step)
             if self._check_every_phase and not math.isfinite(out.loss.item()):
                 raise NonFiniteLossError(f"non-finite loss {out.loss.item()} in phase {phase.name!r} at step {step}; "
                                          f"the run stopped and its last checkpoint is intact (try a lower optim."
                                          f"{phase.optimizer}.lr or optim.{phase.optimizer}.grad_clip)")
             self.accelerator.backward(out.loss / len(chunks) if len(chunks) > 1 else out.loss)
+        if self.distributed:
+            self._all_reduce_grads(optimizer)
         if cfg.grad_clip is not None:
             params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -304,18 +319,17 @@ class Trainer:
     # ---- samples and checkpoints ----------------------------------------------------------------------------------
     @contextlib.contextmanager
     def unwrapped(self, ema: bool = True) -> Iterator[GenerativeModel]:
-        """The model with plain (not DDP-wrapped) players, EMA copies where kept, in eval mode."""
-        wrapped = dict(self.model.players.items())
-        swap = {**self.plain, **(self.ema.shadow if (ema and self.ema) else {})}
-        modes = {name: m.training for name, m in swap.items()}
+        """The model in eval mode with the EMA copies swapped in where kept (for samples and evaluation)."""
+        swap = self.ema.shadow if (ema and self.ema) else {}
+        modes = {name: m.training for name, m in self.plain.items()}
         for name, module in swap.items():
-            self.model.players[name] = module.eval()
+            self.model.players[name] = module
+        self.model.eval()
         try:
             yield self.model
         finally:
-            for name, module in wrapped.items():
+            for name, module in self.plain.items():
                 self.model.players[name] = module
-            for name, module in swap.items():
                 module.train(modes[name])
 
     @torch.no_grad()
