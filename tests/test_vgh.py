@@ -121,9 +121,14 @@ def test_gaussian_posterior_is_reparameterised():
     z = model.sample_posterior(x)
     torch.manual_seed(0)
     torch.testing.assert_close(z, mu + torch.randn_like(mu) * (0.5 * logvar).exp())
-    deterministic = create_model("vgh", **TINY)
+    deterministic = create_model("vgh", **TINY).eval()
     mu, logvar = deterministic.posterior(x)
     assert logvar is None and torch.equal(deterministic.sample_posterior(x), mu)
+    with torch.no_grad():  # reconstructions decode E(x); samples decode prior draws
+        torch.testing.assert_close(deterministic.reconstruct(x), deterministic.players["generator"](mu))
+        z = torch.randn(4, 2, generator=torch.Generator().manual_seed(9))
+        torch.testing.assert_close(deterministic.sample(4, generator=torch.Generator().manual_seed(9)),
+                                   deterministic.players["generator"](z))
     with pytest.raises(ValueError, match="encoder_recon_weight must be >= 0"):
         create_model("vgh", **TINY, encoder_recon_weight=-1.0)
 

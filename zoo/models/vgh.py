@@ -25,7 +25,7 @@ from torch import Tensor
 
 from zoo.config import OptimizerConfig
 from zoo.losses.adversarial import generator_loss_nonsaturating, generator_loss_ratio
-from zoo.models.base import GenerativeModel, Phase, PhaseOutput
+from zoo.models.base import LatentVariableModel, Phase, PhaseOutput
 from zoo.registry import BACKBONES, register_model
 
 
@@ -49,10 +49,9 @@ class VGHConfig:
 
 
 @register_model("vgh")
-class VGH(GenerativeModel):
+class VGH(LatentVariableModel):
     config_class = VGHConfig
     paper = "Rosca et al. 2018, section 5.1, App. F"
-    has_encoder = True
     #: VGH++ also trains G and D on prior samples G(z) (eq. 9, the green arrow of Fig. 6).
     adversarial_samples: ClassVar[bool] = False
 
@@ -162,13 +161,3 @@ class VGH(GenerativeModel):
     def decode(self, z: Tensor) -> Tensor:
         """G(z) in [-1, 1] for codes z (B, latent_dim)."""
         return self.players["generator"](z)
-
-    def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
-        return self.decode(self.prior(n, self.config.latent_dim, generator))
-
-    def encode(self, x: Tensor) -> Tensor:
-        """E(x), the mean of q(z|x) for the Gaussian posterior."""
-        return self.posterior(x)[0]
-
-    def reconstruct(self, x: Tensor) -> Tensor:
-        return self.decode(self.encode(x))
