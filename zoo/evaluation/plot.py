@@ -46,7 +46,7 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 
 
 def _fmt(v: float) -> str:
-    return f"{v:.3g}"
+    return f"{v:.4g}"
 
 
 def save_line_plots(panels: Sequence[Panel], path: str | Path, ncols: int = 2, size: tuple[int, int] = (520, 380)
