@@ -22,12 +22,13 @@ def _state(model) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("name", ["vae", "dcgan", "wgan_gp"])
+@pytest.mark.parametrize("name", ["vae", "dcgan", "wgan_gp", "vgh_plus"])
 def test_resume_is_exact(name, tmp_path):
     """2N steps straight == N steps, save, a fresh process-like trainer resumes, N steps: identical on CPU."""
     n = 3
     overrides = ["train.ema={players: [%s], decay: 0.9}" % ("decoder" if name == "vae" else "generator"),
-                 "optim.%s.schedule={name: cosine, warmup_steps: 2}" % ("vae" if name == "vae" else "gen"),
+                 "optim.%s.schedule={name: cosine, warmup_steps: 2}" % {"vae": "vae", "vgh_plus": "generator"}.get(
+                     name, "gen"),
                  f"train.max_steps={2 * n}"]
     recipe = tiny_recipe(name, overrides)
     dataset = RandomImages(160, data_shape(recipe))  # 5 batches per epoch: the run crosses an epoch boundary

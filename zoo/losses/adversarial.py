@@ -24,3 +24,10 @@ def critic_loss_wasserstein(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
 def generator_loss_wasserstein(fake_scores: Tensor) -> Tensor:
     """-E[D(G(z))] (Gulrajani et al. 2017, Algorithm 1, line 12)."""
     return -fake_scores.mean()
+
+
+def generator_loss_ratio(fake_logits: Tensor) -> Tensor:
+    """-log(D / (1 - D)) = -logit: minus the classifier's log density-ratio estimate at the fakes, the "reverse KL"
+    generator loss (Mohamed & Lakshminarayanan 2016) and R(x) = -log D(x) + log(1 - D(x)) of Rosca et al. 2018,
+    Algorithm 5, lines 3-4."""
+    return -fake_logits.mean()

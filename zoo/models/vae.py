@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from zoo.config import OptimizerConfig
 from zoo.losses.divergences import kl_normal
 from zoo.losses.likelihoods import VisibleDistribution
-from zoo.models.base import GenerativeModel, Phase, PhaseOutput
+from zoo.models.base import LatentVariableModel, Phase, PhaseOutput
 from zoo.registry import BACKBONES, register_model
 
 
@@ -44,10 +44,9 @@ class Decoder(nn.Module):
 
 
 @register_model("vae")
-class VAE(GenerativeModel):
+class VAE(LatentVariableModel):
     config_class = VAEConfig
     paper = "Kingma & Welling 2014; Rosca et al. 2018"
-    has_encoder = True
 
     def __init__(self, config: VAEConfig):
         super().__init__(config)
@@ -88,16 +87,6 @@ class VAE(GenerativeModel):
         """Mean of p(x|z) in [-1, 1]."""
         decoder = self.players["decoder"]
         return decoder.likelihood.mean(decoder(z)) * 2 - 1
-
-    def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
-        return self.decode(self.prior(n, self.config.latent_dim, generator))
-
-    def encode(self, x: Tensor) -> Tensor:
-        return self.posterior(x)[0]
-
-    def reconstruct(self, x: Tensor) -> Tensor:
-        """Decode the posterior mean (the protocol of Rosca App. L and JS^G-VAE Table 1)."""
-        return self.decode(self.encode(x))
 
     def log_px_given_z(self, x: Tensor, z: Tensor) -> Tensor:
         """log p(x|z) per example (nats) for images x in [-1, 1] and codes z (B, latent_dim): the explicit likelihood

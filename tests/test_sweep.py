@@ -1,0 +1,56 @@
+"""Sweep files expand to the App. K grids, validate every point, and tools/sweep.py prints one command per run."""
+from __future__ import annotations
+
+import importlib.util
+import shlex
+from collections import Counter
+
+import pytest
+
+from conftest import RECIPES, REPO
+from zoo import load_recipe
+from zoo.config import ConfigError, expand_sweep
+
+VGH_SWEEP = RECIPES / "sweeps" / "vgh_rosca_app_k.yaml"
+
+
+def test_vgh_sweep_is_the_app_k_grid():
+    points = expand_sweep(VGH_SWEEP)
+    per_recipe = Counter(p.recipe.stem for p in points)
+    assert per_recipe == {"vgh_color_mnist": 96, "vgh_plus_color_mnist": 96, "vgh_celeba64": 32,
+                          "vgh_plus_celeba64": 32, "vgh_cifar10": 32, "vgh_plus_cifar10": 32}
+    assert len({p.name for p in points}) == len(points), "run names must be unique"
+    seen = set()
+    for p in points:
+        if p.recipe.stem != "vgh_plus_color_mnist":
+            continue
+        r = load_recipe(p.recipe, list(p.overrides))
+        assert r.optim["encoder"].lr == r.optim["generator"].lr  # Table 3: one generator / encoder value
+        assert r.optim["disc"].lr == r.optim["code_disc"].lr == 5e-4
+        seen.add((r.optim["encoder"].lr, r.model["encoder_recon_weight"], r.model["generator_recon_weight"],
+                  r.model["latent_dim"]))
+    assert seen == {(lr, e, g, k) for lr in (1e-4, 5e-4) for e in (1.0, 5.0, 10.0, 50.0)
+                    for g in (1.0, 5.0, 10.0, 50.0) for k in (10, 50, 75)}
+
+
+def test_sweep_errors_name_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"blocks:\n  - recipes: [{RECIPES / 'tiny_vgh.yaml'}]\n    grid: {{model.encoder_recon_wieght: [1]}}\n")
+    with pytest.raises(ConfigError, match="encoder_recon_wieght.*did you mean 'encoder_recon_weight'"):
+        expand_sweep(bad)
+    bad.write_text("blocks: []\n")
+    with pytest.raises(ConfigError, match="non-empty list under 'blocks'"):
+        expand_sweep(bad)
+
+
+def test_sweep_tool_prints_one_command_per_run(capsys):
+    spec = importlib.util.spec_from_file_location("sweep_tool", REPO / "tools" / "sweep.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.main([str(VGH_SWEEP), "--match", "vgh_cifar10/", "train.max_steps=10"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 32
+    args = shlex.split(lines[0])
+    assert args[2].endswith("recipes/vgh_cifar10.yaml") and args[-1] == "train.max_steps=10"
+    assert "optim.encoder.lr=0.0001" in args and "optim.generator.lr=0.0001" in args
+    assert tool.main([str(VGH_SWEEP), "--match", "nothing-matches"]) == 2

@@ -1,0 +1,261 @@
+"""Latent-space analyses of models with an encoder (Rosca et al. 2018, section 3, App. A, App. E).
+
+The aggregate posterior of N encoded data points is the mixture q(z) = (1/N) sum_n q(z|x_n). Functions here work on
+the encoded posteriors, `mu` (N, D) and `logvar` (N, D) of diagonal Gaussians q(z|x_n) = N(mu_n, exp(logvar_n)):
+
+- `log_marginal_posterior`: log q(z) at any codes, a log-sum-exp over all N components streamed in (codes x data)
+  blocks, so memory is bounded by the block size whatever N is (60k MNIST points: a few MB per block).
+- `marginal_kl_mc`: KL[q(z) || p(z)] by Monte Carlo (Algorithm 2), beside the terms of eq. 5,
+  E_x KL[q(z|x) || p(z)] = KL[q(z) || p(z)] + I[x; z], with I <= log N.
+- `marginal_kl_density_ratio`: the same KL from a classifier between q(z) and p(z) codes (Algorithm 3).
+- `low_posterior_codes`: prior codes with the lowest q(z) (Algorithm 1), to decode into "low posterior samples".
+- `encode_posteriors`: (mu, logvar) of a model over a dataset. Gaussian encoders define `posterior(x) -> (mu,
+  logvar)`; a deterministic encoder (`posterior` returning logvar None, or only `encode`) has a point-mass q(z|x),
+  for which q(z) is a sum of Dirac deltas and KL[q(z) || p(z)] is infinite. Such encoders are analysed with an
+  explicit kernel: q(z|x) := N(E(x), s^2 I) with a user-chosen s (`smoothing_std`), i.e. q(z) becomes a Gaussian
+  kernel density estimate whose KL depends on s, so s is reported with every result. The density-ratio estimate
+  needs only samples and works with point masses directly.
+Nothing is registered as a metric; a metric wrapper can call these functions.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from zoo.evaluation.density_ratio import mean_logit, ratio_classifier, train_ratio_classifier
+from zoo.losses.divergences import kl_normal
+
+LOG_2PI = math.log(2 * math.pi)
+Progress = bool | Callable[[int, int], None]
+
+
+def _check_posteriors(mu: Tensor, logvar: Tensor | None, what: str) -> Tensor:
+    if logvar is None:
+        raise ValueError(f"{what} needs the log-density of q(z|x), but logvar is None: the encoder is deterministic, "
+                         f"q(z|x) is a point mass and KL[q(z) || p(z)] is infinite. Pass smoothing_std=s to "
+                         f"encode_posteriors (q(z|x) := N(E(x), s^2 I), reported with the result), or use "
+                         f"marginal_kl_density_ratio, which needs samples only")
+    if mu.dim() != 2 or logvar.shape != mu.shape:
+        raise ValueError(f"{what}: mu and logvar must both be (N, D), got {tuple(mu.shape)} and {tuple(logvar.shape)}")
+    return logvar
+
+
+def log_normal_std(z: Tensor) -> Tensor:
+    """log N(z; 0, I) per row of z (M, D), float64."""
+    z = z.double()
+    return -0.5 * (z.pow(2).sum(1) + z.shape[1] * LOG_2PI)
+
+
+def log_density_block(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z_i; mu_n, diag exp(logvar_n)) for every pair: z (M, D), mu / logvar (N, D) -> (M, N), float64.
+
+    Expanded as -0.5 (z^2 @ w^T - 2 z @ (mu w)^T + sum(mu^2 w + logvar) + D log 2 pi), w = exp(-logvar), so the
+    block costs two matrix products and M x N memory; float64 keeps the cancellation error tiny even for the
+    near-zero variances of marginal-matching encoders (AAE, Rosca section 4.2).
+    """
+    z, mu, logvar = z.double(), mu.double(), logvar.double()
+    w = torch.exp(-logvar)  # (N, D) precisions
+    const = (mu.pow(2) * w + logvar).sum(1) + z.shape[1] * LOG_2PI  # (N,)
+    return -0.5 * (z.pow(2) @ w.T - 2 * z @ (mu * w).T + const)  # (M, N)
+
+
+def log_density_block_diag(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z_i; mu_i, diag exp(logvar_i)) row by row: (M, D) each -> (M,), float64."""
+    z, mu, logvar = z.double(), mu.double(), logvar.double()
+    return -0.5 * (((z - mu).pow(2) * torch.exp(-logvar) + logvar).sum(1) + z.shape[1] * LOG_2PI)
+
+
+def log_marginal_posterior(z: Tensor, mu: Tensor, logvar: Tensor, *, code_chunk: int = 1024,
+                           data_chunk: int = 8192, progress: Progress = False) -> Tensor:
+    """log q(z_i) = logsumexp_n log q(z_i | x_n) - log N for codes z (M, D); returns (M,) float64.
+
+    The log-sum-exp is accumulated over data blocks (running `logaddexp`), so at most code_chunk x data_chunk
+    log-densities exist at a time. `progress`: True for a progress bar, or a callable(done, total) over blocks.
+    """
+    logvar = _check_posteriors(mu, logvar, "log_marginal_posterior")
+    if z.dim() != 2 or z.shape[1] != mu.shape[1]:
+        raise ValueError(f"log_marginal_posterior: codes must be (M, {mu.shape[1]}), got {tuple(z.shape)}")
+    n = mu.shape[0]
+    code_blocks, data_blocks = z.split(code_chunk), list(zip(mu.split(data_chunk), logvar.split(data_chunk)))
+    total, done = len(code_blocks) * len(data_blocks), 0
+    bar = None
+    if progress is True:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=total, desc=f"log q(z) over {n} posteriors", leave=False)
+    out = []
+    for zc in code_blocks:
+        acc = torch.full((zc.shape[0],), -math.inf, dtype=torch.float64, device=z.device)
+        for mc, lc in data_blocks:
+            acc = torch.logaddexp(acc, torch.logsumexp(log_density_block(zc, mc, lc), dim=1))
+            done += 1
+            if bar is not None:
+                bar.update()
+            elif callable(progress):
+                progress(done, total)
+        out.append(acc - math.log(n))
+    if bar is not None:
+        bar.close()
+    return torch.cat(out)
+
+
+def _randn(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> Tensor:
+    """Standard normal draws from `generator` (on its own device) moved to `device`."""
+    where = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=where).to(device)
+
+
+def sample_posteriors(mu: Tensor, logvar: Tensor | None, n: int, generator: torch.Generator | None = None
+                      ) -> tuple[Tensor, Tensor]:
+    """n draws of (x_i uniform over the N encoded points, z_i ~ q(z|x_i)); returns (indices (n,), codes (n, D))."""
+    where = generator.device if generator is not None else mu.device
+    idx = torch.randint(mu.shape[0], (n,), generator=generator, device=where).to(mu.device)
+    z = mu[idx]
+    if logvar is not None:
+        z = z + _randn(z.shape, generator, mu.device).to(mu.dtype) * torch.exp(0.5 * logvar[idx])
+    return idx, z
+
+
+@dataclass
+class MarginalKL:
+    """KL[q(z) || p(z)] by Monte Carlo and the eq. 5 decomposition it sits in (all in nats).
+
+    Attributes:
+        marginal_kl: the Algorithm 2 estimate, mean of log q(z_i) - log p(z_i).
+        marginal_kl_stderr: its Monte-Carlo standard error.
+        mutual_information: I[x; z] estimated on the same draws, mean of log q(z_i|x_i) - log q(z_i).
+        avg_posterior_kl: E_x KL[q(z|x) || p(z)] in closed form over all N points: the ELBO's KL term,
+            = marginal_kl + mutual_information (eq. 5) up to Monte-Carlo error.
+        log_n: log N, the upper bound of the mutual information.
+        marginal_kl_lower_bound: avg_posterior_kl - log N; marginal_kl cannot be lower (eq. 5, I <= log N).
+        num_points, num_z: N and the number of Monte-Carlo draws.
+    """
+
+    marginal_kl: float
+    marginal_kl_stderr: float
+    mutual_information: float
+    avg_posterior_kl: float
+    log_n: float
+    marginal_kl_lower_bound: float
+    num_points: int
+    num_z: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def marginal_kl_mc(mu: Tensor, logvar: Tensor | None, *, num_z: int = 10_000,
+                   generator: torch.Generator | None = None, code_chunk: int = 1024, data_chunk: int = 8192,
+                   progress: Progress = False) -> MarginalKL:
+    """KL[q(z) || p(z)] by Monte Carlo (Rosca et al. Algorithm 2) with p(z) = N(0, I).
+
+    Draws x_i uniformly from the N encoded points and z_i ~ q(z|x_i), then averages log q(z_i) - log p(z_i) with
+    q(z) = (1/N) sum_n q(z|x_n) over all N points. Decision: Algorithm 2, line 9 writes log q(z_i) as the plain
+    log-sum-exp; the mixture's 1/N (section 3: "(1/N) sum_n q(z|x_n)") is included here, else the KL is off by log N.
+    """
+    logvar = _check_posteriors(mu, logvar, "marginal_kl_mc")
+    if num_z < 2:
+        raise ValueError(f"marginal_kl_mc: num_z must be >= 2 for a standard error, got {num_z}")
+    idx, z = sample_posteriors(mu, logvar, num_z, generator)
+    log_q = log_marginal_posterior(z, mu, logvar, code_chunk=code_chunk, data_chunk=data_chunk, progress=progress)
+    log_p = log_normal_std(z)
+    log_q_given_x = log_density_block_diag(z, mu[idx], logvar[idx])
+    ratio = log_q - log_p
+    n = mu.shape[0]
+    avg_kl = kl_normal(mu.double(), logvar.double()).mean().item()
+    return MarginalKL(marginal_kl=ratio.mean().item(), marginal_kl_stderr=(ratio.std() / math.sqrt(num_z)).item(),
+                      mutual_information=(log_q_given_x - log_q).mean().item(), avg_posterior_kl=avg_kl,
+                      log_n=math.log(n), marginal_kl_lower_bound=avg_kl - math.log(n), num_points=n, num_z=num_z)
+
+
+def marginal_kl_density_ratio(mu: Tensor, logvar: Tensor | None, *, steps: int = 5000, batch_size: int = 64,
+                              hidden: int = 1000, layers: int = 3, lr: float = 5e-4,
+                              betas: tuple[float, float] = (0.9, 0.9), num_z: int = 10_000,
+                              generator: torch.Generator | None = None, progress: bool = False) -> dict[str, Any]:
+    """KL[q(z) || p(z)] by the density-ratio trick (Rosca et al. Algorithm 3).
+
+    A LeakyReLU(0.2) MLP C is trained `steps` times to label codes z ~ q(z|x), x uniform over the data, 1 and prior
+    codes 0; then KL = mean logit C(z_i) over `num_z` fresh codes from q (eq. 6). App. E.2 defaults: Adam with
+    beta1 = beta2 = 0.9 (as printed), lr 5e-4 (Tables 1-2), 3 hidden layers; hidden 1000 is the App. K code
+    discriminator (Tables 1-2 use 5000) and `steps` is far below the paper's 5 * 10^5 (printed "5 * 10 * 5").
+    Works for point-mass posteriors (logvar None). Call `torch.manual_seed` first for a reproducible classifier.
+
+    Returns:
+        {"marginal_kl", "final_loss" (mean of the last 100 classifier losses; log 4 = chance), "steps", "hidden",
+         "layers", "lr", "num_z"}.
+    """
+    dim = mu.shape[1]
+    classifier = ratio_classifier(dim, hidden, layers).to(mu.device)
+    sample_q = lambda n: sample_posteriors(mu, logvar, n, generator)[1].float()  # noqa: E731
+    sample_p = lambda n: _randn((n, dim), generator, mu.device)  # noqa: E731
+    losses = train_ratio_classifier(classifier, sample_q, sample_p, steps=steps, batch_size=batch_size, lr=lr,
+                                    betas=betas, progress=progress, desc="Algorithm 3 classifier")
+    classifier.eval()
+    kl = mean_logit(classifier, sample_q(num_z))
+    return {"marginal_kl": kl, "final_loss": sum(losses[-100:]) / len(losses[-100:]), "steps": steps,
+            "hidden": hidden, "layers": layers, "lr": lr, "num_z": num_z}
+
+
+def low_posterior_codes(mu: Tensor, logvar: Tensor | None, n: int, *, num_z: int = 10_000,
+                        generator: torch.Generator | None = None, code_chunk: int = 1024, data_chunk: int = 8192,
+                        progress: Progress = False) -> tuple[Tensor, Tensor]:
+    """The n of `num_z` prior codes z ~ p(z) with the lowest log q(z) (Rosca et al. Algorithm 1).
+
+    Returns:
+        (codes (n, D) float32, their log q(z) (n,) float64), lowest first.
+    """
+    logvar = _check_posteriors(mu, logvar, "low_posterior_codes")
+    if not 1 <= n <= num_z:
+        raise ValueError(f"low_posterior_codes: need 1 <= n <= num_z, got n={n}, num_z={num_z}")
+    z = _randn((num_z, mu.shape[1]), generator, mu.device)
+    log_q = log_marginal_posterior(z, mu, logvar, code_chunk=code_chunk, data_chunk=data_chunk, progress=progress)
+    order = torch.argsort(log_q)[:n]
+    return z[order].float(), log_q[order]
+
+
+@torch.no_grad()
+def encode_posteriors(model: Any, images: Any, *, batch_size: int = 500, smoothing_std: float | None = None,
+                      device: str | torch.device | None = None, progress: bool = False
+                      ) -> tuple[Tensor, Tensor | None]:
+    """(mu, logvar) of q(z|x) for every example of `images` (a dataset or an (N, C, H, W) tensor; uint8 or [-1, 1]).
+
+    Uses `model.posterior(x) -> (mu, logvar)` where the model has it (logvar None: deterministic), else
+    `model.encode(x)` as a point mass. `smoothing_std` s turns point masses into N(E(x), s^2 I); it is an error
+    for a Gaussian encoder (its variance is part of the model). The model is put in eval mode.
+    """
+    from torch.utils.data import DataLoader
+
+    from zoo.data.stream import to_model_range
+
+    if not getattr(model, "has_encoder", False):
+        raise ValueError(f"{type(model).__name__} has no encoder (has_encoder is False); latent analyses need "
+                         f"q(z|x): use a model such as vae, vgh, vgh_plus")
+    model.eval()
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    loader = images.split(batch_size) if isinstance(images, Tensor) else DataLoader(images, batch_size=batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+        loader = tqdm(loader, desc="encoding", leave=False)
+    mus, logvars = [], []
+    for x in loader:
+        x = to_model_range(x.to(device))
+        if hasattr(model, "posterior"):
+            mu, logvar = model.posterior(x)
+        else:
+            mu, logvar = model.encode(x), None
+        mus.append(mu.float())
+        if logvar is not None:
+            logvars.append(logvar.float())
+    mu = torch.cat(mus)
+    logvar = torch.cat(logvars) if logvars else None
+    if smoothing_std is not None:
+        if logvar is not None:
+            raise ValueError(f"smoothing_std={smoothing_std} is only for deterministic encoders; "
+                             f"{type(model).__name__} has a Gaussian q(z|x) whose variance is part of the model")
+        if smoothing_std <= 0:
+            raise ValueError(f"smoothing_std must be > 0, got {smoothing_std}")
+        logvar = torch.full_like(mu, 2 * math.log(smoothing_std))
+    return mu, logvar
