@@ -24,3 +24,10 @@ def critic_loss_wasserstein(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
 def generator_loss_wasserstein(fake_scores: Tensor) -> Tensor:
     """-E[D(G(z))] (Gulrajani et al. 2017, Algorithm 1, line 12)."""
     return -fake_scores.mean()
+
+
+def logit_ratio_loss(logits: Tensor) -> Tensor:
+    """-E[log D / (1 - D)] = -E[logit]: with D = p / (p + q) the logit estimates log p / q, so on samples of q this
+    estimates KL(q || p) (Huszar 2016; IJAE section 3, eq. 6-7). Minimising it over the samples of q moves q towards p.
+    Numerically the same as the WGAN generator loss, but a different quantity: D here is a trained classifier."""
+    return -logits.mean()
