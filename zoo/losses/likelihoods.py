@@ -166,8 +166,9 @@ def cyclic_shift(x: Tensor, max_shift: int = 5, generator: torch.Generator | Non
 def near_delta_gaussian(x: Tensor, sigma: float = 1e-8, generator: torch.Generator | None = None) -> Tensor:
     """One sample y ~ r'(y|x) = N(y | x, sigma^2 I), the near-delta likelihood of the IJAE fake triplets (section 5).
 
-    With sigma = 1e-8 and float32 images in [-1, 1] this is x itself wherever |x| > ~0.1 (float32 spacing at 0.5 is
-    6e-8): the paper's "close to a delta function", kept literal. See docs/models.md for sigma vs sigma^2.
+    With sigma = 1e-8 and float32 pixels this is x itself almost everywhere: in [0.5, 1) float32 values are 6e-8
+    apart, so only draws beyond 3 sigma (0.3 %) move a pixel, by one step. The paper's "close to a delta function",
+    kept literal; docs/models.md discusses sigma vs sigma^2.
     """
     noise = torch.randn(x.shape, generator=generator, device=generator.device if generator is not None else x.device,
                         dtype=x.dtype)
