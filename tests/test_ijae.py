@@ -99,13 +99,15 @@ def test_near_delta_gaussian():
 
 # ------------------------------------------------------------------------------------------ the model
 def tiny(**model) -> nn.Module:
-    recipe = tiny_recipe("ijae", [f"model.{k}={v}" for k, v in model.items()])
+    """The tiny recipe's model at 16 px (cheaper; the losses do not depend on the size) with `model` overrides."""
+    recipe = tiny_recipe("ijae", [f"model.{k}={v}" for k, v in {"image_size": 16, **model}.items()])
     torch.manual_seed(0)
     return create_model(recipe)
 
 
-def images(n: int = 4, size: int = 16, seed: int = 0) -> torch.Tensor:
-    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+def images(n: int = 4, seed: int = 0) -> torch.Tensor:
+    """n random images of the shape of `tiny()`'s model, (1, 16, 16), in [-1, 1]."""
+    return torch.rand(n, 1, 16, 16, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
 def record_inputs(module: nn.Module) -> list[tuple]:
@@ -134,7 +136,7 @@ def test_discriminator_inputs():
     # the pair discriminator stacks x and y side by side (Table 6)
     stacked = record_inputs(model.players["disc_pair"].body.stem.block1)
     model.discriminator_loss(x)
-    assert stacked[0][0].shape == (4, 3, 16, 32)
+    assert stacked[0][0].shape == (4, 1, 16, 32)
 
     for calls_ in calls.values():
         calls_.clear()
