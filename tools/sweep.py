@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         code = train([str(recipe), *run.overrides, "--out", str(run.out), "--resume", "auto"])
         if code:
-            print(f"error: run {run.name} stopped with exit code {code}; re-run the sweep to resume it", file=sys.stderr)
+            print(f"error: run {run.name} stopped with exit code {code}; re-run the sweep to resume it",
+                  file=sys.stderr)
             return code
     return 0
 
