@@ -9,7 +9,7 @@ import torch.distributions as D
 import torch.nn.functional as F
 
 from zoo.losses.adversarial import (critic_loss_wasserstein, discriminator_loss, generator_loss_nonsaturating,
-                                    generator_loss_ratio, generator_loss_wasserstein)
+                                    logit_ratio_loss, generator_loss_wasserstein)
 from zoo.losses.divergences import kl_normal
 from zoo.losses.likelihoods import VisibleDistribution, quantized_normal_log_prob
 from zoo.losses.penalties import gradient_penalty
@@ -67,8 +67,8 @@ def test_gan_losses_closed_forms():
     assert critic_loss_wasserstein(real, fake).item() == pytest.approx(-1.25 - 0.5)
     assert generator_loss_wasserstein(fake).item() == pytest.approx(1.25)
     d = torch.sigmoid(fake)  # Rosca Alg. 5: R = -log D + log(1 - D), i.e. minus the log density ratio D / (1 - D)
-    torch.testing.assert_close(generator_loss_ratio(fake), (-torch.log(d) + torch.log(1 - d)).mean())
-    assert generator_loss_ratio(fake).item() == pytest.approx(1.25)
+    torch.testing.assert_close(logit_ratio_loss(fake), (-torch.log(d) + torch.log(1 - d)).mean())
+    assert logit_ratio_loss(fake).item() == pytest.approx(1.25)
     assert discriminator_loss(real, fake).item() == pytest.approx(
         (F.softplus(-real).mean() + F.softplus(fake).mean()).item())
 

@@ -54,3 +54,13 @@ def test_sweep_tool_prints_one_command_per_run(capsys):
     assert args[2].endswith("recipes/vgh_cifar10.yaml") and args[-1] == "train.max_steps=10"
     assert "optim.encoder.lr=0.0001" in args and "optim.generator.lr=0.0001" in args
     assert tool.main([str(VGH_SWEEP), "--match", "nothing-matches"]) == 2
+
+
+def test_ijae_lambda_sweeps_expand_to_one_run_per_value():
+    lams = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    points = expand_sweep(RECIPES / "sweeps" / "ijae_cifar10_lambda.yaml")
+    assert [load_recipe(p.recipe, list(p.overrides)).model["lam"] for p in points] == lams
+    assert len({p.name for p in points}) == 9
+    grid = expand_sweep(RECIPES / "sweeps" / "ijae_cifar10_ablations_lambda.yaml")
+    resolved = [load_recipe(p.recipe, list(p.overrides)).model for p in grid]
+    assert [(m["likelihood"], m["lam"]) for m in resolved] == [(k, v) for k in ("l1", "l2") for v in lams]

@@ -22,7 +22,7 @@ def _state(model) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("name", ["vae", "dcgan", "wgan_gp", "vgh_plus"])
+@pytest.mark.parametrize("name", ["vae", "dcgan", "wgan_gp", "vgh_plus", "ijae"])
 def test_resume_is_exact(name, tmp_path):
     """2N steps straight == N steps, save, a fresh process-like trainer resumes, N steps: identical on CPU."""
     n = 3

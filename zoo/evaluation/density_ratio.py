@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from zoo.losses.adversarial import discriminator_loss, generator_loss_ratio
+from zoo.losses.adversarial import discriminator_loss, logit_ratio_loss
 from zoo.losses.divergences import kl_mvn
 from zoo.nn.mlp import mlp_discriminator
 
@@ -154,7 +154,7 @@ def appendix_d_run(dim: int, *, seed: int = 0, gaussian_seed: int = 0, iteration
         for _ in range(disc_steps):
             classifier_step(classifier, optimizer, q)
         classifier.requires_grad_(False)
-        loss = generator_loss_ratio(classifier(q.sample(batch_size, noise)))  # -log D / (1 - D) at Q's samples
+        loss = logit_ratio_loss(classifier(q.sample(batch_size, noise)))  # -log D / (1 - D) at Q's samples
         opt_q.zero_grad(set_to_none=True)
         loss.backward()
         opt_q.step()

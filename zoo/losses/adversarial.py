@@ -26,8 +26,9 @@ def generator_loss_wasserstein(fake_scores: Tensor) -> Tensor:
     return -fake_scores.mean()
 
 
-def generator_loss_ratio(fake_logits: Tensor) -> Tensor:
-    """-log(D / (1 - D)) = -logit: minus the classifier's log density-ratio estimate at the fakes, the "reverse KL"
-    generator loss (Mohamed & Lakshminarayanan 2016) and R(x) = -log D(x) + log(1 - D(x)) of Rosca et al. 2018,
-    Algorithm 5, lines 3-4."""
-    return -fake_logits.mean()
+def logit_ratio_loss(logits: Tensor) -> Tensor:
+    """-E[log D / (1 - D)] = -E[logit]: with D = p / (p + q) the logit estimates log p / q, so on samples of q this
+    estimates KL(q || p) (Huszar 2016; Mohamed & Lakshminarayanan 2016; IJAE section 3, eq. 6-7; Rosca et al. 2018
+    Algorithm 5, lines 3-4, R(x) = -log D(x) + log(1 - D(x))). Minimising it over the samples of q moves q towards p.
+    Numerically the same as the WGAN generator loss, but a different quantity: D here is a trained classifier."""
+    return -logits.mean()

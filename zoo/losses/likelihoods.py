@@ -86,3 +86,90 @@ class VisibleDistribution(nn.Module):
     def mean(self, out: Tensor) -> Tensor:
         """The distribution's mean image in [0, 1] (location clamped for the continuous kinds)."""
         return torch.sigmoid(out) if self.kind == "bernoulli" else out.clamp(0.0, 1.0)
+
+
+# ------------------------------------------------------------------------------------ IJAE symmetric likelihoods
+#: direction codes of `cyclic_shift`: the image content moves up, down, left or right (rows / columns wrap around)
+SHIFT_DIRECTIONS = ("up", "down", "left", "right")
+
+
+def shift_size_probabilities(max_shift: int = 5) -> Tensor:
+    """P(s) for s = 0..max_shift of the IJAE cyclic-shift likelihood r(y|x): proportional to 1 / (s + 1).
+
+    The paper (section 5) divides by sum_{i=1}^{S} 1/(i+1), which makes the S + 1 probabilities sum to
+    H_{S+1} / (H_{S+1} - 1) (1.69 for S = 5); we divide by sum_{s=0}^{S} 1/(s+1) = H_{S+1} (2.45 for S = 5), so they
+    sum to one (docs/models.md).
+
+    Returns:
+        (max_shift + 1,) float64 probabilities.
+    """
+    if max_shift < 0:
+        raise ValueError(f"max_shift must be >= 0 (0 makes r(y|x) the identity), got {max_shift}")
+    weights = 1.0 / torch.arange(1, max_shift + 2, dtype=torch.float64)
+    return weights / weights.sum()
+
+
+def roll_images(x: Tensor, shift_h: Tensor, shift_w: Tensor) -> Tensor:
+    """Cyclically roll each image by its own offsets: out[b, :, i, j] = x[b, :, (i - dh_b) % H, (j - dw_b) % W].
+
+    Per example this is `torch.roll(x[b], (dh_b, dw_b), dims=(-2, -1))`: pixels are only moved, never changed.
+
+    Args:
+        x: (B, C, H, W) images.
+        shift_h: (B,) integer row offsets (positive moves the content down).
+        shift_w: (B,) integer column offsets (positive moves the content right).
+    """
+    b, c, h, w = x.shape
+    rows = (torch.arange(h, device=x.device) - shift_h.to(x.device)[:, None]) % h  # (B, H)
+    cols = (torch.arange(w, device=x.device) - shift_w.to(x.device)[:, None]) % w  # (B, W)
+    out = x.gather(2, rows[:, None, :, None].expand(b, c, h, w))  # rows rolled
+    return out.gather(3, cols[:, None, None, :].expand(b, c, h, w))  # then columns
+
+
+def sample_cyclic_shifts(n: int, max_shift: int = 5, generator: torch.Generator | None = None,
+                         device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+    """n draws of (direction, size) from the IJAE shift distribution (section 5): a direction uniform over
+    `SHIFT_DIRECTIONS`, independently a size s in {0..max_shift} with P(s) = `shift_size_probabilities`.
+
+    Drawn on the generator's device (CPU by default) and moved to `device`. Returns two (n,) int64 tensors.
+    """
+    where = generator.device if generator is not None else torch.device("cpu")
+    direction = torch.randint(len(SHIFT_DIRECTIONS), (n,), generator=generator, device=where)
+    size = torch.multinomial(shift_size_probabilities(max_shift).to(where), n, replacement=True, generator=generator)
+    return direction.to(device or where), size.to(device or where)
+
+
+def cyclic_shift(x: Tensor, max_shift: int = 5, generator: torch.Generator | None = None) -> Tensor:
+    """One sample y ~ r(y|x) per image: the IJAE cyclic-shift likelihood (section 5).
+
+    Each image is cyclically rolled (what leaves one edge re-enters at the opposite one) by its own direction (up,
+    down, left, right, equally likely) and size s in {0..max_shift}, P(s) proportional to 1/(s + 1), normalised to
+    sum to one. r is a symmetric likelihood (Definition 1): rolling back is a roll of the same size in the opposite,
+    equally likely direction, and s = 0 is the most likely size.
+
+    Args:
+        x: (B, C, H, W) images.
+        max_shift: S, the largest shift in pixels (5 in the paper).
+        generator: makes the draw reproducible.
+
+    Returns:
+        (B, C, H, W), each image an exact cyclic roll of its input.
+    """
+    if x.dim() != 4:
+        raise ValueError(f"cyclic_shift expects images (B, C, H, W), got shape {tuple(x.shape)}")
+    direction, size = sample_cyclic_shifts(x.shape[0], max_shift, generator, x.device)
+    sign = 1 - 2 * (direction % 2)  # up / left move the content towards index 0: negative offsets
+    vertical = direction < 2
+    return roll_images(x, torch.where(vertical, sign * size, 0), torch.where(vertical, 0, sign * size))
+
+
+def near_delta_gaussian(x: Tensor, sigma: float = 1e-8, generator: torch.Generator | None = None) -> Tensor:
+    """One sample y ~ r'(y|x) = N(y | x, sigma^2 I), the near-delta likelihood of the IJAE fake triplets (section 5).
+
+    With sigma = 1e-8 and float32 pixels this is x itself almost everywhere: in [0.5, 1) float32 values are 6e-8
+    apart, so only draws beyond 3 sigma (0.3 %) move a pixel, by one step. The paper's "close to a delta function",
+    kept literal; docs/models.md discusses sigma vs sigma^2.
+    """
+    noise = torch.randn(x.shape, generator=generator, device=generator.device if generator is not None else x.device,
+                        dtype=x.dtype)
+    return x + sigma * noise.to(x.device)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from zoo.config import OptimizerConfig
-from zoo.losses.adversarial import generator_loss_nonsaturating, generator_loss_ratio
+from zoo.losses.adversarial import generator_loss_nonsaturating, logit_ratio_loss
 from zoo.models.base import LatentVariableModel, Phase, PhaseOutput
 from zoo.registry import BACKBONES, register_model
 
@@ -110,7 +110,7 @@ class VGH(LatentVariableModel):
     def adversarial_loss(self, fake_logits: Tensor) -> Tensor:
         """R(u) of Algorithm 5 (lines 3-4) on a classifier's logits at the fakes, averaged over the batch."""
         if self.config.generator_loss == "ratio":
-            return generator_loss_ratio(fake_logits)  # -log D + log(1 - D) = -logit
+            return logit_ratio_loss(fake_logits)  # -log D + log(1 - D) = -logit
         return generator_loss_nonsaturating(fake_logits)  # -log D (Rosca footnote 1)
 
     def phase_loss(self, phase: str, batch: Tensor, step: int) -> PhaseOutput:
