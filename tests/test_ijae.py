@@ -120,7 +120,7 @@ def test_discriminator_inputs():
     model = tiny()
     x = images()
     calls = {n: record_inputs(model.players[n]) for n in ("disc_x", "disc_pair", "disc_joint", "generator")}
-    model.discriminator_loss(x)
+    model.disc_phase(x)
     (x_real,), (fake,) = calls["disc_x"]
     assert torch.equal(x_real, x) and fake.shape == x.shape
     (z_prior,) = calls["generator"][0]
@@ -135,12 +135,12 @@ def test_discriminator_inputs():
         torch.testing.assert_close(y_fake, model.players["generator"](z_q), atol=1e-6, rtol=0)
     # the pair discriminator stacks x and y side by side (Table 6)
     stacked = record_inputs(model.players["disc_pair"].body.stem.block1)
-    model.discriminator_loss(x)
+    model.disc_phase(x)
     assert stacked[0][0].shape == (4, 1, 16, 32)
 
     for calls_ in calls.values():
         calls_.clear()
-    model.autoencoder_loss(x)
+    model.gen_phase(x)
     (x_g, y_g, z_g), = calls["disc_pair"]  # Theorem 1: D_tau(x, z, G(z)), no r' noise
     (z_gan,), (z_enc,) = calls["generator"]
     assert torch.equal(x_g, x) and torch.equal(z_g, z_enc) and z_gan.shape == z_enc.shape
@@ -174,15 +174,15 @@ def test_loss_values_with_constant_logits():
     x, z_prior = images(2), torch.randn(2, 8)
     stub(model, x, z_prior)
     model.players["disc_x"], model.players["disc_pair"], model.players["disc_joint"] = Const(2.), Const(-1.), Const(.5)
-    disc = model.discriminator_loss(x)
+    disc = model.disc_phase(x)
     bce = {v: math.log1p(math.exp(-v)) + math.log1p(math.exp(v)) for v in (2.0, -1.0, 0.5)}  # eq. 3-5, real + fake
     assert disc.loss.item() == pytest.approx(sum(bce.values()), abs=1e-6)
     assert disc.logs["psi"].item() == pytest.approx(2.2538560, abs=1e-6)
-    gen = model.autoencoder_loss(x)
+    gen = model.gen_phase(x)
     assert gen.loss.item() == pytest.approx(0.7 * -2.0 + 0.3 * (1.0 - 0.5), abs=1e-6)  # -1.25
     assert (gen.logs["gan"].item(), gen.logs["recon"].item(), gen.logs["kl"].item()) == (-2.0, 1.0, -0.5)
     model.config.weighting = "eq6"  # G: 0.3 GAN + 0.7 recon; E: 0.3 (recon + KL)
-    assert model.autoencoder_loss(x).loss.item() == pytest.approx(0.3 * -2.0 + 0.7 * 1.0 + 0.3 * -0.5, abs=1e-6)
+    assert model.gen_phase(x).loss.item() == pytest.approx(0.3 * -2.0 + 0.7 * 1.0 + 0.3 * -0.5, abs=1e-6)
 
 
 def test_loss_values_route_each_input():
@@ -202,9 +202,9 @@ def test_loss_values_route_each_input():
     bce = lambda real, fake: F.softplus(-real).mean() + F.softplus(fake).mean()  # noqa: E731
     # eq. 3, 4, 5; the stub D_tau sees y only through its pixel sum, which no cyclic roll changes
     expected = bce(d_x(x), d_x(g_p)) + bce(d_pair(x, z_q), d_pair(g_q, z_q)) + bce(d_joint(z_prior), d_joint(z_q))
-    torch.testing.assert_close(model.discriminator_loss(x).loss, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(model.disc_phase(x).loss, expected, atol=1e-5, rtol=0)
     gan, nll, kl = -d_x(g_p).mean(), -d_pair(g_q, z_q).mean(), -d_joint(z_q).mean()
-    torch.testing.assert_close(model.autoencoder_loss(x).loss, 0.6 * gan + 0.4 * (nll + kl))  # section 4 / eq. 6-7
+    torch.testing.assert_close(model.gen_phase(x).loss, 0.6 * gan + 0.4 * (nll + kl))  # section 4 / eq. 6-7
 
     for kind, scale in (("l1", 0.5), ("l2", 0.25)):  # explicit reconstruction terms of the ablations
         ablation = tiny(lam=0.4, likelihood=kind, recon_scale=scale)
@@ -219,17 +219,17 @@ def test_loss_values_route_each_input():
         else:  # -log N(x | G(z), sigma^2)
             log_norm = math.log(scale) + 0.5 * math.log(2 * math.pi)
             nll = ((x - g_q) ** 2 / (2 * scale**2)).flatten(1).sum(1) + n * log_norm
-        out = ablation.autoencoder_loss(x)
+        out = ablation.gen_phase(x)
         torch.testing.assert_close(out.logs["recon"], nll.mean())
         torch.testing.assert_close(out.loss, 0.6 * gan + 0.4 * (nll.mean() + kl))
-        assert set(ablation.discriminator_loss(x).logs) == {"psi", "zeta"}
+        assert set(ablation.disc_phase(x).logs) == {"psi", "zeta"}
 
 
 def grads(model, x: torch.Tensor, players=("encoder", "generator"), seed: int = 7) -> dict[str, torch.Tensor]:
     """Gradients of the eq. 6-7 phase loss for `players`, with the model's RNG draws fixed by `seed`."""
     model.zero_grad(set_to_none=True)
     torch.manual_seed(seed)
-    model.autoencoder_loss(x).loss.backward()
+    model.gen_phase(x).loss.backward()
     return {f"{p}.{n}": (q.grad.clone() if q.grad is not None else torch.zeros_like(q))
             for p in players for n, q in model.players[p].named_parameters()}
 

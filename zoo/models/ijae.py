@@ -102,13 +102,13 @@ class IJAE(GenerativeModel):
 
     def phase_loss(self, phase: str, batch: Tensor, step: int) -> PhaseOutput:
         if phase == "disc":
-            return self.discriminator_loss(batch)
+            return self.disc_phase(batch)
         if phase == "gen":
-            return self.autoencoder_loss(batch)
+            return self.gen_phase(batch)
         raise KeyError(f"IJAE has phases disc and gen, not {phase!r}")
 
     # ---- discriminators: eq. 3, 4, 5 ------------------------------------------------------------------------------
-    def discriminator_loss(self, x: Tensor) -> PhaseOutput:
+    def disc_phase(self, x: Tensor) -> PhaseOutput:
         """Sum of the three binary cross-entropies; each discriminator's parameters enter only its own term."""
         c = self.config
         with torch.no_grad():  # encoder and generator are not trained here
@@ -141,7 +141,8 @@ class IJAE(GenerativeModel):
         log_prob = laplace_log_prob if c.likelihood == "l1" else gaussian_log_prob
         return -log_prob(x, x_rec, log_scale).mean()
 
-    def autoencoder_loss(self, x: Tensor) -> PhaseOutput:
+    def gen_phase(self, x: Tensor) -> PhaseOutput:
+        """The lambda-Jeffreys bound for the encoder and generator, with the weights of `self.weights`."""
         c = self.config
         E, G = self.players["encoder"], self.players["generator"]
         w_gan, w_rec_gen, w_elbo = self.weights
