@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Reproduce Deasy et al. (2020) Table 1 / Table 2 on one dataset: the JS^G VAE alpha sweep and the baselines.
 
-    python tools/jsg_table.py mnist [--out runs/jsg_table/mnist] [--epochs 100] [--alphas 0.1 0.5 0.9]
-                              [--variants jsg jsg_dual] [--baselines kl_qp kl_pq beta4 mmd] [key=value ...]
+    python tools/jsg_table.py mnist [--out runs/jsg_table/mnist] [--epochs 100] [--alphas 0.1,0.5,0.9]
+                              [--variants jsg,jsg_dual] [--baselines kl_qp,kl_pq,beta4,mmd] [key=value ...]
 
 Every run (a baseline, or one variant at one alpha) trains from `recipes/jsg_vae_<dataset>_<regulariser>.yaml` (the
 skew overridden for the sweep) in its own folder `<out>/<run>/`, then writes `<out>/<run>/result.json` with its
@@ -96,7 +96,7 @@ def run_one(run: dict, args: argparse.Namespace, out: Path) -> dict:
 
     from zoo.evaluation.reconstruction import reconstruction_errors
     from zoo.models.base import create_model
-    from zoo.training import Trainer
+    from zoo.training import NonFiniteLossError, Trainer
     from zoo.training.checkpoint import checkpoint_dirs
 
     recipe_path = Path(args.recipes) / f"jsg_vae_{args.dataset}_{run['recipe']}.yaml"
@@ -116,12 +116,12 @@ def run_one(run: dict, args: argparse.Namespace, out: Path) -> dict:
                               f"--out, or the same settings, to continue it")
     if result_path.is_file():
         result = json.loads(result_path.read_text())
-        if result["steps"] == recipe.train.max_steps:
+        if result["max_steps"] == recipe.train.max_steps:
             print(f"[{run['name']}] done earlier: {result['error']:.3f} ({result['steps']} steps), skipped")
             return result
-        if result["steps"] > recipe.train.max_steps:
-            raise ConfigError(f"{run_dir} finished {result['steps']} steps, more than the {recipe.train.max_steps} "
-                              f"asked now; pass a larger --epochs or another --out")
+        if result["max_steps"] > recipe.train.max_steps:
+            raise ConfigError(f"{run_dir} finished {result['max_steps']} steps, more than the "
+                              f"{recipe.train.max_steps} asked now; pass a larger --epochs or another --out")
 
     torch.manual_seed(recipe.train.seed)
     trainer = Trainer(create_model(recipe), recipe, run_dir, dataset=train_set)
@@ -129,21 +129,28 @@ def run_one(run: dict, args: argparse.Namespace, out: Path) -> dict:
         ckpt = trainer.resume(run_dir)
         print(f"[{run['name']}] resumed from {ckpt.name} at step {trainer.step}")
     start, begun = trainer.step, time.time()
-    if trainer.step < recipe.train.max_steps:
-        trainer.train()
+    diverged = None
+    try:
+        if trainer.step < recipe.train.max_steps:  # else it stopped between training and its evaluation
+            trainer.train()
+    except NonFiniteLossError as err:  # recorded as a result (the paper's table has no such row to fill)
+        diverged = str(err)
+        print(f"[{run['name']}] diverged: {err}")
     split = args.eval_split or EVAL_SPLIT[args.dataset]
     options = {k: v for k, v in recipe.data.options.items() if k != "limit"}
     if args.eval_limit is not None:
         options["limit"] = args.eval_limit
     eval_set = load_dataset(recipe.data.name, split, recipe.data.root, **options)
     with trainer.unwrapped() as model:
-        errors = reconstruction_errors(model, eval_set, device=trainer.device)
+        errors = reconstruction_errors(model, eval_set, device=trainer.device) if diverged is None else \
+            torch.full((1,), float("nan"))
     m = recipe.model
     result = {"name": run["name"], "row": run["row"], "divergence": m["divergence"], "alpha": run["alpha"],
-              "beta": m["beta"], "primed": m["primed"], "steps": trainer.step,
+              "beta": m["beta"], "primed": m["primed"], "steps": trainer.step, "max_steps": recipe.train.max_steps,
               "epochs": trainer.step * recipe.data.batch_size / len(train_set), "error": errors.mean().item(),
               "error_sem": (errors.std() / errors.numel() ** 0.5).item(), "split": split, "n_eval": errors.numel(),
-              "seconds": round(time.time() - begun, 1), "trained_steps_now": trainer.step - start}
+              "seconds": round(time.time() - begun, 1), "trained_steps_now": trainer.step - start,
+              "diverged": diverged}
     result_path.write_text(json.dumps(result, indent=2))
     print(f"[{run['name']}] {trainer.step} steps ({result['epochs']:.3g} epochs): {split} reconstruction error "
           f"{result['error']:.3f} +- {result['error_sem']:.3f} over {result['n_eval']} images, {result['seconds']} s")
@@ -152,7 +159,7 @@ def run_one(run: dict, args: argparse.Namespace, out: Path) -> dict:
 
 def table(dataset: str, results: list[dict], args: argparse.Namespace) -> str:
     """Markdown Table 2 (every row) and Table 1 (best alpha per variant), ours beside the paper's."""
-    fmt = lambda v: "—" if v is None else f"{v:.2f}"  # noqa: E731
+    fmt = lambda v: "—" if v is None else ("diverged" if v != v else f"{v:.2f}")  # noqa: E731
     by_row = {(r["row"], r["alpha"]): r for r in results}
     epochs = sorted({f"{r['epochs']:.3g}" for r in results})
     lines = [f"Deasy et al. 2020 on {dataset}: reconstruction error (summed squared error per image, posterior "
@@ -175,12 +182,29 @@ def table(dataset: str, results: list[dict], args: argparse.Namespace) -> str:
         r = by_row.get(("jsg", 0.5))
         lines.append(f"| JS^G alpha=0.5 | {fmt(r and r['error'])} | {fmt(paper_value(dataset, 'jsg', 0.5))} |")
     for variant in args.variants:
-        ours = [r for r in results if r["row"] == variant]
+        ours = [r for r in results if r["row"] == variant and r["error"] == r["error"]]  # not diverged (NaN)
         best = min(ours, key=lambda r: r["error"]) if ours else None
         paper_alpha, paper_best = TABLE1_BEST[variant][DATASETS.index(dataset)]
         mine = "—" if best is None else f"{best['error']:.2f} (alpha={best['alpha']:g})"
         lines.append(f"| {VARIANTS[variant]} best alpha | {mine} | {paper_best:.2f} (alpha={paper_alpha:g}) |")
     return "\n".join(lines)
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [round(float(v), 6) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0.1,0.5,0.9, got {text!r}")
+
+
+def _names(allowed):
+    def parse(text: str) -> list[str]:
+        names = [v.strip() for v in text.split(",") if v.strip()]
+        unknown = [n for n in names if n not in allowed]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)}; choose from {', '.join(allowed)}")
+        return names
+    return parse
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -189,15 +213,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides for every run, e.g. data.root=DIR")
     parser.add_argument("--out", help="folder of the runs (default runs/jsg_table/<dataset>)")
     parser.add_argument("--epochs", type=float, help="epochs per run (default: the recipes', i.e. the paper's)")
-    parser.add_argument("--alphas", type=float, nargs="+", default=list(ALPHAS), help="skews of the sweep")
-    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--baselines", nargs="*", default=list(BASELINES), choices=list(BASELINES))
+    parser.add_argument("--alphas", type=_floats, default=list(ALPHAS), help="comma-separated skews of the sweep "
+                        "(default 0.1,...,0.9)")
+    parser.add_argument("--variants", type=_names(VARIANTS), default=list(VARIANTS),
+                        help="comma-separated, of jsg,jsg_dual (default both; '' for none)")
+    parser.add_argument("--baselines", type=_names(BASELINES), default=list(BASELINES),
+                        help="comma-separated, of kl_qp,kl_pq,beta4,mmd (default all; '' for none)")
     parser.add_argument("--eval-split", choices=("train", "test"), help="default: test (MNIST, Fashion-MNIST), "
                         "train (dSprites, Chairs; App. B.2)")
     parser.add_argument("--eval-limit", type=int, help="evaluate on the first N images of the split only")
     parser.add_argument("--recipes", default=str(REPO / "recipes"), help="folder of the jsg_vae_*.yaml recipes")
     args = parser.parse_intermixed_args(argv)
-    args.alphas = [round(a, 6) for a in args.alphas]
     if any(not 0 <= a <= 1 for a in args.alphas):
         parser.error(f"--alphas must lie in [0, 1], got {args.alphas}")
     if args.epochs is not None and args.epochs <= 0:

@@ -49,7 +49,8 @@ class JSGVAEConfig(VAEConfig):
 
     def __post_init__(self) -> None:  # runs when a recipe is loaded, so a bad recipe fails before training
         if not 0.0 <= self.alpha <= 1.0:
-            raise ConfigError(f"model.alpha: got {self.alpha}, expected a skew in [0, 1] (the paper sweeps 0.1 ... 0.9)")
+            raise ConfigError(f"model.alpha: got {self.alpha}, expected a skew in [0, 1] (the paper sweeps 0.1 ... "
+                              f"0.9)")
         if self.learn_alpha and self.divergence not in ("jsg", "jsg_dual"):
             raise ConfigError(f"model.learn_alpha: only jsg and jsg_dual have a skew, but model.divergence is "
                               f"{self.divergence!r}; set learn_alpha: false or divergence: jsg / jsg_dual")
