@@ -2,6 +2,9 @@
 
 The decoder emits one unconstrained value per pixel (`out`): Bernoulli logits, or the location of a Gaussian /
 Laplace / QuantizedNormal whose scale is a learned per-channel parameter (`log_scale`, broadcast over (C, 1, 1)).
+`mse` is a squared-error loss as a density, the zoo's reading of Deasy et al. Table 3's "Sigmoid. MSE": the squared
+error in 8-bit units divided by 255, i.e. -log p(x|z) = 255 * sum_i (x_i - sigmoid(out_i))^2 + const, a Gaussian with
+mean sigmoid(out) and fixed variance 1 / 510 (see docs/models.md, JS^G VAE).
 """
 from __future__ import annotations
 
@@ -11,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-LIKELIHOODS = ("bernoulli", "gaussian", "laplace", "quantized_normal")
+LIKELIHOODS = ("bernoulli", "gaussian", "laplace", "quantized_normal", "mse")
 _BINS = 256  # 8-bit pixels
+MSE_VARIANCE = 1.0 / 510  # the `mse` kind: 255 * (sum of squared errors) = SSE / (2 * MSE_VARIANCE)
 
 
 def bernoulli_log_prob(x: Tensor, logits: Tensor) -> Tensor:
@@ -23,6 +27,13 @@ def bernoulli_log_prob(x: Tensor, logits: Tensor) -> Tensor:
 def gaussian_log_prob(x: Tensor, mean: Tensor, log_scale: Tensor) -> Tensor:
     z = (x - mean) * torch.exp(-log_scale)
     return (-0.5 * z.pow(2) - log_scale - 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
+
+
+def mse_log_prob(x: Tensor, logits: Tensor, variance: float = MSE_VARIANCE) -> Tensor:
+    """N(x; sigmoid(logits), variance) summed per example: -SSE / (2 variance) - (D / 2) log(2 pi variance), a
+    proper density whose negative is the weighted summed squared error plus a constant."""
+    sse = (x - torch.sigmoid(logits)).pow(2).flatten(1).sum(1)
+    return -sse / (2 * variance) - 0.5 * x[0].numel() * math.log(2 * math.pi * variance)
 
 
 def laplace_log_prob(x: Tensor, loc: Tensor, log_scale: Tensor) -> Tensor:
@@ -57,7 +68,7 @@ class VisibleDistribution(nn.Module):
     """p(x|z) of one kind, holding the learned per-channel log-scale for the continuous kinds.
 
     Args:
-        kind: one of bernoulli, gaussian, laplace, quantized_normal.
+        kind: one of bernoulli, gaussian, laplace, quantized_normal, mse.
         channels: image channels (one scale each).
         init_scale: initial scale of the continuous kinds (in [0, 1] pixel units).
         learn_scale: learn the scale (True) or keep it fixed.
@@ -68,7 +79,7 @@ class VisibleDistribution(nn.Module):
         if kind not in LIKELIHOODS:
             raise ValueError(f"likelihood: got {kind!r}, allowed: {', '.join(LIKELIHOODS)}")
         self.kind = kind
-        if kind != "bernoulli":
+        if kind not in ("bernoulli", "mse"):  # mse has the fixed variance MSE_VARIANCE
             log_scale = torch.full((channels, 1, 1), math.log(init_scale))
             if learn_scale:
                 self.log_scale = nn.Parameter(log_scale)
@@ -79,13 +90,15 @@ class VisibleDistribution(nn.Module):
         """log p(x|z) per example; x in [0, 1], `out` the raw decoder output, both (B, C, H, W)."""
         if self.kind == "bernoulli":
             return bernoulli_log_prob(x, out)
+        if self.kind == "mse":
+            return mse_log_prob(x, out)
         fn = {"gaussian": gaussian_log_prob, "laplace": laplace_log_prob,
               "quantized_normal": quantized_normal_log_prob}[self.kind]
         return fn(x, out, self.log_scale)
 
     def mean(self, out: Tensor) -> Tensor:
         """The distribution's mean image in [0, 1] (location clamped for the continuous kinds)."""
-        return torch.sigmoid(out) if self.kind == "bernoulli" else out.clamp(0.0, 1.0)
+        return torch.sigmoid(out) if self.kind in ("bernoulli", "mse") else out.clamp(0.0, 1.0)
 
 
 # ------------------------------------------------------------------------------------ IJAE symmetric likelihoods
