@@ -41,6 +41,11 @@ def validate_schedule(model: GenerativeModel, optim: dict[str, OptimizerConfig],
                               f"defined optimizers: {', '.join(optim) or '(none)'}")
         if phase.repeats < 1 or phase.every < 1:
             raise ConfigError(f"phase {phase.name!r}: repeats and every must be >= 1, got {phase}")
+        outside = [p for p in phase.players if p not in optim[phase.optimizer].players]
+        if outside:
+            raise ConfigError(f"optim.{phase.optimizer}.players: phase {phase.name!r} trains {', '.join(outside)}, "
+                              f"which must be among this optimizer's players "
+                              f"({', '.join(optim[phase.optimizer].players) or 'none'}); add them there")
     owner: dict[str, str] = {}
     for key, cfg in optim.items():
         if key not in {p.optimizer for p in phases}:
@@ -156,8 +161,12 @@ class Trainer:
         return yaml.safe_dump(to_dict(self.recipe), sort_keys=False)
 
     # ---- one phase ------------------------------------------------------------------------------------------------
-    def _set_trainable(self, optimizer: str) -> None:
-        wanted = frozenset(self.players_of[optimizer])
+    def trained_players(self, phase: Phase) -> list[str]:
+        """The players `phase` updates: its own `players` subset, else all of its optimizer's."""
+        return list(phase.players) or self.players_of[phase.optimizer]
+
+    def _set_trainable(self, players: list[str]) -> None:
+        wanted = frozenset(players)
         if wanted == self._trainable:
             return
         for name, player in self.plain.items():
@@ -186,11 +195,12 @@ class Trainer:
         """One optimizer update of `phase` on `batch` (split into micro-batches when accumulating)."""
         cfg = self.recipe.optim[phase.optimizer]
         optimizer = self.optimizers[phase.optimizer]
-        self._set_trainable(phase.optimizer)
+        trained = self.trained_players(phase)
+        self._set_trainable(trained)  # players of the optimizer outside `trained` get no grad: Adam skips them
         optimizer.zero_grad(set_to_none=True)
         chunks = batch.chunk(cfg.accumulation) if cfg.accumulation > 1 else (batch,)
         for i, chunk in enumerate(chunks):
-            with self._sync(self.players_of[phase.optimizer], sync=i == len(chunks) - 1), self._autocast():
+            with self._sync(trained, sync=i == len(chunks) - 1), self._autocast():
                 out = self.model.phase_loss(phase.name, chunk, step)
             if self._check_every_phase and not math.isfinite(out.loss.item()):
                 raise NonFiniteLossError(f"non-finite loss {out.loss.item()} in phase {phase.name!r} at step {step}; "
