@@ -22,12 +22,18 @@ def _state(model) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("name", ["vae", "dcgan", "wgan_gp"])
+# model -> (an EMA player, an optimizer to schedule)
+RESUME_CASES = {"vae": ("decoder", "vae"), "dcgan": ("generator", "gen"), "wgan_gp": ("generator", "gen"),
+                "aae": ("decoder", "autoencoder"), "adversarial_vb": ("decoder", "vae"), "veegan": ("generator", "gen")}
+
+
+@pytest.mark.parametrize("name", RESUME_CASES)
 def test_resume_is_exact(name, tmp_path):
     """2N steps straight == N steps, save, a fresh process-like trainer resumes, N steps: identical on CPU."""
     n = 3
-    overrides = ["train.ema={players: [%s], decay: 0.9}" % ("decoder" if name == "vae" else "generator"),
-                 "optim.%s.schedule={name: cosine, warmup_steps: 2}" % ("vae" if name == "vae" else "gen"),
+    ema_player, scheduled = RESUME_CASES[name]
+    overrides = ["train.ema={players: [%s], decay: 0.9}" % ema_player,
+                 "optim.%s.schedule={name: cosine, warmup_steps: 2}" % scheduled,
                  f"train.max_steps={2 * n}"]
     recipe = tiny_recipe(name, overrides)
     dataset = RandomImages(160, data_shape(recipe))  # 5 batches per epoch: the run crosses an epoch boundary
