@@ -83,15 +83,6 @@ def test_encoder_api_is_the_gaussian_posterior():
             model.players["decoder"](mu), (x + 1) / 2, reduction="none").flatten(1).sum(1))
 
 
-@pytest.fixture
-def one_thread():
-    """Intra-op threads spin against each other on a shared 2-core machine (50x slower steps measured): use one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_aae_color_mnist_reconstruction_improves(shared_data, one_thread):
     recipe = load_recipe({
         "model": {"name": "aae", "channels": 3, "latent_dim": 32, "width": 32, "code_hidden": 64},
