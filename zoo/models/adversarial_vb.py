@@ -25,6 +25,7 @@ from zoo.config import OptimizerConfig
 from zoo.losses.adversarial import discriminator_loss
 from zoo.models.base import GenerativeModel, Phase, PhaseOutput
 from zoo.models.vae import ExplicitDecoding, build_decoder
+from zoo.nn.heads import joint_discriminator_for
 from zoo.registry import BACKBONES, register_model
 
 AC_MIN_STD = 1e-4  # floor of the estimated sigma(x): an encoder that ignores its noise must not divide by zero
@@ -84,9 +85,7 @@ class AdversarialVB(ExplicitDecoding, GenerativeModel):
             out_features=c.latent_dim, channels=c.channels + self.noise_dim, image_size=c.image_size, width=c.width)
         self.players["encoder"] = ImplicitEncoder(net, self.noise_dim)
         self.players["decoder"] = build_decoder(c)
-        self.players["discriminator"] = BACKBONES.get("heads.joint_discriminator")(
-            c.latent_dim, c.channels, c.image_size, family=c.backbone, width=c.disc_width or c.width,
-            norm=c.disc_norm, joint_width=c.joint_width, code_hidden=c.code_hidden, code_layers=c.code_layers)
+        self.players["discriminator"] = joint_discriminator_for(c)  # Rosca Table 6 head
 
     @classmethod
     def default_optim(cls, config: AdversarialVBConfig) -> dict[str, OptimizerConfig]:

@@ -21,6 +21,7 @@ from torch import Tensor
 from zoo.config import OptimizerConfig
 from zoo.losses.adversarial import discriminator_loss
 from zoo.models.base import GenerativeModel, Phase, PhaseOutput
+from zoo.nn.heads import joint_discriminator_for
 from zoo.registry import BACKBONES, register_model
 
 
@@ -52,9 +53,7 @@ class VEEGAN(GenerativeModel):
         # Rosca App. K: the encoder is the transposed generator, no activation after its last layer
         self.players["reconstructor"] = BACKBONES.get(f"{c.backbone}.encoder")(
             out_features=c.latent_dim, channels=c.channels, image_size=c.image_size, width=c.width)
-        self.players["discriminator"] = BACKBONES.get("heads.joint_discriminator")(
-            c.latent_dim, c.channels, c.image_size, family=c.backbone, width=c.disc_width or c.width,
-            norm=c.disc_norm, joint_width=c.joint_width, code_hidden=c.code_hidden, code_layers=c.code_layers)
+        self.players["discriminator"] = joint_discriminator_for(c)  # Rosca Table 6 head
 
     @classmethod
     def default_optim(cls, config: VEEGANConfig) -> dict[str, OptimizerConfig]:

@@ -16,6 +16,8 @@ Our reading (docs/models.md):
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -72,3 +74,11 @@ def joint_discriminator(latent_dim: int, channels: int, image_size: int, family:
     data = BACKBONES.get(f"{family}.discriminator")(channels=channels, image_size=image_size, width=width, norm=norm)
     code = BACKBONES.get("mlp.code_discriminator")(latent_dim, hidden=code_hidden, layers=code_layers)
     return JointDiscriminator(data, code, joint_width, check_norm(norm))
+
+
+def joint_discriminator_for(c: Any) -> nn.Module:
+    """The joint head a model config asks for: fields latent_dim, channels, image_size, backbone (the family), width
+    and disc_width (data-feature width, default width), disc_norm, joint_width, code_hidden, code_layers."""
+    return joint_discriminator(c.latent_dim, c.channels, c.image_size, family=c.backbone, width=c.disc_width or c.width,
+                               norm=c.disc_norm, joint_width=c.joint_width, code_hidden=c.code_hidden,
+                               code_layers=c.code_layers)
