@@ -21,7 +21,7 @@ CODE_W, CODE_B = [[2.0, -1.0]], [0.25]
 
 
 def stubbed_aae():
-    model = create_model("aae", channels=1, latent_dim=2, width=8, code_hidden=8)
+    model = create_model("aae", channels=1, latent_dim=2, width=8, code_disc_hidden=8)
     model.players["encoder"] = Affine(ENC_W, ENC_B)
     model.players["decoder"] = Decoder(Affine(DEC_W, DEC_B, out_shape=(1, 2, 2)), VisibleDistribution("bernoulli", 1))
     model.players["code_discriminator"] = Affine(CODE_W, CODE_B)
@@ -37,7 +37,7 @@ def code_logit(z: list[float]) -> float:
 
 
 def test_phases_and_optimizers_follow_makhzani_and_table_3():
-    model = create_model("aae", channels=1, latent_dim=2, width=8, code_hidden=8)
+    model = create_model("aae", channels=1, latent_dim=2, width=8, code_disc_hidden=8)
     assert [(p.name, p.optimizer, p.players) for p in model.phases()] == [
         ("recon", "autoencoder", ()), ("code_disc", "code_disc", ()), ("enc_adv", "autoencoder", ("encoder",))]
     optim = model.default_optim(model.config)
@@ -72,7 +72,7 @@ def test_encoder_adversarial_loss_is_non_saturating():
 
 def test_encoder_api_is_the_gaussian_posterior():
     torch.manual_seed(0)
-    model = create_model("aae", channels=1, latent_dim=4, width=8, code_hidden=8).eval()
+    model = create_model("aae", channels=1, latent_dim=4, width=8, code_disc_hidden=8).eval()
     x = torch.rand(3, 1, 28, 28) * 2 - 1
     with torch.no_grad():
         mu, logvar = model.posterior(x)
@@ -85,7 +85,7 @@ def test_encoder_api_is_the_gaussian_posterior():
 
 def test_aae_color_mnist_reconstruction_improves(shared_data, one_thread):
     recipe = load_recipe({
-        "model": {"name": "aae", "channels": 3, "latent_dim": 32, "width": 32, "code_hidden": 64},
+        "model": {"name": "aae", "channels": 3, "latent_dim": 32, "width": 32, "code_disc_hidden": 64},
         "data": {"name": "color_mnist", "root": str(shared_data), "batch_size": 32},
         "optim": {"autoencoder": {"lr": 3e-3}},
         "train": {"max_steps": 250, "progress": False, "tensorboard": False, "log_every": 50},

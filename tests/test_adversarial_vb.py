@@ -21,7 +21,7 @@ T_W, T_B = [[0.1, 0.2, -0.1, 0.3, 1.0, -0.5]], [0.05]
 
 
 def stubbed(adaptive_contrast: bool = False, ac_samples: int = 3):
-    model = create_model("adversarial_vb", channels=1, latent_dim=2, noise_dim=2, width=8, code_hidden=8,
+    model = create_model("adversarial_vb", channels=1, latent_dim=2, noise_dim=2, width=8, code_disc_hidden=8,
                          joint_width=8, adaptive_contrast=adaptive_contrast, ac_samples=ac_samples)
     model.players["encoder"] = Affine(ENC_W, ENC_B)
     model.players["decoder"] = Decoder(Affine(DEC_W, DEC_B, out_shape=(1, 2, 2)), VisibleDistribution("bernoulli", 1))
@@ -137,7 +137,7 @@ def test_adaptive_contrast_needs_two_draws():
 
 def test_encode_is_one_draw_of_the_implicit_posterior():
     torch.manual_seed(0)
-    model = create_model("adversarial_vb", channels=1, latent_dim=4, noise_dim=3, width=8, code_hidden=8,
+    model = create_model("adversarial_vb", channels=1, latent_dim=4, noise_dim=3, width=8, code_disc_hidden=8,
                          joint_width=8).eval()
     x = torch.rand(2, 1, 28, 28) * 2 - 1
     eps = torch.randn(2, 3)

@@ -334,6 +334,9 @@ def test_joint_head_reduces_the_4x4_map_to_one_position(family, size):
     assert d(x, z).shape == (B,) and d.features(x, z).shape == (B, 12) and d.feature_dim == 12
     torch.testing.assert_close(d(x, z), d.head(d.features(x, z)).squeeze(-1))
     assert not hasattr(d.data, "head") and not hasattr(d.code, "head")  # "excluding the classification layer"
+    conv3, norm3, _, conv2, act2, _ = d.joint  # no norm on the 1x1 map that feeds the logit (docs/models.md)
+    assert isinstance(norm3, nn.BatchNorm2d) and conv3.bias is None
+    assert conv2.kernel_size == (2, 2) and conv2.bias is not None and isinstance(act2, nn.LeakyReLU)
 
 
 def test_joint_head_input_is_the_data_map_beside_the_tiled_code_features():
@@ -356,7 +359,7 @@ def test_joint_head_parameter_count_at_paper_size():
     d = build("heads.joint_discriminator", 50, 3, 28, joint_width=512)
     data = param_count(build("rosca_mnist.discriminator", 3, 28, 64)) - (1024 + 1)  # Table 4 without Linear adv
     code = (50 * 1000 + 1000) + 2 * (1000 * 1000 + 1000)  # 3 x 1000 MLP without its logit layer
-    head = (64 + 1000) * 512 * 9 + 2 * 512 + 512 * 512 * 4 + 2 * 512 + 512 + 1  # convs (BatchNorm, no bias), Linear
+    head = (64 + 1000) * 512 * 9 + 2 * 512 + 512 * 512 * 4 + 512 + 512 + 1  # 3x3 + BatchNorm, 2x2 + bias, Linear
     assert param_count(d) == data + code + head
 
 

@@ -257,6 +257,14 @@ def test_phase_players_subset_steps_only_those_and_keeps_the_others_optimizer_st
         assert all(state[p]["step"].item() == 2 for p in a.parameters())  # a stepped twice, b once
         assert all(state[p]["step"].item() == 1 for p in b.parameters())
 
+        # a gradient reduction across processes fills every parameter's gradient (zeros where none): b still stays
+        backward = trainer.accelerator.backward
+        trainer.accelerator.backward = lambda loss: (backward(loss), [setattr(p, "grad", torch.zeros_like(p))
+                                                                      for p in b.parameters()])
+        trainer.run_phase(only_a, trainer.stream.next(), 1)
+        assert all(torch.equal(p, q) for p, q in zip(b.parameters(), b_before))
+        assert all(state[p]["step"].item() == 1 for p in b.parameters())
+
         bad = (Phase("only_c", "ab", players=("c",)),)
         with pytest.raises(ConfigError, match=r"optim\.ab\.players: phase 'only_c' trains c, which must be among "
                                               r"this optimizer's players \(a, b\)"):

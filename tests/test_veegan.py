@@ -15,7 +15,7 @@ D_W, D_B = [[0.1, 0.2, -0.1, 0.3, 1.0, -0.5]], [0.05]  # D(x, z)
 
 
 def stubbed():
-    model = create_model("veegan", channels=1, latent_dim=2, width=8, code_hidden=8, joint_width=8)
+    model = create_model("veegan", channels=1, latent_dim=2, width=8, code_disc_hidden=8, joint_width=8)
     model.players["generator"] = Affine(G_W, G_B, out_shape=(1, 2, 2))
     model.players["reconstructor"] = Affine(F_W, F_B)
     model.players["discriminator"] = Affine(D_W, D_B)
@@ -67,10 +67,13 @@ def test_reconstructor_gradient_is_the_l1_term_only():
 
 def test_encoder_api_is_the_deterministic_reconstructor():
     torch.manual_seed(0)
-    model = create_model("veegan", channels=1, latent_dim=4, width=8, code_hidden=8, joint_width=8).eval()
+    model = create_model("veegan", channels=1, latent_dim=4, width=8, code_disc_hidden=8, joint_width=8).eval()
     x = torch.rand(3, 1, 28, 28) * 2 - 1
     with torch.no_grad():
         z = model.encode(x)
         torch.testing.assert_close(z, model.players["reconstructor"](x))
+        mu, logvar = model.posterior(x)
+        assert logvar is None  # a point mass: the latent analyses treat it as deterministic
+        torch.testing.assert_close(mu, z)
         torch.testing.assert_close(model.reconstruct(x), model.players["generator"](z))
-    assert not hasattr(model, "posterior")
+        torch.testing.assert_close(model.decode(z), model.players["generator"](z))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 import os
 import types
 import typing
@@ -296,3 +297,55 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
 
 def save_recipe(recipe: Recipe, path: str | os.PathLike) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Sweeps: a grid of overrides over recipes (recipes/sweeps/*.yaml)
+# --------------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SweepPoint:
+    """One run of a sweep: a recipe file, the overrides that make it this grid point, and a readable name."""
+
+    recipe: Path
+    overrides: tuple[str, ...]
+    name: str
+
+
+def expand_sweep(path: str | os.PathLike) -> list[SweepPoint]:
+    """The runs of a sweep file: for each block, every recipe times the Cartesian product of its grid.
+
+    Format (recipe paths relative to the sweep file)::
+
+        blocks:
+          - recipes: [../vgh_color_mnist.yaml]
+            grid:
+              optim.encoder.lr,optim.generator.lr: [1.0e-4, 5.0e-4]   # comma-joined keys take the same value
+              model.latent_dim: [10, 50, 75]
+
+    Every point is validated with `load_recipe`, so a typo fails here, naming the dotted key, not hours later.
+    """
+    path = Path(path)
+    tree = read_yaml(path)
+    blocks = tree.get("blocks")
+    if not isinstance(blocks, list) or not blocks:
+        raise ConfigError(f"sweep {str(path)!r}: expected a non-empty list under 'blocks', each with 'recipes' "
+                          f"and 'grid'")
+    points: list[SweepPoint] = []
+    for b, block in enumerate(blocks):
+        where = f"sweep {str(path)!r}, blocks[{b}]"
+        if not isinstance(block, Mapping) or set(block) - {"recipes", "grid"} or "recipes" not in block:
+            raise ConfigError(f"{where}: expected keys 'recipes' (a list of recipe files) and 'grid', got {block!r}")
+        grid = block.get("grid") or {}
+        axes = []
+        for keys, values in grid.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"{where}.grid.{keys}: expected a non-empty list of values, got {values!r}")
+            axes.append((str(keys).split(","), values))
+        for recipe in block["recipes"]:
+            recipe_path = (path.parent / recipe).resolve()
+            for combo in itertools.product(*(values for _, values in axes)):
+                overrides = tuple(f"{k.strip()}={v}" for (keys, _), v in zip(axes, combo) for k in keys)
+                label = ",".join(f"{keys[0].strip().rsplit('.', 1)[-1]}={v}" for (keys, _), v in zip(axes, combo))
+                load_recipe(recipe_path, list(overrides))  # validate now
+                points.append(SweepPoint(recipe_path, overrides, f"{recipe_path.stem}/{label or 'base'}"))
+    return points

@@ -37,8 +37,8 @@ class AAEConfig:
     likelihood: Literal["bernoulli", "gaussian", "laplace", "quantized_normal"] = "bernoulli"
     init_scale: float = 0.1
     learn_scale: bool = True
-    code_hidden: int = 1000  # Rosca App. K: code discriminator "3 layer MLP with 1000 units each", LeakyReLU 0.2
-    code_layers: int = 3
+    code_disc_hidden: int = 1000  # Rosca App. K: code discriminator "3 layer MLP with 1000 units each", LeakyReLU 0.2
+    code_disc_layers: int = 3
 
 
 @register_model("aae")
@@ -52,7 +52,7 @@ class AAE(VAE):
     def __init__(self, config: AAEConfig):
         super().__init__(config)
         self.players["code_discriminator"] = BACKBONES.get("mlp.code_discriminator")(
-            config.latent_dim, hidden=config.code_hidden, layers=config.code_layers)
+            config.latent_dim, hidden=config.code_disc_hidden, layers=config.code_disc_layers)
 
     @classmethod
     def default_optim(cls, config: AAEConfig) -> dict[str, OptimizerConfig]:

@@ -23,8 +23,9 @@ from torch import Tensor, nn
 
 from zoo.config import OptimizerConfig
 from zoo.losses.adversarial import discriminator_loss
+from zoo.losses.likelihoods import VisibleDistribution
 from zoo.models.base import GenerativeModel, Phase, PhaseOutput
-from zoo.models.vae import ExplicitDecoding, build_decoder
+from zoo.models.vae import VAE, Decoder
 from zoo.nn.heads import joint_discriminator_for
 from zoo.registry import BACKBONES, register_model
 
@@ -44,8 +45,8 @@ class AdversarialVBConfig:
     learn_scale: bool = True
     disc_width: int | None = None  # data-feature width of T; default: width
     disc_norm: str = "batch"  # Rosca App. K: batch normalisation in every experiment
-    code_hidden: int = 1000  # code features of T: the Rosca App. K 3 x 1000 code discriminator MLP
-    code_layers: int = 3
+    code_disc_hidden: int = 1000  # code features of T: the Rosca App. K 3 x 1000 code discriminator MLP
+    code_disc_layers: int = 3
     joint_width: int = 512  # Rosca Table 6 head maps, 512 or 1024
     adaptive_contrast: bool = False
     ac_samples: int = 8  # draws per x for the moments of q(z|x) under adaptive contrast (>= 2)
@@ -69,10 +70,13 @@ class ImplicitEncoder(nn.Module):
 
 
 @register_model("adversarial_vb")
-class AdversarialVB(ExplicitDecoding, GenerativeModel):
+class AdversarialVB(GenerativeModel):
     config_class = AdversarialVBConfig
     paper = "Mescheder et al. 2017; Rosca et al. 2018"
     has_encoder = True
+    # the explicit decoder p(x|z) is the VAE's (players["decoder"] a `Decoder`): its mean and log-density
+    decode = VAE.decode
+    log_px_given_z = VAE.log_px_given_z
 
     def __init__(self, config: AdversarialVBConfig):
         super().__init__(config)
@@ -84,7 +88,11 @@ class AdversarialVB(ExplicitDecoding, GenerativeModel):
         net = BACKBONES.get(f"{c.backbone}.encoder")(
             out_features=c.latent_dim, channels=c.channels + self.noise_dim, image_size=c.image_size, width=c.width)
         self.players["encoder"] = ImplicitEncoder(net, self.noise_dim)
-        self.players["decoder"] = build_decoder(c)
+        net = BACKBONES.get(f"{c.backbone}.generator")(
+            latent_dim=c.latent_dim, channels=c.channels, image_size=c.image_size, width=c.width,
+            output_activation=None)
+        self.players["decoder"] = Decoder(net, VisibleDistribution(c.likelihood, c.channels, c.init_scale,
+                                                                   c.learn_scale))
         self.players["discriminator"] = joint_discriminator_for(c)  # Rosca Table 6 head
 
     @classmethod
@@ -96,6 +104,9 @@ class AdversarialVB(ExplicitDecoding, GenerativeModel):
 
     def phases(self) -> tuple[Phase, ...]:
         return (Phase("disc", "disc"), Phase("vae", "vae"))
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
+        return self.decode(self.prior(n, self.config.latent_dim, generator))
 
     # ---- the implicit posterior ------------------------------------------------------------------------------------
     def encode(self, x: Tensor, noise: Tensor | None = None) -> Tensor:

@@ -102,6 +102,33 @@ class GenerativeModel(nn.Module, abc.ABC):
         return torch.randn(n, dim, generator=generator, device=device).to(self.device)
 
 
+class LatentVariableModel(GenerativeModel):
+    """A model with an encoder q(z|x) and a decoder: subclasses define `posterior(x) -> (mu, logvar)` (logvar None
+    for a deterministic encoder, whose q(z|x) is a point mass) and `decode(z) -> x in [-1, 1]`, and have
+    `config.latent_dim`. Sampling decodes prior draws; encoding is the posterior mean; reconstructions decode it
+    (the protocol of Rosca App. L and JS^G-VAE Table 1). The latent-space analyses (`zoo.evaluation.latent`) read
+    `posterior` and `decode`."""
+
+    has_encoder = True
+
+    @abc.abstractmethod
+    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Mean and log-variance of q(z|x), each (B, latent_dim); log-variance None for a point mass."""
+
+    @abc.abstractmethod
+    def decode(self, z: Tensor) -> Tensor:
+        """Images in [-1, 1] for codes z (B, latent_dim): the generator, or the mean of p(x|z)."""
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
+        return self.decode(self.prior(n, self.config.latent_dim, generator))
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.posterior(x)[0]
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        return self.decode(self.encode(x))
+
+
 def resolve_model_section(section: Mapping[str, Any]) -> tuple[type[GenerativeModel], Any]:
     """`{"name": ..., **options}` -> (model class, validated config dataclass)."""
     _import_all()

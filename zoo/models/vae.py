@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from zoo.config import OptimizerConfig
 from zoo.losses.divergences import kl_normal
 from zoo.losses.likelihoods import VisibleDistribution
-from zoo.models.base import GenerativeModel, Phase, PhaseOutput
+from zoo.models.base import LatentVariableModel, Phase, PhaseOutput
 from zoo.registry import BACKBONES, register_model
 
 
@@ -43,45 +43,21 @@ class Decoder(nn.Module):
         return self.net(z)
 
 
-def build_decoder(c: VAEConfig) -> Decoder:
-    """The family's generator with raw outputs and the visible distribution `c.likelihood` (any config with the
-    VAEConfig fields backbone, channels, image_size, latent_dim, width, likelihood, init_scale, learn_scale)."""
-    net = BACKBONES.get(f"{c.backbone}.generator")(
-        latent_dim=c.latent_dim, channels=c.channels, image_size=c.image_size, width=c.width, output_activation=None)
-    return Decoder(net, VisibleDistribution(c.likelihood, c.channels, c.init_scale, c.learn_scale))
-
-
-class ExplicitDecoding:
-    """`decode`, `sample` and `log_px_given_z` of a model whose `players["decoder"]` is a `Decoder` (VAE, AAE,
-    AdversarialVB): samples and reconstructions are the mean of p(x|z)."""
-
-    def decode(self, z: Tensor) -> Tensor:
-        """Mean of p(x|z) in [-1, 1]."""
-        decoder = self.players["decoder"]
-        return decoder.likelihood.mean(decoder(z)) * 2 - 1
-
-    def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
-        return self.decode(self.prior(n, self.config.latent_dim, generator))
-
-    def log_px_given_z(self, x: Tensor, z: Tensor) -> Tensor:
-        """log p(x|z) per example (nats) for images x in [-1, 1] and codes z (B, latent_dim): the explicit likelihood
-        that ELBO and importance-weighted evaluations need."""
-        decoder = self.players["decoder"]
-        return decoder.likelihood.log_prob((x + 1) / 2, decoder(z))
-
-
 @register_model("vae")
-class VAE(ExplicitDecoding, GenerativeModel):
+class VAE(LatentVariableModel):
     config_class = VAEConfig
     paper = "Kingma & Welling 2014; Rosca et al. 2018"
-    has_encoder = True
 
     def __init__(self, config: VAEConfig):
         super().__init__(config)
         c = config
         self.players["encoder"] = BACKBONES.get(f"{c.backbone}.encoder")(
             out_features=2 * c.latent_dim, channels=c.channels, image_size=c.image_size, width=c.width)
-        self.players["decoder"] = build_decoder(c)
+        net = BACKBONES.get(f"{c.backbone}.generator")(
+            latent_dim=c.latent_dim, channels=c.channels, image_size=c.image_size, width=c.width,
+            output_activation=None)
+        self.players["decoder"] = Decoder(net, VisibleDistribution(c.likelihood, c.channels, c.init_scale,
+                                                                   c.learn_scale))
 
     @classmethod
     def default_optim(cls, config: VAEConfig) -> dict[str, OptimizerConfig]:
@@ -107,12 +83,16 @@ class VAE(ExplicitDecoding, GenerativeModel):
         loss = nll + self.config.beta * kl  # -ELBO (beta = 1), Rosca eq. 1
         return PhaseOutput(loss, {"nll": nll, "kl": kl, "elbo": -(nll + kl)})
 
-    def encode(self, x: Tensor) -> Tensor:
-        return self.posterior(x)[0]
+    def decode(self, z: Tensor) -> Tensor:
+        """Mean of p(x|z) in [-1, 1]."""
+        decoder = self.players["decoder"]
+        return decoder.likelihood.mean(decoder(z)) * 2 - 1
 
-    def reconstruct(self, x: Tensor) -> Tensor:
-        """Decode the posterior mean (the protocol of Rosca App. L and JS^G-VAE Table 1)."""
-        return self.decode(self.encode(x))
+    def log_px_given_z(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x|z) per example (nats) for images x in [-1, 1] and codes z (B, latent_dim): the explicit likelihood
+        that ELBO and importance-weighted evaluations need."""
+        decoder = self.players["decoder"]
+        return decoder.likelihood.log_prob((x + 1) / 2, decoder(z))
 
     @torch.no_grad()
     def elbo(self, x: Tensor) -> Tensor:

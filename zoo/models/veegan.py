@@ -20,7 +20,7 @@ from torch import Tensor
 
 from zoo.config import OptimizerConfig
 from zoo.losses.adversarial import discriminator_loss
-from zoo.models.base import GenerativeModel, Phase, PhaseOutput
+from zoo.models.base import LatentVariableModel, Phase, PhaseOutput
 from zoo.nn.heads import joint_discriminator_for
 from zoo.registry import BACKBONES, register_model
 
@@ -34,16 +34,17 @@ class VEEGANConfig:
     width: int = 64
     disc_width: int | None = None  # data-feature width of D; default: width
     disc_norm: str = "batch"  # Rosca App. K: batch normalisation in every experiment
-    code_hidden: int = 1000  # code features of D: the Rosca App. K 3 x 1000 code discriminator MLP
-    code_layers: int = 3
+    code_disc_hidden: int = 1000  # code features of D: the Rosca App. K 3 x 1000 code discriminator MLP
+    code_disc_layers: int = 3
     joint_width: int = 512  # Rosca Table 6 head maps, swept over 512 / 1024
 
 
 @register_model("veegan")
-class VEEGAN(GenerativeModel):
+class VEEGAN(LatentVariableModel):
+    """`posterior(x)` is (F(x), None), a point mass: `encode` is F(x), `reconstruct` G(F(x)), `sample` G(z)."""
+
     config_class = VEEGANConfig
     paper = "Srivastava et al. 2017; Rosca et al. 2018"
-    has_encoder = True
 
     def __init__(self, config: VEEGANConfig):
         super().__init__(config)
@@ -81,13 +82,10 @@ class VEEGAN(GenerativeModel):
             return PhaseOutput(log_ratio + code_l1, {"log_ratio": log_ratio.detach(), "code_l1": code_l1.detach()})
         raise KeyError(f"VEEGAN has phases disc and gen, not {phase!r}")
 
-    def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
-        return self.players["generator"](self.prior(n, self.config.latent_dim, generator))
+    def posterior(self, x: Tensor) -> tuple[Tensor, None]:
+        """The reconstructor's code F(x), (B, latent_dim), and None: F is deterministic (a point mass)."""
+        return self.players["reconstructor"](x), None
 
-    def encode(self, x: Tensor) -> Tensor:
-        """The reconstructor's code F(x), (B, latent_dim): deterministic, so there is no `posterior`."""
-        return self.players["reconstructor"](x)
-
-    def reconstruct(self, x: Tensor) -> Tensor:
-        """G(F(x)) in [-1, 1]."""
-        return self.players["generator"](self.encode(x))
+    def decode(self, z: Tensor) -> Tensor:
+        """G(z) in [-1, 1]."""
+        return self.players["generator"](z)

@@ -196,7 +196,7 @@ class Trainer:
         cfg = self.recipe.optim[phase.optimizer]
         optimizer = self.optimizers[phase.optimizer]
         trained = self.trained_players(phase)
-        self._set_trainable(trained)  # players of the optimizer outside `trained` get no grad: Adam skips them
+        self._set_trainable(trained)
         optimizer.zero_grad(set_to_none=True)
         chunks = batch.chunk(cfg.accumulation) if cfg.accumulation > 1 else (batch,)
         for i, chunk in enumerate(chunks):
@@ -207,6 +207,10 @@ class Trainer:
                                          f"the run stopped and its last checkpoint is intact (try a lower optim."
                                          f"{phase.optimizer}.lr or optim.{phase.optimizer}.grad_clip)")
             self.accelerator.backward(out.loss / len(chunks) if len(chunks) > 1 else out.loss)
+        if phase.players:  # after any gradient reduction: no gradient, so the optimizer skips them, state and all
+            for name in set(self.players_of[phase.optimizer]) - set(trained):
+                for p in self.plain[name].parameters():
+                    p.grad = None
         if cfg.grad_clip is not None:
             params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
