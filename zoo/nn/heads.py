@@ -13,10 +13,9 @@ Our reading (docs/models.md):
 - "[512, 1024]" is the swept number of maps (`joint_width`), the same for both convolutions.
 - the 3x3 convolution is followed by the discriminators' norm ("batch normalization for all our experiments") and
   LeakyReLU 0.2; the 2x2 one by LeakyReLU only, with a bias. Its 1x1 output feeds the logit directly, and batch norm
-  there would fix every feature's batch mean: the mean logit of a batch of real pairs and of a batch of fake pairs
-  (the losses score them as separate batches) would then differ only through the shape of their feature
-  distributions, and a VEEGAN discriminator stayed at chance (loss 1.39 = 2 log 2 after 300 steps) where it learns
-  without (0.89 after 100). The WGAN `dcgan.py` discriminator likewise has no norm on its last convolution.
+  there would fix every feature's batch mean, so a batch of real pairs and a batch of fake pairs (scored as separate
+  batches) would get nearly the same mean logit; a VEEGAN discriminator built that way stayed at chance. The WGAN
+  `dcgan.py` discriminator likewise has no norm on its last convolution.
 - "Linear adv 2" is one logit (a two-way softmax is equivalent, as for Table 4).
 """
 from __future__ import annotations
