@@ -72,15 +72,15 @@ def moments(draws: list[list[float]]) -> tuple[list[float], list[float]]:
 
 
 def contrast_by_hand(model, k: int):
-    """(x rows, z, z~, sum log sigma) per draw, from the encoder stub's recorded inputs."""
+    """(x row, z, z~, sum log sigma) for the first draw of each x, from the encoder stub's recorded inputs."""
     (xs, _), = model.players["encoder"].calls
     assert torch.equal(xs, X.repeat_interleave(k, 0))  # the K draws of one x are adjacent
     z = hand_codes(model.players["encoder"].calls)
     out = []
-    for i, xi in enumerate(rows(xs)):
-        group = z[(i // k) * k:(i // k + 1) * k]
+    for i, xi in enumerate(rows(X)):
+        group = z[i * k:(i + 1) * k]  # the K draws of x_i give the moments; the first is the one scored
         mu, sd = moments(group)
-        out.append((xi, z[i], [(a - m) / s for a, m, s in zip(z[i], mu, sd)], sum(math.log(s) for s in sd)))
+        out.append((xi, group[0], [(a - m) / s for a, m, s in zip(group[0], mu, sd)], sum(math.log(s) for s in sd)))
     return out
 
 
@@ -96,7 +96,8 @@ def test_adaptive_contrast_vae_loss_by_hand():
         terms.append((nll, kl))
     assert out.loss.item() == pytest.approx(mean([a + b for a, b in terms]), rel=1e-5)
     assert out.logs["kl"].item() == pytest.approx(mean([b for _, b in terms]), rel=1e-5)
-    (_, z_seen), = model.players["discriminator"].calls
+    (x_seen, z_seen), = model.players["discriminator"].calls
+    assert torch.equal(x_seen, X)  # decoder and T see one draw per x
     torch.testing.assert_close(z_seen, torch.tensor([zt for _, _, zt, _ in contrast_by_hand(model, k)]))
 
 
@@ -107,27 +108,28 @@ def test_adaptive_contrast_adversary_sees_normalised_codes_against_n01():
     drawn = contrast_by_hand(model, k)
     (x1, zt_seen), (x2, z_p) = model.players["discriminator"].calls
     torch.testing.assert_close(zt_seen, torch.tensor([zt for _, _, zt, _ in drawn]))
-    assert torch.equal(x1, x2) and z_p.shape == (2 * k, 2)
+    assert torch.equal(x1, X) and torch.equal(x2, X) and z_p.shape == (2, 2)
     expected = mean([softplus(-t_logit(xi, zt)) for xi, _, zt, _ in drawn]) + \
         mean([softplus(t_logit(xi, zp)) for (xi, *_), zp in zip(drawn, z_p.tolist())])
     assert out.loss.item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_adaptive_contrast_recovers_the_closed_form_kl_of_a_gaussian_encoder():
-    """q(z|x) = N(m(x), diag s^2) is its own contrast r: z~ ~ N(0, I) exactly, the optimal adversary is T = 0, and
-    -log p(z) + log r(z|x) averages to KL(q(z|x) || N(0, I))."""
-    k = 4000
+    """q(z|x) = N(m(x), diag s^2) is its own contrast r: z~ ~ N(0, I) exactly (up to the moment estimates), the
+    optimal adversary is T = 0, and -log p(z) + log r(z|x) averages to KL(q(z|x) || N(0, I))."""
+    k, n = 200, 5000  # moment bias about d / K = 0.01 nats; Monte-Carlo std of the mean 0.015 (8 seeds)
     model = stubbed(adaptive_contrast=True, ac_samples=k)
     scale = [0.4, 1.7]
     weight = [[0.5, 0, 0, 0, scale[0], 0], [0, 0, 0.5, 0, 0, scale[1]]]  # z = m(x) + diag(scale) eps
     model.players["encoder"] = Affine(weight, ENC_B)
     model.players["discriminator"] = Affine([[0.0] * 6], [0.0])
+    x = X.repeat(n, 1, 1, 1)  # both images, n times each
     torch.manual_seed(0)
-    out = model.phase_loss("vae", X, step=0)
-    mu = torch.tensor([affine(weight, ENC_B, x, [0.0, 0.0]) for x in rows(X)])
+    out = model.phase_loss("vae", x, step=0)
+    mu = torch.tensor([affine(weight, ENC_B, xi, [0.0, 0.0]) for xi in rows(X)])
     logvar = torch.log(torch.tensor(scale) ** 2).expand(2, 2)
     closed = kl_normal(mu, logvar).mean().item()  # 0.5 sum(m^2 + s^2 - 1 - log s^2)
-    assert out.logs["kl"].item() == pytest.approx(closed, abs=0.05)
+    assert out.logs["kl"].item() == pytest.approx(closed, abs=0.06)
 
 
 def test_adaptive_contrast_needs_two_draws():

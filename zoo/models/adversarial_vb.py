@@ -7,9 +7,10 @@ and decoder minimise -log p(x|z) + T(x, z) (Mescheder eq. 3.7, Algorithm 1), the
 log q(z|x) - log p(z).
 
 Adaptive contrast (Mescheder section 3.4): T instead compares q to a Gaussian r(z|x) = N(mu(x), diag sigma^2(x))
-with q's mean and standard deviation, estimated from `ac_samples` draws per x. The adversary sees the normalised
-codes z~ = (z - mu(x)) / sigma(x) against N(0, I), so it estimates KL(q(z|x) || r(z|x)), and the encoder and decoder
-minimise -log p(x|z) - log p(z) + log r(z|x) + T(x, z~) (Mescheder eq. 3.10 with the KL replaced by T).
+with q's mean and standard deviation, estimated from `ac_samples` draws per x (one of which the losses use). The
+adversary sees the normalised codes z~ = (z - mu(x)) / sigma(x) against N(0, I), so it estimates KL(q(z|x) || r(z|x)),
+and the encoder and decoder minimise -log p(x|z) - log p(z) + log r(z|x) + T(x, z~) (Mescheder eq. 3.10 with the KL
+replaced by T).
 
 Rosca et al. (App. J) report AdversarialVB without adaptive contrast; both are here (`adaptive_contrast`).
 """
@@ -49,7 +50,7 @@ class AdversarialVBConfig:
     code_disc_layers: int = 3
     joint_width: int = 512  # Rosca Table 6 head maps, 512 or 1024
     adaptive_contrast: bool = False
-    ac_samples: int = 8  # draws per x for the moments of q(z|x) under adaptive contrast (>= 2)
+    ac_samples: int = 32  # draws per x for the moments of q(z|x) under adaptive contrast (>= 2)
 
 
 class ImplicitEncoder(nn.Module):
@@ -119,21 +120,23 @@ class AdversarialVB(GenerativeModel):
         """Decode one posterior draw to the mean of p(x|z)."""
         return self.decode(self.encode(x))
 
-    def contrast(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Adaptive contrast: `ac_samples` draws per x and their normalisation by the Monte-Carlo moments.
+    def contrast(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Adaptive contrast: one draw z ~ q(z|x) per x, normalised by moments estimated from `ac_samples` draws.
+
+        The K draws of each x come from one encoder pass (B * K rows); their mean and unbiased standard deviation
+        are mu(x), sigma(x), detached: for any fixed r, log q(z|x) = T*(x, z~) + log r(z|x), so with r held fixed
+        the pathwise gradient is the ELBO's. The first draw of each x, which is one of the K, is the one the losses
+        use, so the decoder and T see B rows.
 
         Returns:
-            x repeated per draw (B * K, C, H, W); codes z (B * K, latent_dim); normalised codes z~ = (z - mu) / sigma
-            (B * K, latent_dim); and sum_i log sigma_i per row (B * K,). mu and sigma are detached: for any fixed r,
-            log q(z|x) = T*(x, z~) + log r(z|x), so with r held fixed the pathwise gradient is the ELBO's.
+            z (B, latent_dim); z~ = (z - mu) / sigma (B, latent_dim); sum_i log sigma_i (B,).
         """
         k = self.config.ac_samples
-        xs = x.repeat_interleave(k, dim=0)  # (B * K, C, H, W), the K draws of one x adjacent
-        z = self.encode(xs)  # (B * K, latent)
-        draws = z.detach().view(x.shape[0], k, -1)  # (B, K, latent)
-        mu = draws.mean(1).repeat_interleave(k, dim=0)  # (B * K, latent)
-        sigma = draws.std(1).clamp_min(AC_MIN_STD).repeat_interleave(k, dim=0)  # unbiased (K - 1) estimate
-        return xs, z, (z - mu) / sigma, sigma.log().sum(1)
+        draws = self.encode(x.repeat_interleave(k, dim=0)).view(x.shape[0], k, -1)  # (B, K, latent), x's K adjacent
+        z = draws[:, 0]  # (B, latent)
+        mu = draws.detach().mean(1)
+        sigma = draws.detach().std(1).clamp_min(AC_MIN_STD)  # unbiased (K - 1) estimate
+        return z, (z - mu) / sigma, sigma.log().sum(1)
 
     # ---- losses ----------------------------------------------------------------------------------------------------
     def phase_loss(self, phase: str, batch: Tensor, step: int) -> PhaseOutput:
@@ -141,24 +144,24 @@ class AdversarialVB(GenerativeModel):
         if phase == "disc":
             with torch.no_grad():  # the encoder is not trained here
                 if self.config.adaptive_contrast:
-                    x, _, z_q, _ = self.contrast(batch)  # (x, z~ ~ q~(z~|x)) vs (x, z~ ~ N(0, I)) (section 3.4)
+                    _, z_q, _ = self.contrast(batch)  # (x, z~ ~ q~(z~|x)) vs (x, z~ ~ N(0, I)) (section 3.4)
                 else:
-                    x, z_q = batch, self.encode(batch)
-            z_p = self.prior(x.shape[0], self.config.latent_dim)
-            q_logits, p_logits = T(x, z_q), T(x, z_p)
+                    z_q = self.encode(batch)
+            z_p = self.prior(batch.shape[0], self.config.latent_dim)
+            q_logits, p_logits = T(batch, z_q), T(batch, z_p)
             loss = discriminator_loss(q_logits, p_logits)  # q labelled 1, p(z) labelled 0 (Mescheder eq. 3.3)
             return PhaseOutput(loss, {"t_posterior": torch.sigmoid(q_logits).mean().detach(),
                                       "t_prior": torch.sigmoid(p_logits).mean().detach()})
         if phase == "vae":
             if self.config.adaptive_contrast:
-                x, z, z_tilde, log_sigma = self.contrast(batch)
+                z, z_tilde, log_sigma = self.contrast(batch)
                 # -log p(z) + log r(z|x) for p = N(0, I), r = N(mu, sigma^2): the 2 pi terms cancel
                 log_ratio = 0.5 * z.pow(2).sum(1) - 0.5 * z_tilde.pow(2).sum(1) - log_sigma
-                kl = T(x, z_tilde) + log_ratio  # estimates log q(z|x) - log p(z) (eq. 3.10)
+                kl = T(batch, z_tilde) + log_ratio  # estimates log q(z|x) - log p(z) (eq. 3.10)
             else:
-                x, z = batch, self.encode(batch)
-                kl = T(x, z)  # T ~ log q(z|x) - log p(z) (Prop. 1)
-            nll = -self.log_px_given_z(x, z)  # -log p(x|z)
+                z = self.encode(batch)
+                kl = T(batch, z)  # T ~ log q(z|x) - log p(z) (Prop. 1)
+            nll = -self.log_px_given_z(batch, z)  # -log p(x|z)
             nll, kl = nll.mean(), kl.mean()
             return PhaseOutput(nll + kl, {"nll": nll.detach(), "kl": kl.detach(),  # eq. 3.7: E[-log p(x|z) + T]
                                           "elbo": -(nll + kl).detach()})
