@@ -38,3 +38,13 @@ def shared_data() -> Path:
     if not (path / "MNIST" / "raw").is_dir():
         pytest.skip(f"the shared offline data is not at {path} (set ZOO_SHARED to the shared/ folder)")
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for a training-heavy test: on a shared 2-core machine torch's two threads spin against each
+    other and other processes (a tiny AAE step measured 0.02 s CPU with one thread, 1.2 s with two)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

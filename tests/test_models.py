@@ -50,7 +50,7 @@ def test_phase_gradient_isolation_and_coverage(name):
     assert set(owned) == {id(p) for p in model.parameters()}, "some parameters are in no optimizer"
 
     for phase in model.phases():
-        trained = set(recipe.optim[phase.optimizer].players)
+        trained = set(phase.players or recipe.optim[phase.optimizer].players)
         for p in model.parameters():
             p.grad = None
         before = {n: [p.detach().clone() for p in m.parameters()] for n, m in trainer.plain.items()}

@@ -19,7 +19,7 @@ IMAGE_FAMILIES = {
 }
 CASES = [(fam, size) for fam, (sizes, *_) in IMAGE_FAMILIES.items() for size in sizes]
 EXTRA_NAMES = {"ijae.pair_discriminator", "ijae.joint_discriminator", "mlp.code_discriminator", "mlp.discriminator",
-               "mlp.generator", "mlp.encoder"}
+               "mlp.generator", "mlp.encoder", "heads.joint_discriminator"}
 B, LATENT, CH = 3, 6, 3
 
 
@@ -322,3 +322,47 @@ def test_mlp_backbones():
     x = g(torch.randn(7, 2))
     assert x.shape == (7, 1) and d(x).shape == (7,) and e(x).shape == (7, 4) and d.features(x).shape == (7, 16)
     torch.testing.assert_close(d(x), d.head(d.features(x)).squeeze(-1))
+
+
+# --------------------------------------------------------------------------------------------- Rosca Table 6 joint head
+@pytest.mark.parametrize("family,size", [("rosca_mnist", 28), ("dcgan", 32), ("dcgan", 64)])
+def test_joint_head_reduces_the_4x4_map_to_one_position(family, size):
+    d = build("heads.joint_discriminator", LATENT, CH, size, family=family, width=8, code_hidden=16, joint_width=12)
+    x, z = torch.randn(B, CH, size, size), torch.randn(B, LATENT)
+    joined = torch.randn(B, d.data_maps + 16, 4, 4)  # data map + 16 tiled code features
+    assert conv_output_shapes(d.joint, joined) == [(12, 2, 2), (12, 1, 1)]  # Conv 3x3 s1, Conv 2x2 s1
+    assert d(x, z).shape == (B,) and d.features(x, z).shape == (B, 12) and d.feature_dim == 12
+    torch.testing.assert_close(d(x, z), d.head(d.features(x, z)).squeeze(-1))
+    assert not hasattr(d.data, "head") and not hasattr(d.code, "head")  # "excluding the classification layer"
+    conv3, norm3, _, conv2, act2, _ = d.joint  # no norm on the 1x1 map that feeds the logit (docs/models.md)
+    assert isinstance(norm3, nn.BatchNorm2d) and conv3.bias is None
+    assert conv2.kernel_size == (2, 2) and conv2.bias is not None and isinstance(act2, nn.LeakyReLU)
+
+
+def test_joint_head_input_is_the_data_map_beside_the_tiled_code_features():
+    d = build("heads.joint_discriminator", LATENT, CH, 28, width=8, code_hidden=16, joint_width=12).eval()
+    x, z = torch.randn(B, CH, 28, 28), torch.randn(B, LATENT)
+    seen = []
+    hook = d.joint[0].register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    with torch.no_grad():
+        d(x, z)
+        data_map = d.data.body[:-1](x)  # the Table 4 convolutions before the flatten: (B, 8, 4, 4)
+        code = d.code.features(z)  # (B, 16)
+    hook.remove()
+    (joined,) = seen
+    assert joined.shape == (B, 8 + 16, 4, 4)
+    torch.testing.assert_close(joined[:, :8], data_map)
+    torch.testing.assert_close(joined[:, 8:], code[:, :, None, None].expand(-1, -1, 4, 4))
+
+
+def test_joint_head_parameter_count_at_paper_size():
+    d = build("heads.joint_discriminator", 50, 3, 28, joint_width=512)
+    data = param_count(build("rosca_mnist.discriminator", 3, 28, 64)) - (1024 + 1)  # Table 4 without Linear adv
+    code = (50 * 1000 + 1000) + 2 * (1000 * 1000 + 1000)  # 3 x 1000 MLP without its logit layer
+    head = (64 + 1000) * 512 * 9 + 2 * 512 + 512 * 512 * 4 + 512 + 512 + 1  # 3x3 + BatchNorm, 2x2 + bias, Linear
+    assert param_count(d) == data + code + head
+
+
+def test_joint_head_needs_a_spatial_family():
+    with pytest.raises(ValueError, match=r"family 'resnet' has no 4x4 feature map.*rosca_mnist, dcgan"):
+        build("heads.joint_discriminator", LATENT, CH, 32, family="resnet")

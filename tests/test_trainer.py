@@ -22,13 +22,19 @@ def _state(model) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("name", ["vae", "dcgan", "wgan_gp", "vgh_plus", "ijae"])
+# model -> (an EMA player, an optimizer to schedule)
+RESUME_CASES = {"vae": ("decoder", "vae"), "dcgan": ("generator", "gen"), "wgan_gp": ("generator", "gen"),
+                "aae": ("decoder", "autoencoder"), "adversarial_vb": ("decoder", "vae"), "veegan": ("generator", "gen"),
+                "vgh_plus": ("generator", "generator"), "ijae": ("generator", "gen")}
+
+
+@pytest.mark.parametrize("name", RESUME_CASES)
 def test_resume_is_exact(name, tmp_path):
     """2N steps straight == N steps, save, a fresh process-like trainer resumes, N steps: identical on CPU."""
     n = 3
-    overrides = ["train.ema={players: [%s], decay: 0.9}" % ("decoder" if name == "vae" else "generator"),
-                 "optim.%s.schedule={name: cosine, warmup_steps: 2}" % {"vae": "vae", "vgh_plus": "generator"}.get(
-                     name, "gen"),
+    ema_player, scheduled = RESUME_CASES[name]
+    overrides = ["train.ema={players: [%s], decay: 0.9}" % ema_player,
+                 "optim.%s.schedule={name: cosine, warmup_steps: 2}" % scheduled,
                  f"train.max_steps={2 * n}"]
     recipe = tiny_recipe(name, overrides)
     dataset = RandomImages(160, data_shape(recipe))  # 5 batches per epoch: the run crosses an epoch boundary
@@ -206,6 +212,58 @@ def test_schedule_validation_names_the_problem(toy_model):
         validate_schedule(model, {"a": OptimizerConfig(players=["a", "b"])}, model.phases())
     with pytest.raises(ConfigError, match=r"players a are in no optimizer"):
         validate_schedule(model, {"a": OptimizerConfig(players=[])}, model.phases())
+
+
+class _TwoPlayers(_Toy):
+    """Players a and b in one optimizer; phase "only_a" trains a alone (the AAE encoder's adversarial phase)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.players["b"] = nn.Linear(config.dim * 4, 1)
+
+    @classmethod
+    def default_optim(cls, config):
+        return {"ab": OptimizerConfig(players=["a", "b"], lr=0.1)}
+
+    def phases(self):
+        return (Phase("both", "ab"), Phase("only_a", "ab", players=("a",)))
+
+    def phase_loss(self, phase, batch, step):
+        out = self.players["a"](batch.flatten(1))
+        if phase == "both":
+            out = out + self.players["b"](batch.flatten(1))
+        return PhaseOutput((out - 3.0).pow(2).mean())
+
+
+def test_phase_players_subset_steps_only_those_and_keeps_the_others_optimizer_state():
+    register_model("_two")(_TwoPlayers)
+    try:
+        recipe = load_recipe({"model": {"name": "_two"}, "data": {"batch_size": 8},
+                              "train": {"progress": False, "tensorboard": False}})
+        torch.manual_seed(0)
+        trainer = Trainer(create_model(recipe), recipe, dataset=RandomImages(64, (1, 4, 4)))
+        both, only_a = trainer.phases
+        trainer.run_phase(both, trainer.stream.next(), 0)
+        a, b = trainer.plain["a"], trainer.plain["b"]
+        state = trainer.optimizers["ab"].state
+        b_before = [p.detach().clone() for p in b.parameters()]
+        b_state = {id(p): {k: v.clone() for k, v in state[p].items()} for p in b.parameters()}
+        a_before = [p.detach().clone() for p in a.parameters()]
+        trainer.run_phase(only_a, trainer.stream.next(), 0)
+        assert all(p.grad is None for p in b.parameters())
+        assert all(torch.equal(p, q) for p, q in zip(b.parameters(), b_before)), "b must not move"
+        for p in b.parameters():  # Adam skipped b: its moments and step count are those of the first phase
+            assert all(torch.equal(v, b_state[id(p)][k]) for k, v in state[p].items())
+        assert all(not torch.equal(p, q) for p, q in zip(a.parameters(), a_before))
+        assert all(state[p]["step"].item() == 2 for p in a.parameters())  # a stepped twice, b once
+        assert all(state[p]["step"].item() == 1 for p in b.parameters())
+
+        bad = (Phase("only_c", "ab", players=("c",)),)
+        with pytest.raises(ConfigError, match=r"optim\.ab\.players: phase 'only_c' trains c, which must be among "
+                                              r"this optimizer's players \(a, b\)"):
+            validate_schedule(trainer.model, recipe.optim, bad + (both,))
+    finally:
+        MODELS._entries.pop("_two", None)
 
 
 # ---- the data stream -----------------------------------------------------------------------------------------------

@@ -27,12 +27,17 @@ class Phase:
         optimizer: key in `recipe.optim`; only that optimizer's players receive gradients in this phase.
         repeats: consecutive updates per training step (n_critic), each on a fresh batch.
         every: run only on steps where `step % every == 0`.
+        players: the subset of the optimizer's players this phase trains (default, empty: all of them). The others
+            get no gradient, so the optimizer step leaves their parameters and optimizer state alone. For a player
+            updated by two losses with one optimizer state, e.g. the AAE encoder (reconstruction with the decoder,
+            then its adversarial loss alone).
     """
 
     name: str
     optimizer: str
     repeats: int = 1
     every: int = 1
+    players: tuple[str, ...] = ()
 
 
 @dataclass

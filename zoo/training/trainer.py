@@ -42,6 +42,11 @@ def validate_schedule(model: GenerativeModel, optim: dict[str, OptimizerConfig],
                               f"defined optimizers: {', '.join(optim) or '(none)'}")
         if phase.repeats < 1 or phase.every < 1:
             raise ConfigError(f"phase {phase.name!r}: repeats and every must be >= 1, got {phase}")
+        outside = [p for p in phase.players if p not in optim[phase.optimizer].players]
+        if outside:
+            raise ConfigError(f"optim.{phase.optimizer}.players: phase {phase.name!r} trains {', '.join(outside)}, "
+                              f"which must be among this optimizer's players "
+                              f"({', '.join(optim[phase.optimizer].players) or 'none'}); add them there")
     owner: dict[str, str] = {}
     for key, cfg in optim.items():
         if key not in {p.optimizer for p in phases}:
@@ -156,8 +161,12 @@ class Trainer:
         return yaml.safe_dump(to_dict(self.recipe), sort_keys=False)
 
     # ---- one phase ------------------------------------------------------------------------------------------------
-    def _set_trainable(self, optimizer: str) -> None:
-        wanted = frozenset(self.players_of[optimizer])
+    def trained_players(self, phase: Phase) -> list[str]:
+        """The players `phase` updates: its own `players` subset, else all of its optimizer's."""
+        return list(phase.players) or self.players_of[phase.optimizer]
+
+    def _set_trainable(self, players: list[str]) -> None:
+        wanted = frozenset(players)
         if wanted == self._trainable:
             return
         for name, player in self.plain.items():
@@ -169,16 +178,15 @@ class Trainer:
         for tensor in self.model.state_dict().values():
             torch.distributed.broadcast(tensor.data, src=0)
 
-    def _all_reduce_grads(self, optimizer: torch.optim.Optimizer) -> None:
-        """Average this optimizer's gradients over processes with one flattened all-reduce.
+    def _all_reduce_grads(self, params: list[torch.nn.Parameter]) -> None:
+        """Average the trained players' gradients over processes with one flattened all-reduce.
 
         Players are not wrapped in DistributedDataParallel: DDP synchronises only gradients produced through the
         wrapper's forward, while models legitimately call other methods of a player (discriminator `features`, a
         decoder's likelihood, explicit noise) and differentiate twice (gradient penalties); a wrapper would hide
-        those attributes or silently skip the sync. Reducing exactly the phase's optimizer's gradients also means
+        those attributes or silently skip the sync. Reducing exactly the phase's trained players' gradients also means
         the players a phase does not train never synchronise (the StyleGAN2-ADA training loop does the same).
         """
-        params = [p for group in optimizer.param_groups for p in group["params"]]
         for p in params:  # same layout on every process, even where a parameter got no gradient
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
@@ -199,7 +207,8 @@ class Trainer:
         """One optimizer update of `phase` on `batch` (split into micro-batches when accumulating)."""
         cfg = self.recipe.optim[phase.optimizer]
         optimizer = self.optimizers[phase.optimizer]
-        self._set_trainable(phase.optimizer)
+        trained = self.trained_players(phase)
+        self._set_trainable(trained)
         optimizer.zero_grad(set_to_none=True)
         chunks = batch.chunk(cfg.accumulation) if cfg.accumulation > 1 else (batch,)
         for i, chunk in enumerate(chunks):
@@ -211,7 +220,7 @@ class Trainer:
                                          f"{phase.optimizer}.lr or optim.{phase.optimizer}.grad_clip)")
             self.accelerator.backward(out.loss / len(chunks) if len(chunks) > 1 else out.loss)
         if self.distributed:
-            self._all_reduce_grads(optimizer)
+            self._all_reduce_grads([p for name in trained for p in self.plain[name].parameters()])
         if cfg.grad_clip is not None:
             params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
