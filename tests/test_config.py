@@ -31,8 +31,7 @@ def test_wrong_type_names_key_value_and_expected_type():
 
 
 def test_unknown_model_lists_registered_names():
-    listed = r"Registered models: dcgan, (\w+, )*vae"  # sorted; other models may sit in between
-    with pytest.raises(ConfigError, match=r"unknown model 'vea'\. Did you mean 'vae'.*" + listed):
+    with pytest.raises(ConfigError, match=r"unknown model 'vea'\. Did you mean [^?]*'vae'.*Registered models: .*dcgan"):
         load_recipe({"model": {"name": "vea"}})
     with pytest.raises(ConfigError, match=r"Registered models: .*wgan_gp"):
         create_model("no_such_model")

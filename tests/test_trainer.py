@@ -29,7 +29,7 @@ RESUME_CASES = {"vae": ("decoder", "vae"), "dcgan": ("generator", "gen"), "wgan_
 
 
 @pytest.mark.parametrize("name", RESUME_CASES)
-def test_resume_is_exact(name, tmp_path):
+def test_resume_is_exact(name, tmp_path, one_thread):
     """2N steps straight == N steps, save, a fresh process-like trainer resumes, N steps: identical on CPU."""
     n = 3
     ema_player, scheduled = RESUME_CASES[name]
