@@ -38,3 +38,13 @@ def shared_data() -> Path:
     if not (path / "MNIST" / "raw").is_dir():
         pytest.skip(f"the shared offline data is not at {path} (set ZOO_SHARED to the shared/ folder)")
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one intra-op thread: small networks train faster so, and many times faster on a loaded
+    machine, where two threads per process oversubscribe the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
