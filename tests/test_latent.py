@@ -134,7 +134,7 @@ def test_sixty_thousand_posteriors_stream_in_bounded_blocks(monkeypatch):
     assert result.mutual_information <= result.log_n + 1e-6
 
 
-def test_latent_analysis_tool_on_a_vae_checkpoint(tmp_path, shared_data, capsys):
+def test_latent_analysis_tool_on_a_vae_checkpoint(tmp_path, shared_data, capsys, one_thread):
     recipe = tiny_recipe("vae", [f"data.root={shared_data}", "train.max_steps=10", "data.options={limit: 256}"])
     torch.manual_seed(0)
     Trainer(create_model(recipe), recipe, tmp_path / "run").train()
