@@ -39,7 +39,7 @@ def test_closed_form_kl_agrees_with_monte_carlo_and_torch():
     assert exact > 1.0  # two random 10-d Gaussians are far apart: a meaningful check
 
 
-def test_one_dimensional_study_estimates_and_minimises_the_kl():
+def test_one_dimensional_study_estimates_and_minimises_the_kl(one_thread):
     """d = 1, as the paper finds: the classifier estimates KL(Q0 || P) well and minimising its estimate drives the
     true KL towards 0."""
     run = appendix_d_run(1, iterations=400, eval_every=100, hidden=64, eval_samples=20000)
@@ -51,7 +51,7 @@ def test_one_dimensional_study_estimates_and_minimises_the_kl():
     assert curve[0] == pytest.approx(init) and curve[-1] < 0.2 * init, curve
 
 
-def test_appendix_d_tool_writes_curves(tmp_path):
+def test_appendix_d_tool_writes_curves(tmp_path, one_thread):
     spec = importlib.util.spec_from_file_location("appendix_d", REPO / "tools" / "appendix_d_study.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)

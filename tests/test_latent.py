@@ -93,7 +93,7 @@ def test_deterministic_encoders_are_point_masses_unless_smoothed():
         latent.encode_posteriors(vae, images, smoothing_std=0.5)
 
 
-def test_density_ratio_estimate_recovers_a_known_kl():
+def test_density_ratio_estimate_recovers_a_known_kl(one_thread):
     """Algorithm 3 with q(z) = N((1, 0), 0.6^2 I): a small classifier's mean logit is near the closed form 0.882."""
     mu, logvar = torch.tensor([[1.0, 0.0]]).expand(500, 2), torch.full((500, 2), 2 * math.log(0.6))
     torch.manual_seed(0)
@@ -134,7 +134,7 @@ def test_sixty_thousand_posteriors_stream_in_bounded_blocks(monkeypatch):
     assert result.mutual_information <= result.log_n + 1e-6
 
 
-def test_latent_analysis_tool_on_a_vae_checkpoint(tmp_path, shared_data, capsys):
+def test_latent_analysis_tool_on_a_vae_checkpoint(tmp_path, shared_data, capsys, one_thread):
     recipe = tiny_recipe("vae", [f"data.root={shared_data}", "train.max_steps=10", "data.options={limit: 256}"])
     torch.manual_seed(0)
     Trainer(create_model(recipe), recipe, tmp_path / "run").train()

@@ -143,7 +143,7 @@ def test_phase_order_is_algorithm_5():
     assert all(v.betas == (0.5, 0.9) for v in optim.values())
 
 
-def test_vgh_plus_color_mnist_reconstruction_improves(shared_data):
+def test_vgh_plus_color_mnist_reconstruction_improves(shared_data, one_thread):
     """VGH++ on the shared color_mnist: 120 steps cut the test l1 reconstruction error by a clear margin."""
     recipe = load_recipe({
         "model": {"name": "vgh_plus", "backbone": "rosca_mnist", "channels": 3, "latent_dim": 16, "width": 16,
