@@ -145,10 +145,11 @@ def run_one(run: dict, args: argparse.Namespace, out: Path) -> dict:
         errors = reconstruction_errors(model, eval_set, device=trainer.device) if diverged is None else \
             torch.full((1,), float("nan"))
     m = recipe.model
+    sem = (errors.std() / errors.numel() ** 0.5).item() if errors.numel() > 1 else float("nan")
     result = {"name": run["name"], "row": run["row"], "divergence": m["divergence"], "alpha": run["alpha"],
               "beta": m["beta"], "primed": m["primed"], "steps": trainer.step, "max_steps": recipe.train.max_steps,
               "epochs": trainer.step * recipe.data.batch_size / len(train_set), "error": errors.mean().item(),
-              "error_sem": (errors.std() / errors.numel() ** 0.5).item(), "split": split, "n_eval": errors.numel(),
+              "error_sem": sem, "split": split, "n_eval": errors.numel(),
               "seconds": round(time.time() - begun, 1), "trained_steps_now": trainer.step - start,
               "diverged": diverged}
     result_path.write_text(json.dumps(result, indent=2))

@@ -11,7 +11,7 @@ with D one of
     mmd       MMD^2 between posterior samples and prior samples, Gaussian kernel (InfoVAE; lambda = 500)
 alpha is fixed, or trainable (`learn_alpha`): then alpha = sigmoid(a) with `a` the only parameter of the player
 `skew`, trained by the same optimizer as the encoder and decoder. Networks: Table 3 (`backbone: jsg`), Adam with
-PyTorch's default betas, lr 1e-4 (App. C). Decisions are in docs/models.md, "JS^G_alpha VAE".
+PyTorch's default betas, lr 1e-4 (App. C). Decisions are in docs/models.md, "JS^G alpha VAE family".
 """
 from __future__ import annotations
 
@@ -27,9 +27,6 @@ from zoo.losses.divergences import jsg, kl_normal, mmd
 from zoo.models.base import PhaseOutput
 from zoo.models.vae import VAE, VAEConfig
 from zoo.registry import register_model
-
-DIVERGENCES = ("kl_qp", "kl_pq", "jsg", "jsg_dual", "mmd")
-
 
 @dataclass
 class JSGVAEConfig(VAEConfig):
