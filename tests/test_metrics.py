@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from zoo.evaluation.functional import (MS_SSIM_WEIGHTS, downsample2, importance_weighted_bound, inception_score,
-                                       mode_statistics, ms_ssim, wasserstein_estimate)
-from zoo.evaluation.inception import frechet_distance, kernel_inception_distance
+from zoo.evaluation.functional import (MS_SSIM_WEIGHTS, downsample2, frechet_distance, importance_weighted_bound,
+                                       inception_score, mode_statistics, ms_ssim, wasserstein_estimate)
+from zoo.evaluation.inception import kernel_inception_distance
 from zoo.evaluation.likelihood import importance_weighted_log_likelihood
 
 
@@ -46,6 +46,21 @@ def test_frechet_distance_of_a_shifted_feature_set_is_the_squared_shift():
     shift = torch.tensor([1.0, -2.0, 0.5, 0.0, 3.0, 1.0], dtype=torch.float64)
     assert frechet_distance(f, f) == pytest.approx(0.0, abs=1e-6)
     assert frechet_distance(f, f + shift) == pytest.approx(float(shift @ shift), rel=1e-6)
+
+
+def test_frechet_distance_matches_torch_fidelity_and_the_rank_one_closed_form():
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+    g = torch.Generator().manual_seed(4)
+    a, b = torch.randn(50, 12, generator=g), torch.randn(40, 12, generator=g) * 1.5 + 0.3
+    stats = [fid_features_to_statistics(f.double()) for f in (a, b)]
+    assert frechet_distance(a, b) == pytest.approx(fid_statistics_to_metric(*stats, False)["frechet_inception_distance"],
+                                                   rel=1e-9)
+    # two samples per set: S = u u^T with u = (x_1 - x_2) / sqrt(2), and tr (S_1 S_2)^(1/2) = |u_1 . u_2|
+    x, y = torch.randn(2, 64, generator=g, dtype=torch.float64), torch.randn(2, 64, generator=g, dtype=torch.float64)
+    u, v = (x[0] - x[1]) / math.sqrt(2), (y[0] - y[1]) / math.sqrt(2)
+    closed = (x.mean(0) - y.mean(0)).square().sum() + u @ u + v @ v - 2 * (u @ v).abs()
+    assert frechet_distance(x, y) == pytest.approx(closed.item(), rel=1e-6)
 
 
 def test_kernel_inception_distance_is_zero_for_one_set_and_positive_for_a_shift():

@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from zoo.config import DataConfig  # noqa: E402
+from zoo.config import DataConfig, apply_overrides  # noqa: E402
 
 OPTIONS = ("splits", "inception_weights", "cifar_classifier", "lpips_weights", "mnist_classifier", "critic_steps",
            "critic_backbone", "critic_width", "critic_batch_size", "critic_lr", "iw_samples")
@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split", default="test", help="reference split (FID/KID, LPIPS, ELBO, critic test data)")
     p.add_argument("--data-root", help="data root for every source (default: the recipe's, else ZOO_DATA)")
+    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="dataset option of data: sources, as a recipe's data.options (e.g. limit=512, pad_to=32)")
     p.add_argument("--splits", type=int, help="IS splits (default 10)")
     p.add_argument("--inception-weights", help="torch-fidelity's weights-inception-2015-12-05-6726825d.pth "
                                                "(or ZOO_INCEPTION_WEIGHTS)")
@@ -75,8 +77,9 @@ def build_context(source: str, args: argparse.Namespace, accelerator: Any):
     if parsed is not None:
         name, split = parsed
         label = f"data:{name}:{split or args.split}"
-        return EvalContext(None, DataConfig(name=name, root=args.data_root), source=label, sample_split=split,
-                           **common), None
+        options = apply_overrides({}, args.data_option)
+        return EvalContext(None, DataConfig(name=name, root=args.data_root, options=options), source=label,
+                           sample_split=split, **common), None
     ckpt = load_checkpoint(source, device=accelerator.device)
     data = ckpt.recipe.data
     if args.data_root:

@@ -43,6 +43,21 @@ def inception_score(logits: Tensor, splits: int = 10) -> tuple[float, float, lis
     return mean, std, scores
 
 
+def frechet_distance(features_1: Tensor, features_2: Tensor) -> float:
+    """Frechet distance of Gaussians fitted to two feature sets (Heusel et al. 2017): |mu_1 - mu_2|^2 +
+    tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2)), with unbiased covariances and tr (S_1 S_2)^(1/2) as the sum of the real parts
+    of the square roots of the eigenvalues of S_1 S_2, in float64 -- the computation of torch-fidelity (and of the
+    TTUR reference code it adapts), in torch so that it runs where the features are."""
+    f1, f2 = features_1.double(), features_2.double()
+    if f1.dim() != 2 or f1.shape[1] != f2.shape[1] or min(len(f1), len(f2)) < 2:
+        raise ValueError(f"frechet_distance: need two (N >= 2, D) feature sets of one width, got {tuple(f1.shape)} and "
+                         f"{tuple(f2.shape)}")
+    diff = f1.mean(dim=0) - f2.mean(dim=0)
+    s1, s2 = torch.cov(f1.T), torch.cov(f2.T)  # (D, D)
+    tr_covmean = torch.linalg.eigvals(s1 @ s2).sqrt().real.sum()
+    return (diff @ diff + s1.trace() + s2.trace() - 2 * tr_covmean).item()
+
+
 def accuracy(logits: Tensor, labels: Tensor) -> float:
     """Fraction of rows whose argmax is the label."""
     return (logits.argmax(dim=1) == labels.to(logits.device)).double().mean().item()

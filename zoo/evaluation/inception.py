@@ -1,6 +1,7 @@
 """`is`, `fid` and `kid`: torch-fidelity's port of the TF Inception-v3 (2015-12-05) as the feature network.
 
-One pass of the network gives both feature sets: the 1008 unbiased logits (IS, as torch-fidelity and the original
+FID is `functional.frechet_distance` (torch-fidelity's computation, in torch; tested against it); KID is
+torch-fidelity's own. One pass of the network gives both feature sets: the 1008 unbiased logits (IS, as torch-fidelity and the original
 TF code) and the 2048-d pool features (FID, KID). They are computed once per source and shared between the three
 metrics. Weights: `--inception-weights PATH`, else ZOO_INCEPTION_WEIGHTS, else torch-fidelity's file in the torch hub
 cache, else torch-fidelity's download; offline without the file, the error names the file and how to supply it.
@@ -15,7 +16,7 @@ from torch import Tensor, nn
 
 from zoo.evaluation.core import (MetricResult, define_metric, load_state_dict_file, resolve_weights, to_rgb,
                                  weights_record)
-from zoo.evaluation.functional import inception_score
+from zoo.evaluation.functional import frechet_distance, inception_score
 from zoo.evaluation.sampling import EvalContext
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -37,13 +38,10 @@ def _download() -> str | None:
 
 
 def inception_weights(option: str | None) -> Path:
+    """The local Inception weights file (see the module docstring for the search order)."""
     return resolve_weights(option, INCEPTION_ENV, f"the TF-Inception weights {INCEPTION_FILE} (torch-fidelity, "
-                           f"~92 MB, from {_url()})", "--inception-weights", _download)
-
-
-def _url() -> str:
-    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
-    return URL_INCEPTION_V3
+                           f"~92 MB, released at github.com/toshas/torch-fidelity v0.2.0)", "--inception-weights",
+                           _download)
 
 
 def build_extractor(path: Path) -> nn.Module:
@@ -91,14 +89,6 @@ def inception_score_metric(ctx: EvalContext) -> list[MetricResult]:
     return [MetricResult("is", mean, std, ctx.protocol(**info, splits=splits, feature="logits_unbiased"))]
 
 
-def frechet_distance(features_1: Tensor, features_2: Tensor) -> float:
-    """FID between two feature sets, through torch-fidelity's statistics and distance (float64)."""
-    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
-
-    stats = [fid_features_to_statistics(f.double().cpu()) for f in (features_1, features_2)]
-    return float(fid_statistics_to_metric(*stats, verbose=False)["frechet_inception_distance"])
-
-
 def kernel_inception_distance(features_1: Tensor, features_2: Tensor, subsets: int = 100, subset_size: int = 1000,
                               seed: int = 0) -> tuple[float, float]:
     """KID (Binkowski et al. 2018; cubic polynomial kernel, unbiased MMD^2) over random subsets, via torch-fidelity;
@@ -114,7 +104,7 @@ def kernel_inception_distance(features_1: Tensor, features_2: Tensor, subsets: i
 def _paired_protocol(ctx: EvalContext) -> tuple[Tensor, Tensor, dict[str, Any]]:
     _, fake, info = inception_features(ctx, "samples")
     _, real, real_info = inception_features(ctx, "real")
-    return fake, real, ctx.protocol(**info, **real_info, feature="pool 2048")
+    return fake, real, ctx.protocol(**{**info, **real_info}, feature="pool 2048")
 
 
 @define_metric("fid", "Frechet Inception Distance of samples to the reference split", higher_is_better=False)

@@ -21,7 +21,6 @@ from torch.utils.data import Dataset
 
 from zoo.config import DataConfig
 from zoo.evaluation.core import EvaluationError, MetricNotApplicable, quantize
-from zoo.models.base import GenerativeModel
 
 BatchFn = Callable[[Tensor, "Tensor | None"], Tensor]
 
@@ -36,7 +35,8 @@ class EvalContext:
     """What a metric may read about one source.
 
     Args:
-        model: the trained model (eval mode), or None when the source is real data (`data:NAME[:SPLIT]`).
+        model: the trained model (a `GenerativeModel`, put in eval mode), or None when the source is real data
+            (`data:NAME[:SPLIT]`).
         data: the dataset section: name, root, options (a checkpoint's recipe.data, or built for a data source).
         source: label recorded with every result (checkpoint path or data:NAME:SPLIT).
         split: the reference split real-data comparisons use (FID, LPIPS, critic test data, ...).
@@ -52,7 +52,7 @@ class EvalContext:
         progress: show progress bars (main process only).
     """
 
-    def __init__(self, model: GenerativeModel | None, data: DataConfig, *, source: str = "", split: str = "test",
+    def __init__(self, model: Any, data: DataConfig, *, source: str = "", split: str = "test",
                  sample_split: str | None = None, n_samples: int | None = None, n_real: int | None = None,
                  batch_size: int = 100, seed: int = 0, options: dict[str, Any] | None = None,
                  accelerator: Any = None, device: str | torch.device | None = None,
@@ -87,10 +87,10 @@ class EvalContext:
     def model_name(self) -> str:
         if self.model is None:
             return "data"
-        from zoo.models.base import model_section
-        return model_section(self.model)["name"]
+        from zoo.registry import MODELS
+        return next((n for n in MODELS.names() if MODELS.get(n) is type(self.model)), type(self.model).__name__)
 
-    def require_model(self, metric: str, attribute: str | None = None, why: str = "") -> GenerativeModel:
+    def require_model(self, metric: str, attribute: str | None = None, why: str = "") -> Any:
         """The model, or MetricNotApplicable when the source is data or the model lacks `attribute`."""
         if self.model is None:
             raise MetricNotApplicable(f"{metric} evaluates a model; {self.source} is real data")

@@ -25,7 +25,7 @@ from zoo.evaluation.sampling import EvalContext
 from zoo.losses.adversarial import critic_loss_wasserstein
 from zoo.losses.penalties import gradient_penalty
 from zoo.models.base import GenerativeModel, Phase, PhaseOutput
-from zoo.registry import BACKBONES
+from zoo.registry import BACKBONES, _import_all
 
 CRITIC_STEPS = 2000  # our budget; the papers do not state one (docs/metrics.md)
 
@@ -53,6 +53,7 @@ class IndependentCritic(GenerativeModel):
 
     def __init__(self, config: CriticConfig, draw: Callable[[int], Tensor]):
         super().__init__(config)
+        _import_all()  # the backbones register on import of zoo.nn
         self.players["critic"] = BACKBONES.get(f"{config.backbone}.discriminator")(
             channels=config.channels, image_size=config.image_size, width=config.width, norm="none")
         self.draw = draw
