@@ -112,3 +112,71 @@ def test_modes_of_stacked_mnist_test_images_cover_the_modes(mnist_classifier, tm
     assert results["modes"]["value"] >= 830 and results["modes.kl"]["value"] < 0.35
     assert results["modes.accuracy"]["value"] == pytest.approx(accuracy**3, abs=0.05)  # three digits right
     assert results["modes"]["protocol"]["n_samples"] == 2000
+
+
+def _tiny_vae_checkpoint(tmp_path):
+    from conftest import RandomImages, tiny_recipe
+    from zoo import Trainer, create_model
+    recipe = tiny_recipe("vae", ["train.max_steps=2"])
+    Trainer(create_model(recipe), recipe, tmp_path / "vae", dataset=RandomImages(64, (1, 28, 28))).train()
+    return checkpoint_dirs(tmp_path / "vae")[-1]
+
+
+@pytest.mark.slow
+def test_two_process_evaluation_equals_one_process(tmp_path, shared_data):
+    ckpt = _tiny_vae_checkpoint(tmp_path)
+    common = [str(ckpt), "--metric", "msssim,elbo", "--n-samples", "40", "--n-real", "40", "--batch-size", "8",
+              "--iw-samples", "4", "--no-progress", "--no-registry"]
+    single = tool([EVALUATE, *common, "--json", str(tmp_path / "one.json")], shared_data)
+    assert single.returncode == 0, single.stderr
+    launch = [str(x) for x in ("-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", 2,
+                               "--num_machines", 1, "--mixed_precision", "no", "--dynamo_backend", "no")]
+    double = tool([*launch, EVALUATE, *common, "--json", str(tmp_path / "two.json")], shared_data)
+    assert double.returncode == 0, double.stderr[-3000:]
+    assert double.stdout.count("msssim.reference") == 1  # one table, from the main process
+    one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
+    assert [(r["metric"], r["value"]) for r in one] == [(r["metric"], pytest.approx(r["value"], rel=1e-9))
+                                                        for r in two]
+
+
+@pytest.mark.slow
+def test_cli_inception_metrics_equal_torch_fidelity_calculate_metrics(tmp_path, shared_data, monkeypatch):
+    """The whole TF-Inception path against torch-fidelity's own pipeline on the same 8-bit images."""
+    import torch
+    import torch_fidelity
+    from test_evaluation import random_inception_weights
+    from zoo.evaluation import EvalContext
+    from zoo.training import load_checkpoint
+
+    ckpt = _tiny_vae_checkpoint(tmp_path)
+    weights = random_inception_weights(tmp_path / "inception.pth")
+    out = tmp_path / "is.json"
+    res = tool([EVALUATE, str(ckpt), "--metric", "is,fid,kid", "--n-samples", "20", "--n-real", "20", "--splits", "2",
+                "--batch-size", "10", "--inception-weights", str(weights), "--json", str(out), "--no-progress"],
+               shared_data)
+    assert res.returncode == 0, res.stderr
+    ours = {r["metric"]: r["value"] for r in json.loads(out.read_text())}
+
+    monkeypatch.setenv("ZOO_DATA", str(shared_data))
+    ckpt_model = load_checkpoint(ckpt)
+    ctx = EvalContext(ckpt_model.model, ckpt_model.recipe.data, batch_size=10)  # the same streams as the tool
+    samples, _ = ctx.map_samples(lambda x, y: x, 20)
+    real = ctx.map_real(lambda x, y: x, n=20)
+
+    class Images(torch.utils.data.Dataset):
+        def __init__(self, images):
+            self.images = images.expand(-1, 3, -1, -1)
+
+        def __len__(self):
+            return len(self.images)
+
+        def __getitem__(self, i):
+            return self.images[i]
+
+    ref = torch_fidelity.calculate_metrics(input1=Images(samples), input2=Images(real), cuda=False, isc=True,
+                                           fid=True, kid=True, isc_splits=2, kid_subset_size=20,
+                                           samples_shuffle=False, feature_extractor_weights_path=str(weights),
+                                           cache=False, verbose=False, batch_size=10, save_cpu_ram=True)
+    assert ours["is"] == pytest.approx(ref["inception_score_mean"], rel=1e-5)
+    assert ours["fid"] == pytest.approx(ref["frechet_inception_distance"], rel=1e-4)
+    assert ours["kid"] == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-4, abs=1e-7)
