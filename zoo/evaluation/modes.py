@@ -25,7 +25,7 @@ N_SAMPLES, N_MODES = 26_000, 1000
 def classify_modes(net: torch.nn.Module, images: Tensor) -> Tensor:
     """(B, 3, H, W) uint8 stacked digits -> (B,) mode indices 100 d_R + 10 d_G + d_B."""
     digits = torch.stack([net(images[:, c:c + 1]).argmax(dim=1) for c in range(3)], dim=1)  # (B, 3)
-    return digits @ torch.tensor([100, 10, 1], device=digits.device)
+    return (digits * torch.tensor([100, 10, 1], device=digits.device)).sum(dim=1)  # no integer matmul on CUDA
 
 
 @define_metric("modes", "stacked-MNIST modes covered (of 1000) and KL of the mode histogram to uniform",
