@@ -221,7 +221,8 @@ def test_msssim_diversity_is_zero_for_identical_pairs_and_high_for_noise():
     ctx = EvalContext(collapsed, DataConfig(name="tensor"), datasets={"test": TensorImages(noise)}, n_samples=8)
     results = run("msssim", ctx)
     assert results["msssim"].value == 0.0 and results["msssim.reference"].value > 0.9
-    assert results["msssim"].protocol["pairs"] == 4 and results["msssim.reference"].protocol["reference_split"] == "test"
+    assert results["msssim"].protocol["pairs"] == 4
+    assert results["msssim.reference"].protocol["reference_split"] == "test"
 
 
 # ---------------------------------------------------------------------------------------------------------- critic

@@ -54,8 +54,8 @@ def test_frechet_distance_matches_torch_fidelity_and_the_rank_one_closed_form():
     g = torch.Generator().manual_seed(4)
     a, b = torch.randn(50, 12, generator=g), torch.randn(40, 12, generator=g) * 1.5 + 0.3
     stats = [fid_features_to_statistics(f.double()) for f in (a, b)]
-    assert frechet_distance(a, b) == pytest.approx(fid_statistics_to_metric(*stats, False)["frechet_inception_distance"],
-                                                   rel=1e-9)
+    reference = fid_statistics_to_metric(*stats, False)["frechet_inception_distance"]
+    assert frechet_distance(a, b) == pytest.approx(reference, rel=1e-9)
     # two samples per set: S = u u^T with u = (x_1 - x_2) / sqrt(2), and tr (S_1 S_2)^(1/2) = |u_1 . u_2|
     x, y = torch.randn(2, 64, generator=g, dtype=torch.float64), torch.randn(2, 64, generator=g, dtype=torch.float64)
     u, v = (x[0] - x[1]) / math.sqrt(2), (y[0] - y[1]) / math.sqrt(2)

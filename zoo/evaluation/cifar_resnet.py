@@ -84,7 +84,8 @@ def load_cifar_resnet(path: str | Path) -> CifarResNet:
     state = {k.removeprefix("module."): v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     blocks = {int(m.group(1)) for k in state if (m := re.match(r"layer1\.(\d+)\.", k))}
     if not blocks:
-        raise EvaluationError(f"{path}: no layer1.<i>.* keys; expected a CIFAR-10 ResNet (resnet20/32/44/56) state dict")
+        raise EvaluationError(f"{path}: no layer1.<i>.* keys; expected the state dict of a CIFAR-10 ResNet "
+                              f"(resnet20/32/44/56)")
     net = CifarResNet(max(blocks) + 1)
     missing, unexpected = net.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
@@ -96,12 +97,14 @@ def load_cifar_resnet(path: str | Path) -> CifarResNet:
 
 def _classifier(ctx: EvalContext) -> tuple[CifarResNet, dict[str, str]]:
     path = resolve_weights(ctx.options.get("cifar_classifier"), CLASSIFIER_ENV,
-                           "the CIFAR-10 ResNet weights (e.g. resnet56-4bfd9763.th of akamaster/pytorch_resnet_cifar10)",
+                           "the CIFAR-10 ResNet weights (e.g. resnet56-4bfd9763.th of "
+                           "akamaster/pytorch_resnet_cifar10)",
                            "--cifar-classifier")
     key = ("cifar_resnet", str(path))
     if key not in ctx.cache:
         net = load_cifar_resnet(path)
-        ctx.cache[key] = (net.to(ctx.device), {**weights_record(path), "backbone": f"cifar10-resnet{6 * len(net.layer1) + 2}"})
+        depth = 6 * len(net.layer1) + 2
+        ctx.cache[key] = (net.to(ctx.device), {**weights_record(path), "backbone": f"cifar10-resnet{depth}"})
     return ctx.cache[key]
 
 

@@ -131,7 +131,8 @@ def wasserstein_estimate(real_scores: Tensor, fake_scores: Tensor) -> tuple[floa
     sqrt(var_real / n_real + var_fake / n_fake) (unbiased variances)."""
     real, fake = real_scores.double().flatten(), fake_scores.double().flatten()
     if real.numel() < 2 or fake.numel() < 2:
-        raise ValueError(f"wasserstein_estimate: need at least 2 scores per side, got {real.numel()} and {fake.numel()}")
+        raise ValueError(f"wasserstein_estimate: need at least 2 scores per side, got {real.numel()} and "
+                         f"{fake.numel()}")
     w = real.mean() - fake.mean()
     se = torch.sqrt(real.var() / real.numel() + fake.var() / fake.numel())
     return w.item(), se.item()

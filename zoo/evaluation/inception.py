@@ -1,10 +1,11 @@
 """`is`, `fid` and `kid`: torch-fidelity's port of the TF Inception-v3 (2015-12-05) as the feature network.
 
-FID is `functional.frechet_distance` (torch-fidelity's computation, in torch; tested against it); KID is
-torch-fidelity's own. One pass of the network gives both feature sets: the 1008 unbiased logits (IS, as torch-fidelity and the original
-TF code) and the 2048-d pool features (FID, KID). They are computed once per source and shared between the three
-metrics. Weights: `--inception-weights PATH`, else ZOO_INCEPTION_WEIGHTS, else torch-fidelity's file in the torch hub
-cache, else torch-fidelity's download; offline without the file, the error names the file and how to supply it.
+One pass of the network gives both feature sets: the 1008 unbiased logits (IS, as torch-fidelity and the original TF
+code) and the 2048-d pool features (FID, KID). They are computed once per source and shared between the three
+metrics. FID is `functional.frechet_distance` (torch-fidelity's computation, in torch; tested against it); KID is
+torch-fidelity's own. Weights: `--inception-weights PATH`, else ZOO_INCEPTION_WEIGHTS, else torch-fidelity's file in
+the torch hub cache, else torch-fidelity's download; offline without the file, the error names the file and how to
+supply it.
 """
 from __future__ import annotations
 

@@ -4,8 +4,9 @@ images every metric reads.
 Samples are drawn in batches of `batch_size`; batch b uses a generator seeded by (seed, b), so the first n samples
 are the same whatever n, whatever metric asks and however many processes share the work. Under `accelerate launch`
 process r draws and processes batches r, r + W, r + 2W, ...; the outputs are gathered and put back in batch order,
-so a 2-process evaluation returns exactly what one process would. Random draws a metric makes while processing batch b (posterior
-samples, say) come from the default generator reseeded by (seed, b), so they do not depend on the sharding either.
+so a 2-process evaluation returns exactly what one process would. Random draws a metric makes while processing batch
+b (posterior samples, say) come from the default generator reseeded by (seed, b), so they do not depend on the
+sharding either.
 Every image a metric sees is 8-bit (samples are quantised as a saved PNG would be), like the real data it is
 compared with.
 """
