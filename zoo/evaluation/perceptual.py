@@ -75,6 +75,8 @@ def _to_slices(state: dict[str, Tensor], path: Path) -> dict[str, Tensor]:
 
 
 def _network(weights: str | Path | None) -> tuple[nn.Module, dict[str, str]]:
+    import os
+    weights = weights or os.environ.get(LPIPS_ENV) or None  # resolved before caching, so the key names the file
     key = str(weights)
     if key not in _NETWORKS:
         _NETWORKS[key] = build_lpips(weights)
