@@ -32,6 +32,12 @@ def data_shape(recipe) -> tuple[int, int, int]:
     return (m["channels"], m["image_size"], m["image_size"])
 
 
+@pytest.fixture(autouse=True)
+def _own_registry_table(tmp_path, monkeypatch):
+    """Every test (and every tool it starts) records runs in its own registry table, never in runs/registry.sqlite."""
+    monkeypatch.setenv("ZOO_REGISTRY", str(tmp_path / "registry.sqlite"))
+
+
 @pytest.fixture
 def shared_data() -> Path:
     path = SHARED / "data"

@@ -4,7 +4,8 @@
     accelerate launch tools/train.py recipes/tiny_vae.yaml [--out runs/x] [--resume auto|PATH] [train.max_steps=20 ...]
 
 Plain `python tools/train.py ...` works too (one process). The run directory gets config.yaml (the resolved recipe),
-metrics.jsonl, tb/ (TensorBoard), samples/ and reconstructions/ (PNG grids) and checkpoints/step_XXXXXXXX/.
+metrics.jsonl, tb/ (TensorBoard), samples/ and reconstructions/ (PNG grids) and checkpoints/step_XXXXXXXX/. The run
+and its checkpoints are recorded in the registry table (runs/registry.sqlite, or ZOO_REGISTRY; see zoo/catalog.py).
 """
 from __future__ import annotations
 
@@ -51,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatasetNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    from zoo.catalog import record_training
+    if trainer.is_main:
+        record_training(out, args.recipe)  # the registry table; a failure only warns
     if args.resume is not None:
         source = out if args.resume == "auto" else Path(args.resume)
         if args.resume != "auto" or existing:
@@ -66,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
+    finally:
+        if trainer.is_main:
+            record_training(out, args.recipe)  # the checkpoints written, including the last good one
     if trainer.is_main:
         summary = ", ".join(f"{k}={v:.4g}" for k, v in final.items() if not k.startswith("lr/"))
         print(f"zoo: finished {trainer.step} steps in {out}: {summary}")

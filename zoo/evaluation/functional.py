@@ -1,0 +1,184 @@
+"""Pure metric math: no models, no files, no randomness. The registered metrics in this package feed it features.
+
+Every function here is pinned by closed forms or reference implementations in tests/test_metrics.py.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# Wang, Simoncelli & Bovik 2003, Table 1 / the MS-SSIM implementation Odena et al. 2017 used (tensorflow/models
+# msssim.py): one weight per scale, finest first.
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+# ---------------------------------------------------------------------------------------------- Inception Score
+def inception_score(logits: Tensor, splits: int = 10) -> tuple[float, float, list[float]]:
+    """Inception Score (Salimans et al. 2016): exp(E_x KL(p(y|x) || p(y))) per split, p(y) the split's mean.
+
+    Args:
+        logits: (N, K) class logits of N images (softmax gives p(y|x)); computed in float64.
+        splits: the N images are cut, in order, into this many equal chunks (the last ones absorb the remainder as in
+            torch-fidelity: chunk i is [i N / splits, (i + 1) N / splits)).
+
+    Returns:
+        (mean over splits, population std over splits, the per-split scores).
+    """
+    n = logits.shape[0]
+    if logits.dim() != 2 or n < splits or splits < 1:
+        raise ValueError(f"inception_score: need (N, K) logits with N >= splits >= 1, got shape {tuple(logits.shape)} "
+                         f"and splits={splits}; lower splits or evaluate more samples")
+    log_p = logits.double().log_softmax(dim=1)  # (N, K)
+    scores = []
+    for i in range(splits):
+        chunk = log_p[i * n // splits:(i + 1) * n // splits]  # (n_i, K)
+        log_marginal = torch.logsumexp(chunk, dim=0) - math.log(chunk.shape[0])  # log p(y), (K,)
+        kl = (chunk.exp() * (chunk - log_marginal)).sum(dim=1).mean()
+        scores.append(math.exp(kl.item()))
+    mean = sum(scores) / splits
+    std = math.sqrt(sum((s - mean) ** 2 for s in scores) / splits)
+    return mean, std, scores
+
+
+def frechet_distance(features_1: Tensor, features_2: Tensor) -> float:
+    """Frechet distance of Gaussians fitted to two feature sets (Heusel et al. 2017): |mu_1 - mu_2|^2 +
+    tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2)), with unbiased covariances and tr (S_1 S_2)^(1/2) as the sum of the real parts
+    of the square roots of the eigenvalues of S_1 S_2, in float64 -- the computation of torch-fidelity (and of the
+    TTUR reference code it adapts), in torch so that it runs where the features are."""
+    f1, f2 = features_1.double(), features_2.double()
+    if f1.dim() != 2 or f1.shape[1] != f2.shape[1] or min(len(f1), len(f2)) < 2:
+        raise ValueError(f"frechet_distance: need two (N >= 2, D) feature sets of one width, got {tuple(f1.shape)} and "
+                         f"{tuple(f2.shape)}")
+    diff = f1.mean(dim=0) - f2.mean(dim=0)
+    s1, s2 = torch.cov(f1.T), torch.cov(f2.T)  # (D, D)
+    tr_covmean = torch.linalg.eigvals(s1 @ s2).sqrt().real.sum()
+    return (diff @ diff + s1.trace() + s2.trace() - 2 * tr_covmean).item()
+
+
+def accuracy(logits: Tensor, labels: Tensor) -> float:
+    """Fraction of rows whose argmax is the label."""
+    return (logits.argmax(dim=1) == labels.to(logits.device)).double().mean().item()
+
+
+# ---------------------------------------------------------------------------------------------------- MS-SSIM
+def gaussian_window(size: int, sigma: float, dtype: torch.dtype = torch.float64) -> Tensor:
+    """(size, size) normalised Gaussian; an even size is centred between pixels (as in tensorflow/models msssim.py)."""
+    offset = 0.5 if size % 2 == 0 else 0.0
+    coords = torch.arange(size, dtype=dtype) - (size // 2) + offset
+    g = torch.exp(-(coords[:, None] ** 2 + coords[None, :] ** 2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def _ssim_terms(x: Tensor, y: Tensor, max_val: float, window: int, sigma: float, k1: float, k2: float
+                ) -> tuple[Tensor, Tensor]:
+    """Per-example mean SSIM and contrast-structure term at one scale; x, y are (B, C, H, W) float64."""
+    b, c, h, w = x.shape
+    size = min(window, h, w)  # the window shrinks with the image at coarse scales ...
+    kernel = gaussian_window(size, size * sigma / window, x.dtype).to(x.device)[None, None]  # ... and so does sigma
+    stack = torch.cat([x, y, x * x, y * y, x * y], dim=1).reshape(b * 5 * c, 1, h, w)
+    mu_x, mu_y, e_xx, e_yy, e_xy = F.conv2d(stack, kernel).reshape(b, 5, c, h - size + 1, w - size + 1).unbind(1)
+    var_x, var_y, cov = e_xx - mu_x**2, e_yy - mu_y**2, e_xy - mu_x * mu_y
+    c1, c2 = (k1 * max_val) ** 2, (k2 * max_val) ** 2
+    cs_map = (2 * cov + c2) / (var_x + var_y + c2)
+    ssim_map = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1) * cs_map
+    return ssim_map.mean(dim=(1, 2, 3)), cs_map.mean(dim=(1, 2, 3))
+
+
+def downsample2(x: Tensor) -> Tensor:
+    """Average 2x2 blocks; an odd side repeats its last row / column (scipy's 'reflect' convolution then [::2])."""
+    h, w = x.shape[-2:]
+    if h % 2 or w % 2:
+        x = F.pad(x, (0, w % 2, 0, h % 2), mode="replicate")
+    return F.avg_pool2d(x, 2)
+
+
+def ms_ssim(x: Tensor, y: Tensor, max_val: float = 255.0, window: int = 11, sigma: float = 1.5, k1: float = 0.01,
+            k2: float = 0.03, weights: tuple[float, ...] = MS_SSIM_WEIGHTS) -> Tensor:
+    """Multi-scale SSIM (Wang et al. 2003) of each pair (x[i], y[i]), as in the implementation Odena et al. used.
+
+    len(weights) scales (default 5), each half the previous side. At every scale the Gaussian window is
+    min(window, H, W) pixels with sigma scaled by the same factor, so any image size works (28 px: sides 28, 14, 7,
+    4, 2 with windows 11, 11, 7, 4, 2). SSIM statistics use valid convolution and are averaged over pixels and
+    channels. MS-SSIM = prod_{j < M} cs_j^{w_j} * ssim_M^{w_M}; negative means (anti-correlated images) are clamped
+    to 0 before the powers, which are otherwise undefined.
+
+    Args:
+        x, y: (B, C, H, W) images on a scale with maximum `max_val` (uint8 images: 255).
+
+    Returns:
+        (B,) MS-SSIM values in [0, 1]; 1 for identical images.
+    """
+    if x.shape != y.shape or x.dim() != 4:
+        raise ValueError(f"ms_ssim: expected two (B, C, H, W) batches of one shape, got {tuple(x.shape)} and "
+                         f"{tuple(y.shape)}")
+    x, y = x.double(), y.double()
+    result = torch.ones(x.shape[0], dtype=torch.float64, device=x.device)
+    for level, weight in enumerate(weights):
+        ssim, cs = _ssim_terms(x, y, max_val, window, sigma, k1, k2)
+        last = level == len(weights) - 1
+        result = result * (ssim if last else cs).clamp(min=0) ** weight
+        if not last:
+            x, y = downsample2(x), downsample2(y)
+    return result
+
+
+# ------------------------------------------------------------------------------------------ Wasserstein critic
+def wasserstein_estimate(real_scores: Tensor, fake_scores: Tensor) -> tuple[float, float]:
+    """W ~= E[D(x)] - E[D(G(z))] from critic scores on held-out data and samples, with its standard error
+    sqrt(var_real / n_real + var_fake / n_fake) (unbiased variances)."""
+    real, fake = real_scores.double().flatten(), fake_scores.double().flatten()
+    if real.numel() < 2 or fake.numel() < 2:
+        raise ValueError(f"wasserstein_estimate: need at least 2 scores per side, got {real.numel()} and "
+                         f"{fake.numel()}")
+    w = real.mean() - fake.mean()
+    se = torch.sqrt(real.var() / real.numel() + fake.var() / fake.numel())
+    return w.item(), se.item()
+
+
+# ----------------------------------------------------------------------------------------- likelihood bounds
+def log_mean_exp(x: Tensor, dim: int) -> Tensor:
+    """log (1/K) sum_k exp(x_k) along `dim`, stably."""
+    return torch.logsumexp(x, dim=dim) - math.log(x.shape[dim])
+
+
+def importance_weighted_bound(log_weights: Tensor) -> Tensor:
+    """Burda et al. 2016 eq. 8: L_K = log (1/K) sum_k w_k with log w_k = log p(x, z_k) - log q(z_k|x).
+
+    Args:
+        log_weights: (B, K) log importance weights of K posterior samples per example.
+
+    Returns:
+        (B,) bounds; L_1 is the ELBO, L_K increases with K towards log p(x) (Burda et al. Theorem 1).
+    """
+    return log_mean_exp(log_weights.double(), dim=1)
+
+
+def standard_normal_log_prob(z: Tensor) -> Tensor:
+    """log N(z; 0, I) summed over the last dimension."""
+    return -0.5 * (z**2 + math.log(2 * math.pi)).sum(dim=-1)
+
+
+def diagonal_normal_log_prob(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z; mu, diag exp(logvar)) summed over the last dimension."""
+    return -0.5 * ((z - mu) ** 2 * torch.exp(-logvar) + logvar + math.log(2 * math.pi)).sum(dim=-1)
+
+
+# ------------------------------------------------------------------------------------------------------ modes
+def mode_statistics(modes: Tensor, n_modes: int) -> tuple[int, float]:
+    """Modes covered and KL(p_modes || uniform) of a mode histogram (Metz et al. 2017; Srivastava et al. 2017).
+
+    Args:
+        modes: (N,) integer mode of each sample, in [0, n_modes).
+        n_modes: number of modes of the data (1000 for stacked MNIST).
+
+    Returns:
+        (number of modes with at least one sample, sum_m p_m log(p_m n_modes) over visited modes, in nats).
+    """
+    if modes.numel() == 0 or modes.min() < 0 or modes.max() >= n_modes:
+        raise ValueError(f"mode_statistics: modes must be a non-empty tensor of integers in [0, {n_modes})")
+    counts = torch.bincount(modes.flatten().long(), minlength=n_modes).double()
+    p = counts[counts > 0] / counts.sum()
+    return int((counts > 0).sum().item()), (p * torch.log(p * n_modes)).sum().item()

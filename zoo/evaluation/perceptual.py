@@ -1,0 +1,124 @@
+"""`lpips`: reconstruction quality as LPIPS (Zhang et al. 2018), AlexNet v0.1, through the `lpips` package (IJAE
+section 5 protocol: mean LPIPS(x, reconstruct(x)) over the test split, lower is better).
+
+The v0.1 linear layers ship inside the lpips package. The AlexNet backbone normally comes from torchvision's
+download; a local file of torchvision AlexNet `features.{0,3,6,8,10}.*` weights works instead (`--lpips-weights`,
+ZOO_LPIPS_WEIGHTS, or `weights=` of `lpips_distance`), e.g. the shared `weights/lpips/alexnet_features.pth`.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from zoo.evaluation.core import (EvaluationError, MetricResult, WeightsNotFoundError, define_metric,
+                                 load_state_dict_file, quantize, sha256_file, to_rgb, weights_record)
+from zoo.evaluation.sampling import EvalContext
+
+LPIPS_ENV = "ZOO_LPIPS_WEIGHTS"
+MIN_SIDE = 32  # smaller images (MNIST's 28 px) are upsampled bilinearly to 32x32: AlexNet needs >= 31 px
+# torchvision AlexNet `features` index -> lpips slice holding it (lpips/pretrained_networks.py: slices 0-1, 2-4, 5-7,
+# 8-9, 10-11 of the feature stack).
+_SLICE_OF = {0: 1, 3: 2, 6: 3, 8: 4, 10: 5}
+_NETWORKS: dict[str, nn.Module] = {}
+
+
+def _linear_layers_file() -> Path:
+    import lpips
+    return Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"
+
+
+def build_lpips(weights: str | Path | None = None) -> tuple[nn.Module, dict[str, str]]:
+    """LPIPS-alex v0.1 in eval mode and its protocol record. `weights`: a torchvision-keyed AlexNet features file;
+    None reads ZOO_LPIPS_WEIGHTS, else lets torchvision download the ImageNet AlexNet."""
+    import os
+
+    import lpips
+
+    weights = weights or os.environ.get(LPIPS_ENV) or None
+    with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=` argument
+        warnings.simplefilter("ignore")
+        if weights is None:
+            try:
+                net = lpips.LPIPS(net="alex", version="0.1", verbose=False)
+            except Exception as err:  # noqa: BLE001 - offline downloads fail in many ways
+                raise WeightsNotFoundError(
+                    f"LPIPS needs the AlexNet backbone weights and torchvision could not download them "
+                    f"({type(err).__name__}: {err}). Pass a local file of torchvision AlexNet features.* weights with "
+                    f"--lpips-weights PATH or {LPIPS_ENV}=PATH (e.g. shared/weights/lpips/alexnet_features.pth)"
+                ) from None
+            record = {"backbone_weights": "torchvision alexnet (ImageNet)"}
+        else:
+            path = Path(weights).expanduser()
+            if not path.is_file():
+                raise WeightsNotFoundError(f"LPIPS backbone weights {str(path)!r} is not a file; pass --lpips-weights "
+                                           f"PATH or {LPIPS_ENV}=PATH with torchvision AlexNet features.* weights")
+            net = lpips.LPIPS(net="alex", version="0.1", pnet_rand=True, verbose=False)
+            net.net.load_state_dict(_to_slices(load_state_dict_file(path, "LPIPS backbone"), path), strict=True)
+            record = {f"backbone_{k}": v for k, v in weights_record(path).items()}
+    record = {"backbone": "lpips alex v0.1", **record, "linear_sha256": sha256_file(_linear_layers_file())}
+    return net.eval().requires_grad_(False), record
+
+
+def _to_slices(state: dict[str, Tensor], path: Path) -> dict[str, Tensor]:
+    out = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if len(parts) != 3 or parts[0] != "features" or int(parts[1]) not in _SLICE_OF:
+            raise EvaluationError(f"{path}: unexpected key {key!r}; expected torchvision AlexNet keys "
+                                  f"features.{{0,3,6,8,10}}.{{weight,bias}}")
+        out[f"slice{_SLICE_OF[int(parts[1])]}.{parts[1]}.{parts[2]}"] = value
+    return out
+
+
+def _network(weights: str | Path | None) -> tuple[nn.Module, dict[str, str]]:
+    import os
+    weights = weights or os.environ.get(LPIPS_ENV) or None  # resolved before caching, so the key names the file
+    key = str(weights)
+    if key not in _NETWORKS:
+        _NETWORKS[key] = build_lpips(weights)
+    return _NETWORKS[key]
+
+
+@torch.no_grad()
+def lpips_distance(x: Tensor, y: Tensor, weights: str | Path | None = None) -> Tensor:
+    """LPIPS-alex v0.1 distance of each pair (x[i], y[i]).
+
+    Args:
+        x, y: (B, C, H, W) images in [-1, 1] (C = 1 is repeated to RGB; sides below 32 px are upsampled to 32).
+        weights: AlexNet backbone file (torchvision `features.*` keys); None: ZOO_LPIPS_WEIGHTS, else torchvision.
+
+    Returns:
+        (B,) distances; 0 for identical images.
+    """
+    if x.shape != y.shape or x.dim() != 4:
+        raise ValueError(f"lpips_distance: expected two (B, C, H, W) batches of one shape, got {tuple(x.shape)} and "
+                         f"{tuple(y.shape)}")
+    net, _ = _network(weights)
+    net = net.to(x.device)
+    x, y = to_rgb(x).float(), to_rgb(y).float()
+    if min(x.shape[-2:]) < MIN_SIDE:  # AlexNet's stride-4 stem and two max-pools leave nothing of smaller images
+        x, y = (F.interpolate(t, size=(MIN_SIDE, MIN_SIDE), mode="bilinear", align_corners=False) for t in (x, y))
+    return net(x, y).flatten()  # (B, 1, 1, 1) -> (B,)
+
+
+@define_metric("lpips", "mean LPIPS-alex v0.1 of test images and their reconstructions (IJAE section 5)",
+               higher_is_better=False)
+def lpips_metric(ctx: EvalContext) -> list[MetricResult]:
+    """Mean and std over the test images of LPIPS(x, reconstruct(x)); both 8-bit images mapped to [-1, 1]."""
+    model = ctx.require_model("lpips", "has_encoder", "an encoder (reconstruct)")
+    weights = ctx.options.get("lpips_weights")
+    _, record = _network(weights)
+
+    def distances(images: Tensor, labels: Tensor | None) -> Tensor:
+        x = images.float() / 127.5 - 1
+        x_hat = quantize(model.reconstruct(x)).float() / 127.5 - 1  # 8-bit, as a saved reconstruction
+        return lpips_distance(x, x_hat, weights)
+
+    d = ctx.map_real(distances, n=ctx.n_real, desc="lpips")
+    std = d.double().std().item() if len(d) > 1 else 0.0
+    return [MetricResult("lpips", d.double().mean().item(), std,
+                         ctx.protocol(reference_split=ctx.split, n_real=len(d), **record))]

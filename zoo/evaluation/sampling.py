@@ -1,0 +1,227 @@
+"""The evaluation context: one source (a trained model or a real split) and the reproducible, sharded streams of
+images every metric reads.
+
+Samples are drawn in batches of `batch_size`; batch b uses a generator seeded by (seed, b), so the first n samples
+are the same whatever n, whatever metric asks and however many processes share the work. Under `accelerate launch`
+process r draws and processes batches r, r + W, r + 2W, ...; the outputs are gathered and put back in batch order,
+so a 2-process evaluation returns exactly what one process would. Random draws a metric makes while processing batch
+b (posterior samples, say) come from the default generator reseeded by (seed, b), so they do not depend on the
+sharding either.
+Every image a metric sees is 8-bit (samples are quantised as a saved PNG would be), like the real data it is
+compared with.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from zoo.config import DataConfig
+from zoo.evaluation.core import EvaluationError, MetricNotApplicable, quantize
+
+BatchFn = Callable[[Tensor, "Tensor | None"], Tensor]
+
+
+def stream_seed(tag: str, seed: int, index: int) -> int:
+    """A 63-bit seed for batch `index` of the stream `tag` (samples, critic, ...)."""
+    digest = hashlib.sha256(f"{tag}:{int(seed)}:{int(index)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
+
+
+class EvalContext:
+    """What a metric may read about one source.
+
+    Args:
+        model: the trained model (a `GenerativeModel`, put in eval mode), or None when the source is real data
+            (`data:NAME[:SPLIT]`).
+        data: the dataset section: name, root, options (a checkpoint's recipe.data, or built for a data source).
+        source: label recorded with every result (checkpoint path or data:NAME:SPLIT).
+        split: the reference split real-data comparisons use (FID, LPIPS, critic test data, ...).
+        sample_split: for data sources, the split whose images play the samples (default `split`).
+        n_samples: samples per metric; None lets each metric use its protocol's default.
+        n_real: reference images; None uses the whole split (a seeded random subset otherwise).
+        batch_size: images per batch, for sampling and feature networks.
+        seed: fixes every random draw of the evaluation.
+        options: metric options (weights paths, critic budget, ...), see tools/evaluate.py.
+        accelerator: an `accelerate.Accelerator` to shard across processes; None runs one process.
+        device: where networks run (default: the accelerator's device, else CPU).
+        datasets: split -> dataset overrides (tests, in-memory data); other splits load from `data`.
+        progress: show progress bars (main process only).
+    """
+
+    def __init__(self, model: Any, data: DataConfig, *, source: str = "", split: str = "test",
+                 sample_split: str | None = None, n_samples: int | None = None, n_real: int | None = None,
+                 batch_size: int = 100, seed: int = 0, options: dict[str, Any] | None = None,
+                 accelerator: Any = None, device: str | torch.device | None = None,
+                 datasets: dict[str, Dataset] | None = None, progress: bool = False):
+        self.model, self.data, self.source = model, data, source
+        self.split, self.sample_split = split, sample_split or split
+        self.n_samples, self.n_real, self.batch_size, self.seed = n_samples, n_real, batch_size, seed
+        self.options = dict(options or {})
+        self.accelerator = accelerator
+        self.device = torch.device(device) if device is not None else (
+            accelerator.device if accelerator is not None else torch.device("cpu"))
+        self.progress = progress
+        self.cache: dict[Any, Any] = {}  # features shared between metrics (Inception for is, fid and kid)
+        self._datasets: dict[str, Dataset] = dict(datasets or {})
+        self._samples: dict[int, Tensor] = {}
+        if model is not None:
+            model.to(self.device).eval()
+
+    # ---- who we are ----------------------------------------------------------------------------------------------
+    @property
+    def world(self) -> tuple[int, int]:
+        """(process index, number of processes)."""
+        if self.accelerator is None:
+            return 0, 1
+        return self.accelerator.process_index, self.accelerator.num_processes
+
+    @property
+    def is_main(self) -> bool:
+        return self.world[0] == 0
+
+    @property
+    def model_name(self) -> str:
+        if self.model is None:
+            return "data"
+        from zoo.registry import MODELS
+        return next((n for n in MODELS.names() if MODELS.get(n) is type(self.model)), type(self.model).__name__)
+
+    def require_model(self, metric: str, attribute: str | None = None, why: str = "") -> Any:
+        """The model, or MetricNotApplicable when the source is data or the model lacks `attribute`."""
+        if self.model is None:
+            raise MetricNotApplicable(f"{metric} evaluates a model; {self.source} is real data")
+        if attribute is not None and not getattr(self.model, attribute, None):
+            raise MetricNotApplicable(f"{metric} needs a model with {why or attribute}; {self.model_name} has none")
+        return self.model
+
+    def protocol(self, **extra: Any) -> dict[str, Any]:
+        """The protocol fields every result records, plus the metric's own."""
+        base = {"source": self.source, "model": self.model_name, "dataset": self.data.name,
+                "dataset_options": dict(self.data.options), "seed": self.seed}
+        if self.model is None:
+            base["sample_split"] = self.sample_split
+        return {**base, **extra}
+
+    def n(self, default: int) -> int:
+        """Samples this metric draws: --n-samples, else the metric's protocol default."""
+        return self.n_samples if self.n_samples is not None else default
+
+    # ---- real data -----------------------------------------------------------------------------------------------
+    def dataset(self, split: str | None = None) -> Dataset:
+        split = split or self.split
+        if split not in self._datasets:
+            from zoo.data import load_dataset
+            try:
+                self._datasets[split] = load_dataset(self.data.name, split, self.data.root, **self.data.options)
+            except ValueError as err:
+                raise EvaluationError(f"dataset {self.data.name!r}: {err}") from None
+        return self._datasets[split]
+
+    def has_split(self, split: str) -> bool:
+        try:
+            self.dataset(split)
+        except (EvaluationError, FileNotFoundError, KeyError):  # no such split, files missing, unknown dataset
+            return False
+        return True
+
+    def indices(self, split: str | None = None, n: int | None = None) -> Tensor:
+        """Indices of the n reference images: all of the split when n is None or too large, else a random subset
+        fixed by (seed, split); in a seeded random order either way (consecutive pairs are random pairs)."""
+        split = split or self.split
+        size = len(self.dataset(split))  # type: ignore[arg-type]
+        g = torch.Generator().manual_seed(stream_seed(f"real:{split}", self.seed, 0))
+        order = torch.randperm(size, generator=g)
+        return order if n is None else order[:n]
+
+    def real_batch(self, split: str, index: Tensor) -> tuple[Tensor, Tensor | None]:
+        """uint8 images (B, C, H, W) on the device and their labels (or None)."""
+        ds = self.dataset(split)
+        whole = ds.as_uint8_tensor() if hasattr(ds, "as_uint8_tensor") else None
+        images = whole[index] if whole is not None else torch.stack([ds[int(i)] for i in index])
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise EvaluationError(f"dataset {self.data.name!r} yields {images.dtype} tensors of shape "
+                                  f"{tuple(images.shape[1:])}; image metrics need (C, H, W) uint8 images")
+        targets = getattr(ds, "targets", None)
+        labels = targets[index] if targets is not None else None
+        return images.to(self.device), (labels.to(self.device) if labels is not None else None)
+
+    def map_real(self, fn: BatchFn, split: str | None = None, n: int | None = None, desc: str = "real") -> Tensor:
+        """fn(images, labels) over the chosen reference images in batches; outputs concatenated in order."""
+        split = split or self.split
+        index = self.indices(split, n)
+        chunks = index.split(self.batch_size)
+        return self._sharded(len(chunks), lambda b: self.real_batch(split, chunks[b]), fn, desc)
+
+    # ---- samples -------------------------------------------------------------------------------------------------
+    def sample_batch(self, b: int, n: int) -> Tensor:
+        """Batch b of the sample stream (uint8, on the device), truncated to the first n samples overall."""
+        if b not in self._samples:
+            model = self.require_model("sampling")
+            seed = stream_seed("samples", self.seed, b)
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+            torch.manual_seed(seed)  # models that draw extra noise (noise injection) draw it reproducibly too
+            with torch.no_grad():
+                self._samples[b] = quantize(model.sample(self.batch_size, generator=generator)).cpu()
+        return self._samples[b][: n - b * self.batch_size].to(self.device)
+
+    def map_samples(self, fn: BatchFn, n: int, desc: str = "samples") -> tuple[Tensor, int]:
+        """fn(samples, None) over the first n samples (for a data source: n images of its sample split, with
+        labels). Returns the concatenated outputs and the number of images actually used."""
+        if self.model is None:
+            index = self.indices(self.sample_split, n)
+            chunks = index.split(self.batch_size)
+            out = self._sharded(len(chunks), lambda b: self.real_batch(self.sample_split, chunks[b]), fn, desc)
+            return out, len(index)
+        batches = -(-n // self.batch_size)
+        return self._sharded(batches, lambda b: (self.sample_batch(b, n), None), fn, desc), n
+
+    def sampler(self, tag: str) -> Callable[[int], Tensor]:
+        """A fresh stream of samples in [-1, 1] (quantised to 8 bits), seeded by (seed, tag): call it with a count."""
+        model = self.require_model(f"the {tag} stream")
+        generator = torch.Generator(device=self.device).manual_seed(stream_seed(tag, self.seed, 0))
+
+        @torch.no_grad()
+        def draw(n: int) -> Tensor:
+            model.eval()
+            return quantize(model.sample(n, generator=generator)).to(self.device).float().div(127.5).sub(1)
+
+        return draw
+
+    # ---- sharding ------------------------------------------------------------------------------------------------
+    def _sharded(self, n_batches: int, make: Callable[[int], tuple[Tensor, Tensor | None]], fn: BatchFn,
+                 desc: str) -> Tensor:
+        rank, world = self.world
+        mine = range(rank, n_batches, world)
+        from tqdm.auto import tqdm
+        outputs = []
+        with torch.no_grad():
+            for b in tqdm(mine, desc=desc, disable=not (self.progress and self.is_main), leave=False,
+                          dynamic_ncols=True):
+                images, labels = make(b)
+                torch.manual_seed(stream_seed(f"batch:{desc}", self.seed, b))  # fn's own draws: fixed per batch
+                outputs.append((b, fn(images, labels).detach().cpu()))
+        if world > 1:
+            from accelerate.utils import gather_object
+            outputs = gather_object(outputs)
+        if not outputs:
+            raise EvaluationError(f"{desc}: no images to evaluate (n = 0); raise --n-samples / --n-real")
+        return torch.cat([out for _, out in sorted(outputs, key=lambda t: t[0])])
+
+
+def parse_source(source: str) -> tuple[str, str | None] | None:
+    """`data:NAME[:SPLIT]` -> (NAME, SPLIT or None); any other string (a checkpoint path) -> None."""
+    if not source.startswith("data:"):
+        return None
+    name, _, split = source[len("data:"):].partition(":")
+    if not name:
+        raise EvaluationError(f"source {source!r}: expected data:NAME[:SPLIT], e.g. data:cifar10_folder:test")
+    return name, split or None
+
+
+def checkpoint_label(path: str | Path) -> str:
+    return str(Path(path).resolve())
