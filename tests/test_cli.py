@@ -100,7 +100,7 @@ def test_two_process_cpu_run(tmp_path, shared_data):
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
            "1", "--mixed_precision", "no", "--dynamo_backend", "no", TRAIN, "recipes/tiny_dcgan.yaml", "--out",
            str(out), "train.max_steps=6", "train.checkpoint_every=3", "train.log_every=3", "train.progress=false"]
-    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("finished 6 steps") == 1  # only the main process reports
     assert [p.name for p in checkpoint_dirs(out)] == ["step_00000003", "step_00000006"]
