@@ -68,9 +68,9 @@ def summarise(runs: list[dict]) -> dict:
 def panel(dim: int, s: dict, log_y: bool) -> Panel:
     return Panel(
         title=f"d = {dim}: KL(Q || P) during minimisation",
-        series=[Series("true KL (mean, min-max over seeds)", s["step"], s["true_kl"]["mean"],
+        series=[Series(s["step"], s["true_kl"]["mean"], "true KL (mean, min-max over seeds)",
                        band=(s["true_kl"]["min"], s["true_kl"]["max"])),
-                Series("classifier estimate, online (mean)", s["step"], s["estimated_kl"]["mean"], dashed=True)],
+                Series(s["step"], s["estimated_kl"]["mean"], "classifier estimate, online (mean)", dashed=True)],
         hlines={"true KL at initialisation": s["true_kl_init"],
                 "density-ratio KL at initialisation": s["estimation"]["mean"][-1]},
         xlabel="iteration", ylabel="KL (nats)", log_y=log_y)

@@ -31,11 +31,12 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from zoo.data.synthetic import IJAE_MEANS, IJAE_STDS, IJAE_WEIGHTS  # noqa: E402
-from zoo.evaluation.plots import Panel, Series, save_line_plot  # noqa: E402
+from zoo.evaluation.plot import Panel, Series, save_line_plots  # noqa: E402
 
 DIVERGENCES = ("forward_kl", "reverse_kl", "jsd", "jeffreys")
 LABELS = {"forward_kl": "Forward KL", "reverse_kl": "Reverse KL", "jsd": "JSD", "jeffreys": "lambda-Jeffreys"}
 COLORS = {"forward_kl": "blue", "reverse_kl": "green", "jsd": "orange", "jeffreys": "red"}
+PANEL_SIZE = (540, 394)  # pixels per panel of the figures, margins included
 LOG_HALF = math.log(0.5)
 
 
@@ -194,12 +195,13 @@ def plot(fits: dict[str, Fit], out: Path, lam: float) -> list[Path]:
     for tag, other in zip("abc", ("reverse_kl", "forward_kl", "jsd")):
         series = [truth] + [Series(x.tolist(), curves[k].tolist(), label[k], COLORS[k]) for k in ("jeffreys", other)
                             if k in curves]
-        log_panels.append(Panel(f"{tag}) log-density: {label['jeffreys']} vs {label[other]}", series, ylim=(-30, 1),
-                                legend="lower center"))
+        log_panels.append(Panel(f"{tag}) log-density: {label['jeffreys']} vs {label[other]}", series, xlabel="x",
+                                ylim=(-30, 1), legend="lower center"))
     dens = [Series(x.tolist(), target.exp().tolist(), "target p*", "black", dashed=True)]
     dens += [Series(x.tolist(), curves[k].exp().tolist(), label[k], COLORS[k]) for k in DIVERGENCES if k in curves]
-    return [save_line_plot(log_panels, out / "figure1_log_densities.png"),
-            save_line_plot([Panel("d) densities", dens, legend="upper left")], out / "figure1_densities.png")]
+    densities = Panel("d) densities", dens, xlabel="x", legend="upper left")
+    return [save_line_plots(log_panels, out / "figure1_log_densities.png", columns=len(log_panels), size=PANEL_SIZE),
+            save_line_plots([densities], out / "figure1_densities.png", size=PANEL_SIZE)]
 
 
 def main(argv: list[str] | None = None) -> int:

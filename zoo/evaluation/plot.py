@@ -1,5 +1,9 @@
-"""Line plots as PNG with Pillow alone (matplotlib is not a dependency): panels of curves and reference lines, a
-linear or log10 y axis, tick labels and a legend. Enough for training curves and toy studies; not a plotting library.
+"""Line plots written as PNG with Pillow alone (matplotlib is not a dependency), for training curves and toy studies:
+a grid of panels, each with curves (solid or dashed, optionally with a shaded band), dashed horizontal reference
+lines, a linear or log10 y axis, automatic or fixed y limits, axis labels and a legend. Not a plotting library.
+
+    panel = Panel("a) densities", [Series(x, p, "target", "black", dashed=True), Series(x, q, "fit", "red")])
+    save_line_plots([panel], "figure.png")
 """
 from __future__ import annotations
 
@@ -8,23 +12,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from PIL import Image, ImageColor, ImageDraw, ImageFont
+
 PALETTE = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75))
+LEGEND_PLACES = ("below", "upper left", "upper right", "lower center")  # below the axes, or a box inside them
+GRID = (230, 230, 230)
 
 
 @dataclass
 class Series:
-    """One curve: y over x; `band` = (low, high) values drawn as a lighter area (e.g. min / max over seeds)."""
+    """One curve: y over x (sequences of floats or 1-D tensors), its legend label, its colour (a Pillow colour name or
+    RGB; default: the panel's next `PALETTE` colour), solid or dashed, and an optional `band` = (low, high) drawn as a
+    lighter area under the curves (e.g. min / max over seeds)."""
 
-    label: str
     x: Sequence[float]
     y: Sequence[float]
-    band: tuple[Sequence[float], Sequence[float]] | None = None
+    label: str = ""
+    color: str | tuple[int, int, int] | None = None
     dashed: bool = False
+    band: tuple[Sequence[float], Sequence[float]] | None = None
 
 
 @dataclass
 class Panel:
-    """One plot: curves, horizontal reference lines {label: y}, axis labels, log10 or linear y axis."""
+    """One plot: a title, curves, dashed horizontal reference lines {label: y}, axis labels, a linear or log10 y axis,
+    y limits (default: the data's range plus 5 % each side; curves are clipped to them) and where the legend goes (one
+    of `LEGEND_PLACES`)."""
 
     title: str
     series: list[Series] = field(default_factory=list)
@@ -32,90 +45,137 @@ class Panel:
     xlabel: str = ""
     ylabel: str = ""
     log_y: bool = False
+    ylim: tuple[float, float] | None = None
+    legend: str = "below"
 
 
-def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    """About n round tick values covering [lo, hi]."""
-    if hi <= lo:
+def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """About `count` round tick values (1, 2 or 5 times a power of ten apart) covering [lo, hi]."""
+    if not hi > lo:
         return [lo]
-    raw = (hi - lo) / n
-    step = 10 ** math.floor(math.log10(raw))
-    step *= next(m for m in (1, 2, 5, 10) if raw <= m * step)
+    raw = (hi - lo) / max(1, count)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
     first = math.ceil(lo / step) * step
-    return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
+    return [round(first + i * step, 10) + 0.0 for i in range(int((hi - first) / step + 1e-9) + 1)]  # + 0.0: no -0
 
 
-def _fmt(v: float) -> str:
-    return f"{v:.4g}"
-
-
-def save_line_plots(panels: Sequence[Panel], path: str | Path, ncols: int = 2, size: tuple[int, int] = (520, 380)
+def save_line_plots(panels: Sequence[Panel], path: str | Path, columns: int = 2, size: tuple[int, int] = (520, 380)
                     ) -> Path:
-    """Draw `panels` on a grid of `ncols` columns and save a PNG at `path` (parents created)."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    font = ImageFont.load_default()
-    w, h = size
-    nrows = math.ceil(len(panels) / ncols)
-    image = Image.new("RGB", (w * min(ncols, len(panels)), h * nrows), "white")
-    draw = ImageDraw.Draw(image)
+    """Draw `panels` on a grid of `columns` per row, each in a cell of `size` = (width, height) pixels margins
+    included, and save a PNG at `path` (parents created); returns the path."""
+    if not panels:
+        raise ValueError("save_line_plots: no panels to draw")
+    for panel in panels:
+        if panel.legend not in LEGEND_PLACES:
+            raise ValueError(f"Panel.legend: got {panel.legend!r}, choose one of {', '.join(LEGEND_PLACES)}")
+    columns, (w, h) = max(1, min(columns, len(panels))), size
+    image = Image.new("RGB", (w * columns, h * math.ceil(len(panels) / columns)), "white")
+    draw, font = ImageDraw.Draw(image), ImageFont.load_default()
     for i, panel in enumerate(panels):
-        _draw_panel(draw, font, panel, (i % ncols) * w, (i // ncols) * h, w, h)
+        _draw_panel(draw, font, panel, (i % columns) * w, (i // columns) * h, w, h)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
     return path
 
 
-def _draw_panel(draw, font, panel: Panel, ox: int, oy: int, w: int, h: int) -> None:
-    left, right, top, bottom = ox + 62, ox + w - 12, oy + 26, oy + h - 96
-    ty = (lambda v: math.log10(max(v, 1e-12))) if panel.log_y else (lambda v: v)
-    xs = [x for s in panel.series for x in s.x]
-    ys = [ty(y) for s in panel.series for y in [*s.y, *(s.band[0] if s.band else []), *(s.band[1] if s.band else [])]
-          if math.isfinite(y) and (y > 0 or not panel.log_y)]
-    ys += [ty(v) for v in panel.hlines.values() if math.isfinite(v) and (v > 0 or not panel.log_y)]
+def _line(draw: ImageDraw.ImageDraw, points: list[tuple[float, float]], color, dashed: bool, dash: float = 6.0
+          ) -> None:
+    """A 2-pixel polyline, solid or dashed (`dash` pixels on, `dash` off along its length, however dense the points)."""
+    if not dashed:
+        if len(points) > 1:
+            draw.line(points, fill=color, width=2)
+        return
+    run = 0.0  # length drawn or skipped so far
+    for (xa, ya), (xb, yb) in zip(points, points[1:]):
+        length, done = math.hypot(xb - xa, yb - ya), 0.0
+        while done < length:
+            step = min(dash - run % dash, length - done)
+            if int(run // dash) % 2 == 0:
+                a, b = done / length, (done + step) / length
+                draw.line([(xa + a * (xb - xa), ya + a * (yb - ya)), (xa + b * (xb - xa), ya + b * (yb - ya))],
+                          fill=color, width=2)
+            done, run = done + step, run + step
+
+
+def _draw_panel(draw: ImageDraw.ImageDraw, font, panel: Panel, ox: int, oy: int, w: int, h: int) -> None:
+    """Draw one panel in the cell whose top-left corner is (ox, oy)."""
+    ty = math.log10 if panel.log_y else float  # data -> axis units
+
+    def ok(v: float) -> bool:
+        return math.isfinite(v) and (v > 0 or not panel.log_y)
+
+    def rows(x: Sequence[float], *ys: Sequence[float]) -> list[tuple[float, ...]]:
+        """(x, y...) in axis units where every y can be drawn (finite, and > 0 on a log axis)."""
+        return [(float(r[0]), *(ty(float(v)) for v in r[1:])) for r in zip(x, *ys) if all(ok(float(v)) for v in r[1:])]
+
+    colors = [s.color or PALETTE[i % len(PALETTE)] for i, s in enumerate(panel.series)]
+    curves = [rows(s.x, s.y) for s in panel.series]
+    bands = [rows(s.x, *s.band) if s.band is not None else [] for s in panel.series]
+    ref_colors = [PALETTE[(len(panel.series) + j) % len(PALETTE)] for j in range(len(panel.hlines))]
+    refs = [(ty(v), c) for v, c in zip(panel.hlines.values(), ref_colors) if ok(v)]
+    entries = [(s.label, c, s.dashed) for s, c in zip(panel.series, colors) if s.label]
+    entries += [(f"{label} = {v:.4g}", c, True) for (label, v), c in zip(panel.hlines.items(), ref_colors)]
+    left, right, top = ox + 62, ox + w - 16, oy + (36 if panel.ylabel or panel.log_y else 26)  # ylabel above the axes
+    bottom = oy + h - 40 - (14 * len(entries) if panel.legend == "below" else 0)
+    xs = [x for c in curves for x, _ in c]
+    ys = [y for c in curves for _, y in c] + [t for b in bands for _, lo, hi in b for t in (lo, hi)]
+    ys += [t for t, _ in refs]
+    draw.text((left, oy + 6), panel.title, fill="black", font=font)
     if not xs or not ys:
-        draw.text((left, top), f"{panel.title}: no data", fill="black", font=font)
+        draw.text((left, top), "no data", fill="black", font=font)
         return
     x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-    y0, y1 = min(ys), max(ys)
-    pad = 0.05 * (y1 - y0) if y1 > y0 else 0.5
-    y0, y1 = y0 - pad, y1 + pad
-    px = lambda x: left + (x - x0) / (x1 - x0) * (right - left)  # noqa: E731
-    py = lambda y: bottom - (ty(y) - y0) / (y1 - y0) * (bottom - top)  # noqa: E731
-    draw.rectangle([left, top, right, bottom], outline="black")
-    draw.text((left, oy + 8), panel.title, fill="black", font=font)
-    for t in _ticks(x0, x1):
-        draw.line([px(t), bottom, px(t), bottom + 4], fill="black")
-        draw.text((px(t) - 10, bottom + 6), _fmt(t), fill="black", font=font)
-    for t in _ticks(y0, y1):
-        yy = bottom - (t - y0) / (y1 - y0) * (bottom - top)
-        draw.line([left - 4, yy, left, yy], fill="black")
-        draw.line([left, yy, right, yy], fill=(230, 230, 230))
-        draw.text((ox + 4, yy - 6), _fmt(10 ** t) if panel.log_y else _fmt(t), fill="black", font=font)
-    draw.text((left + (right - left) // 2 - 30, bottom + 20), panel.xlabel, fill="black", font=font)
+    if panel.ylim is not None:
+        y0, y1 = ty(panel.ylim[0]), ty(panel.ylim[1])
+    else:
+        y0, y1 = min(ys), max(ys)
+        pad = 0.05 * (y1 - y0) if y1 > y0 else 0.5
+        y0, y1 = y0 - pad, y1 + pad
+
+    def px(x: float) -> float:
+        return left + (x - x0) / (x1 - x0) * (right - left)
+
+    def py(t: float) -> float:  # t in axis units, clipped to the panel
+        return bottom - (min(max(t, y0), y1) - y0) / (y1 - y0) * (bottom - top)
+
+    yticks = nice_ticks(y0, y1)
+    if panel.log_y:  # 1, 2 and 5 times powers of ten (only 1 beyond three decades), where two or more fall inside
+        marks = (1,) if y1 - y0 > 3 else (1, 2, 5)
+        decades = [k + math.log10(m) for k in range(math.floor(y0), math.ceil(y1) + 1) for m in marks]
+        yticks = [t for t in decades if y0 <= t <= y1] if sum(y0 <= t <= y1 for t in decades) > 1 else yticks
+    for t in yticks:
+        label = f"{10 ** t if panel.log_y else t:.4g}"
+        draw.line([(left, py(t)), (right, py(t))], fill=GRID)
+        draw.line([(left - 4, py(t)), (left, py(t))], fill="black")
+        draw.text((left - 6 - draw.textlength(label, font=font), py(t) - 6), label, fill="black", font=font)
+    for t in nice_ticks(x0, x1):
+        label = f"{t:.4g}"
+        draw.line([(px(t), bottom), (px(t), bottom + 4)], fill="black")
+        draw.text((px(t) - draw.textlength(label, font=font) / 2, bottom + 6), label, fill="black", font=font)
+    draw.text(((left + right - draw.textlength(panel.xlabel, font=font)) / 2, bottom + 20), panel.xlabel, fill="black",
+              font=font)
     draw.text((ox + 4, top - 14), panel.ylabel + (" (log scale)" if panel.log_y else ""), fill="black", font=font)
-    legend = []
-    for i, s in enumerate(panel.series):
-        color = PALETTE[i % len(PALETTE)]
-        if s.band is not None:
-            light = tuple(int(c + (255 - c) * 0.75) for c in color)
-            for x, lo, hi in zip(s.x, *s.band):
-                if all(math.isfinite(v) and (v > 0 or not panel.log_y) for v in (lo, hi)):
-                    draw.line([px(x), py(lo), px(x), py(hi)], fill=light, width=3)
-        points = [(px(x), py(y)) for x, y in zip(s.x, s.y) if math.isfinite(y) and (y > 0 or not panel.log_y)]
-        for j, (a, b) in enumerate(zip(points, points[1:])):
-            if not s.dashed or j % 2 == 0:
-                draw.line([a, b], fill=color, width=2)
-        legend.append((s.label, color))
-    for j, (label, value) in enumerate(panel.hlines.items()):
-        color = PALETTE[(len(panel.series) + j) % len(PALETTE)]
-        if math.isfinite(value) and (value > 0 or not panel.log_y):
-            y = py(value)
-            for x in range(left, right, 12):
-                draw.line([x, y, min(x + 6, right), y], fill=color, width=2)
-        legend.append((f"{label} = {_fmt(value)}", color))
-    for j, (label, color) in enumerate(legend):
-        ly = bottom + 36 + 13 * j
-        draw.line([left, ly + 6, left + 18, ly + 6], fill=color, width=3)
-        draw.text((left + 24, ly), label, fill="black", font=font)
+    draw.rectangle([left, top, right, bottom], outline="black")
+    for band, color in zip(bands, colors):  # bands first: under every curve
+        if len(band) > 1:
+            rgb = ImageColor.getrgb(color) if isinstance(color, str) else color
+            light = tuple(int(c + (255 - c) * 0.75) for c in rgb[:3])
+            draw.polygon([(px(x), py(hi)) for x, _, hi in band] + [(px(x), py(lo)) for x, lo, _ in reversed(band)],
+                         fill=light)
+    for curve, color, s in zip(curves, colors, panel.series):
+        _line(draw, [(px(x), py(t)) for x, t in curve], color, s.dashed)
+    for t, color in refs:
+        if y0 <= t <= y1:
+            _line(draw, [(left, py(t)), (right, py(t))], color, dashed=True)
+    lx, ly = left - 6, bottom + 33  # the legend's top-left corner: below the axes, or a box inside them
+    if panel.legend != "below" and entries:
+        box_w, box_h = 40 + max(draw.textlength(label, font=font) for label, _, _ in entries), 14 * len(entries) + 4
+        lx = {"upper left": left + 4, "upper right": right - 4 - box_w, "lower center": (left + right - box_w) / 2}
+        lx, ly = lx[panel.legend], (bottom - 6 - box_h if panel.legend == "lower center" else top + 6)
+        draw.rectangle((lx, ly, lx + box_w, ly + box_h), fill="white", outline="gray")
+    for j, (label, color, dashed) in enumerate(entries):
+        y = ly + 3 + 14 * j
+        _line(draw, [(lx + 6, y + 6), (lx + 28, y + 6)], color, dashed)
+        draw.text((lx + 34, y), label, fill="black", font=font)
