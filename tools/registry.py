@@ -125,7 +125,7 @@ def cmd_compare(args: argparse.Namespace, catalog: Catalog) -> str:
 
 
 def cmd_plot(args: argparse.Namespace, catalog: Catalog) -> str:
-    from zoo.plotting import scatter_png
+    from zoo.evaluation.plot import scatter_png
     rows = [r for r in catalog.rows(args.model, args.dataset) if r.value(args.x) is not None
             and r.value(args.y) is not None]
     if args.best:
