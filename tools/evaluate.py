@@ -124,7 +124,16 @@ def format_table(rows: list[tuple[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    from zoo.training.trainer import end_distributed
+    status = 1
+    try:
+        status = _evaluate(parse_args(argv))
+        return status
+    finally:
+        end_distributed(wait=status == 0)  # a clean multi-process exit (see end_distributed)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     from zoo.evaluation import EvaluationError, MetricNotApplicable
     from zoo.registry import METRICS, UnknownNameError, _import_all
     from zoo.training import CheckpointError

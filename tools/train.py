@@ -29,7 +29,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    from zoo.training.trainer import end_distributed
+    status = 1
+    try:
+        status = _train(parse_args(argv))
+        return status
+    finally:
+        end_distributed(wait=status == 0)  # a clean multi-process exit (see end_distributed)
+
+
+def _train(args: argparse.Namespace) -> int:
     try:
         recipe = load_recipe(args.recipe, args.overrides)
     except ConfigError as err:

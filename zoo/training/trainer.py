@@ -408,6 +408,20 @@ def default_accelerator() -> Accelerator:
     return Accelerator(cpu=cpu, mixed_precision="no", gradient_accumulation_steps=1)
 
 
+def end_distributed(wait: bool = True) -> None:
+    """Leave a multi-process job cleanly: (if `wait`) every process reaches this point, then the group is torn down.
+
+    Exiting with the gloo group still alive lets interpreter shutdown destroy gloo's worker threads while they are
+    joinable, which now and then aborts a process ("terminate called without an active exception", exit -6) after all
+    its work is done and saved. Entry points call this on the way out; `wait=False` on error paths, where the other
+    processes may never arrive. A no-op without a process group.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if wait:
+            torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def _resolve_precision(setting: str, device: torch.device) -> torch.dtype | None:
     if setting == "auto":
         return torch.bfloat16 if device.type == "cuda" else None
