@@ -112,6 +112,11 @@ def test_export_writes_the_best_row_per_model_with_protocols(tmp_path, capsys):
     assert "| wgan_gp | wgan | 10 | 6 ± 0.1 |  |" in text and "| vae | vae_b | 10 | 5 ± 0.1 | 0.3 ± 0.1 |" in text
     assert "vae_a" not in text  # not the best VAE by IS
     assert "- `is`: n_samples=50000, splits=10" in text and "n_samples=10," not in text
+    note = tmp_path / "note.md"
+    note.write_text("Made on a CPU in 2,000 steps.\n\n")
+    load_tool("registry").main(["--registry", str(path), "export", "--out", str(out), "--note", f"@{note}"])
+    lines = out.read_text().splitlines()
+    assert lines[4] == "Made on a CPU in 2,000 steps." and lines[6] == "## cifar10"  # under the title, before tables
 
 
 def test_pareto_front_and_plot(tmp_path, capsys):

@@ -5,7 +5,7 @@
     python tools/registry.py list                        # runs and checkpoints with their latest results
     python tools/registry.py compare --metric is,lpips --sort is [--best] [--format markdown|csv|json]
     python tools/registry.py plot --x is --y lpips --out runs/plots/is_lpips.png   # with the Pareto front
-    python tools/registry.py export [--out docs/model_zoo.md]
+    python tools/registry.py export [--out docs/model_zoo.md] [--note @NOTE.md]
 
 The table is runs/registry.sqlite, or ZOO_REGISTRY, or --registry PATH (see zoo/catalog.py).
 """
@@ -154,6 +154,9 @@ def cmd_export(args: argparse.Namespace, catalog: Catalog) -> str:
             f"it has been evaluated with (or --sort). Numbers are mean ± std as each metric defines them "
             f"([docs/metrics.md](metrics.md)); the protocol of every number "
             f"is listed below its table.\n"]
+    if args.note:  # how the runs were made: the table cannot say it
+        note = Path(args.note[1:]).read_text() if args.note.startswith("@") else args.note
+        text.append(note.strip() + "\n")
     for dataset in sorted({str(r.dataset) for r in rows}):
         subset = [r for r in rows if str(r.dataset) == dataset]
         metrics = sorted({m for r in subset for m in r.results if not wanted or m in wanted})
@@ -206,6 +209,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.add_argument("--out", help="PNG path (default runs/plots/<x>_vs_<y>.png)")
         if name == "export":
             p.add_argument("--out", default="docs/model_zoo.md")
+            p.add_argument("--note", help="Markdown placed under the title, e.g. how the runs were made (@FILE: read "
+                                          "it from FILE)")
     return parser.parse_args(argv)
 
 

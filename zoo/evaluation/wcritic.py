@@ -116,8 +116,15 @@ def wcritic_metric(ctx: EvalContext) -> list[MetricResult]:
                           backbone=opts.get("critic_backbone") or critic_backbone(tuple(train_images.shape)),
                           width=int(opts.get("critic_width") or 64))
     critic = IndependentCritic(config, ctx.sampler("wcritic-train"))
+    # batch_size is the critic's batch per step over all processes (the trainer's data.batch_size is per process), so
+    # a sharded run trains the critic the recorded protocol says
+    batch_size = min(batch_size, len(train_images))
+    processes = ctx.world[1]
+    if batch_size % processes:
+        raise EvaluationError(f"wcritic: --critic-batch-size {batch_size} does not split evenly over {processes} "
+                              f"processes; pass a multiple of {processes}")
     recipe = Recipe(model={"name": "independent_critic"},
-                    data=DataConfig(name="wcritic", batch_size=min(batch_size, len(train_images))),
+                    data=DataConfig(name="wcritic", batch_size=batch_size // processes),
                     optim={"critic": OptimizerConfig(players=["critic"], lr=lr, betas=(0.5, 0.9))},
                     train=TrainConfig(max_steps=steps, seed=ctx.seed, mixed_precision="no", log_every=max(1, steps),
                                       sample_every=0, checkpoint_every=0, progress=ctx.progress and ctx.is_main,
@@ -133,7 +140,7 @@ def wcritic_metric(ctx: EvalContext) -> list[MetricResult]:
         fake = torch.cat([net(draw(len(x))) for x in test_images.split(ctx.batch_size)])
     w, se = wasserstein_estimate(real, fake)
     protocol = ctx.protocol(critic_backbone=f"{config.backbone}.discriminator", critic_width=config.width,
-                            critic_norm="none", critic_steps=steps, critic_batch_size=recipe.data.batch_size,
+                            critic_norm="none", critic_steps=steps, critic_batch_size=batch_size, processes=processes,
                             critic_lr=lr, critic_betas=[0.5, 0.9], gp_weight=config.gp_weight,
                             critic_train_data=train_desc, n_train=len(train_images), reference_split=ctx.split,
                             n_test=len(test_images), n_fake=len(fake), std="standard error of the estimate")
