@@ -225,6 +225,17 @@ def test_msssim_diversity_is_zero_for_identical_pairs_and_high_for_noise():
     assert results["msssim.reference"].protocol["reference_split"] == "test"
 
 
+def test_msssim_pairs_are_scored_in_chunks_with_the_same_values(monkeypatch):
+    from zoo.evaluation import msssim
+    from zoo.evaluation.functional import ms_ssim
+    images = RandomImages(22, (3, 28, 28), seed=5).images  # 11 pairs
+    whole = 1 - ms_ssim(images[:11].double(), images[11:].double(), max_val=255.0)
+    monkeypatch.setattr(msssim, "PAIRS_PER_CHUNK", 4)  # chunks of 4, 4, 3 pairs
+    assert torch.equal(msssim.pair_diversity(images), whole)
+    odd = 1 - ms_ssim(images[:10].double(), images[10:20].double(), max_val=255.0)
+    assert torch.equal(msssim.pair_diversity(images[:21]), odd)  # i with i + 10; the odd image out is dropped
+
+
 # ---------------------------------------------------------------------------------------------------------- critic
 def _blobs(n, generator, brightness):
     """n smooth 1x16x16 images in [-1, 1]: a brightness level per image plus a little pixel noise."""
