@@ -14,8 +14,8 @@ F_W, F_B = [[0.5, 0.0, 0.0, -0.5], [0.0, 1.0, 0.5, 0.0]], [0.1, 0.0]  # x -> z
 D_W, D_B = [[0.1, 0.2, -0.1, 0.3, 1.0, -0.5]], [0.05]  # D(x, z)
 
 
-def stubbed():
-    model = create_model("veegan", channels=1, latent_dim=2, width=8, code_disc_hidden=8, joint_width=8)
+def stubbed(**overrides):
+    model = create_model("veegan", channels=1, latent_dim=2, width=8, code_disc_hidden=8, joint_width=8, **overrides)
     model.players["generator"] = Affine(G_W, G_B, out_shape=(1, 2, 2))
     model.players["reconstructor"] = Affine(F_W, F_B)
     model.players["discriminator"] = Affine(D_W, D_B)
@@ -63,6 +63,28 @@ def test_reconstructor_gradient_is_the_l1_term_only():
     residual = z - (x_gen.flatten(1) @ F.weight.detach().T + F.bias.detach())
     expected = -(residual.sign()[:, :, None] * x_gen.flatten(1)[:, None, :]).mean(0)
     torch.testing.assert_close(grad, expected)
+
+
+def test_adversarial_reconstructor_adds_minus_the_data_pair_logit_to_F_only():
+    """reconstructor_adversarial=True: loss = mean D(G(z), z) + l1 - mean D(x, F(x)); G's gradient is unchanged and
+    F's gains -mean_i w_z x_i^T, w_z being D's weights on the code (affine stubs)."""
+    plain, adversarial = stubbed(), stubbed(reconstructor_adversarial=True)
+    torch.manual_seed(3)
+    base = plain.phase_loss("gen", X, step=0)
+    base.loss.backward()
+    torch.manual_seed(3)
+    out = adversarial.phase_loss("gen", X, step=0)
+    out.loss.backward()
+    (_, z_gen), (x_data, z_data) = adversarial.players["discriminator"].calls
+    assert torch.equal(x_data, X)
+    data_log_ratio = mean([d_logit(x, zi) for x, zi in zip(rows(X), z_data.tolist())])
+    assert out.loss.item() == pytest.approx(base.loss.item() - data_log_ratio, rel=1e-6)
+    assert out.logs["data_log_ratio"].item() == pytest.approx(data_log_ratio, rel=1e-6)
+    G, G0 = adversarial.players["generator"], plain.players["generator"]
+    torch.testing.assert_close(G.weight.grad, G0.weight.grad)
+    w_z = torch.tensor(D_W[0][4:])  # D's weights on the code half of its input
+    expected = plain.players["reconstructor"].weight.grad - (w_z[:, None] * X.flatten(1).mean(0)[None, :])
+    torch.testing.assert_close(adversarial.players["reconstructor"].weight.grad, expected)
 
 
 def test_encoder_api_is_the_deterministic_reconstructor():

@@ -37,6 +37,10 @@ class VEEGANConfig:
     code_disc_hidden: int = 1000  # code features of D: the Rosca App. K 3 x 1000 code discriminator MLP
     code_disc_layers: int = 3
     joint_width: int = 512  # Rosca Table 6 head maps, swept over 512 / 1024
+    # Algorithm 1 trains F by the code reconstruction alone (False). True also trains F adversarially on the data
+    # pairs, -D(x, F(x)), as the authors' linked reference implementation does: without it D can tell the pairs apart
+    # by their codes alone (F(x) is never pulled towards p(z)) and G then gets no useful signal (docs/models.md).
+    reconstructor_adversarial: bool = False
 
 
 @register_model("veegan")
@@ -79,7 +83,13 @@ class VEEGAN(LatentVariableModel):
             x_gen = G(z)  # (B, C, H, W)
             log_ratio = D(x_gen, z).mean()  # KL estimate of Rosca eq. 10 (Alg. 1 line 9, first term)
             code_l1 = (z - F(x_gen)).abs().sum(1).mean()  # ||z - F(G(z))||_1 (Alg. 1 lines 8-9; Rosca App. K)
-            return PhaseOutput(log_ratio + code_l1, {"log_ratio": log_ratio.detach(), "code_l1": code_l1.detach()})
+            logs = {"log_ratio": log_ratio.detach(), "code_l1": code_l1.detach()}
+            loss = log_ratio + code_l1
+            if self.config.reconstructor_adversarial:  # F makes (x, F(x)) look generated; G does not enter it
+                data_log_ratio = D(batch, F(batch)).mean()
+                loss = loss - data_log_ratio
+                logs["data_log_ratio"] = data_log_ratio.detach()
+            return PhaseOutput(loss, logs)
         raise KeyError(f"VEEGAN has phases disc and gen, not {phase!r}")
 
     def posterior(self, x: Tensor) -> tuple[Tensor, None]:
