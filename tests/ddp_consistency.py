@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from conftest import RandomImages, data_shape, tiny_recipe  # noqa: E402
 from zoo import create_model  # noqa: E402
-from zoo.training import Trainer, end_distributed  # noqa: E402
+from zoo.training import Trainer, exit_process  # noqa: E402
 
 
 def main(names: list[str]) -> None:
@@ -33,8 +33,8 @@ def main(names: list[str]) -> None:
             assert torch.equal(gathered[0], gathered[1]), f"{name}: weights differ between processes"
             assert not torch.equal(batches[0], batches[1]), f"{name}: both processes read the same batch"
             print(f"DDP-CONSISTENT {name}", flush=True)
-    end_distributed()
 
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+    exit_process(0)

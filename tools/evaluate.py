@@ -124,16 +124,7 @@ def format_table(rows: list[tuple[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from zoo.training.trainer import end_distributed
-    status = 1
-    try:
-        status = _evaluate(parse_args(argv))
-        return status
-    finally:
-        end_distributed(wait=status == 0)  # a clean multi-process exit (see end_distributed)
-
-
-def _evaluate(args: argparse.Namespace) -> int:
+    args = parse_args(argv)
     from zoo.evaluation import EvaluationError, MetricNotApplicable
     from zoo.registry import METRICS, UnknownNameError, _import_all
     from zoo.training import CheckpointError
@@ -192,4 +183,5 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from zoo.training.trainer import exit_process
+    exit_process(main())  # under accelerate launch: every process ends cleanly (see exit_process)

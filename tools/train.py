@@ -29,16 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from zoo.training.trainer import end_distributed
-    status = 1
-    try:
-        status = _train(parse_args(argv))
-        return status
-    finally:
-        end_distributed(wait=status == 0)  # a clean multi-process exit (see end_distributed)
-
-
-def _train(args: argparse.Namespace) -> int:
+    args = parse_args(argv)
     try:
         recipe = load_recipe(args.recipe, args.overrides)
     except ConfigError as err:
@@ -89,4 +80,5 @@ def _train(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from zoo.training.trainer import exit_process
+    exit_process(main())  # under accelerate launch: every process ends cleanly (see exit_process)

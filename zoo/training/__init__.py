@@ -1,5 +1,5 @@
 """The generic phase trainer, checkpoints, EMA and logging."""
 from zoo.training.checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from zoo.training.trainer import NonFiniteLossError, Trainer, end_distributed
+from zoo.training.trainer import NonFiniteLossError, Trainer, exit_process
 
-__all__ = ["Checkpoint", "CheckpointError", "NonFiniteLossError", "Trainer", "end_distributed", "load_checkpoint"]
+__all__ = ["Checkpoint", "CheckpointError", "NonFiniteLossError", "Trainer", "exit_process", "load_checkpoint"]

@@ -11,8 +11,9 @@ import contextlib
 import math
 import os
 import signal
+import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NoReturn
 
 import torch
 import yaml
@@ -408,18 +409,23 @@ def default_accelerator() -> Accelerator:
     return Accelerator(cpu=cpu, mixed_precision="no", gradient_accumulation_steps=1)
 
 
-def end_distributed(wait: bool = True) -> None:
-    """Leave a multi-process job cleanly: (if `wait`) every process reaches this point, then the group is torn down.
+def exit_process(status: int) -> NoReturn:
+    """End the process with `status`; in a multi-process job, the processes first meet (on success) and then end at
+    once with `os._exit`, skipping interpreter teardown.
 
-    Exiting with the gloo group still alive lets interpreter shutdown destroy gloo's worker threads while they are
-    joinable, which now and then aborts a process ("terminate called without an active exception", exit -6) after all
-    its work is done and saved. Entry points call this on the way out; `wait=False` on error paths, where the other
-    processes may never arrive. A no-op without a process group.
+    Tearing down torch.distributed's C++ objects (gloo's and the store's threads) at exit, with or without
+    `destroy_process_group`, now and then aborts a process ("terminate called without an active exception", exit -6)
+    after all its work is done and saved; there is nothing left to clean up that os._exit would skip (checkpoints are
+    atomic and complete, logs closed by `Trainer.train`), so the streams are flushed and the process ends. A failing
+    process does not wait for the others, which may never arrive. One process: plain `sys.exit`.
     """
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        if wait:
+        if status == 0:
             torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
 
 
 def _resolve_precision(setting: str, device: torch.device) -> torch.dtype | None:
