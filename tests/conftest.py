@@ -13,6 +13,11 @@ from zoo.data import TensorImages
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
 SHARED = Path(os.environ.get("ZOO_SHARED", REPO.parent / "shared"))
+# `python LAUNCH_TWO ...` runs a script as two processes. accelerate's `--cpu --num_processes 2` starts one unless an
+# MPI hostfile is configured; the torchrun launcher (--multi_gpu) starts two, which the trainer turns into a gloo CPU
+# job when there is no CUDA.
+LAUNCH_TWO = ("-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no")
 
 
 def RandomImages(n: int, shape: tuple[int, ...], seed: int = 0) -> TensorImages:

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO
+from conftest import LAUNCH_TWO, REPO
 from zoo import load_checkpoint, load_recipe
 from zoo.training.checkpoint import checkpoint_dirs
 from zoo.training.logging import read_metrics
@@ -95,11 +95,8 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, shared_data):
 def test_two_process_cpu_run(tmp_path, shared_data):
     out = tmp_path / "ddp"
     env = {**os.environ, "ZOO_DATA": str(shared_data), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    # accelerate's `--cpu --num_processes 2` starts one process unless an MPI hostfile is configured; the torchrun
-    # launcher (--multi_gpu) starts two, which the trainer turns into a gloo CPU job when there is no CUDA.
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
-           "1", "--mixed_precision", "no", "--dynamo_backend", "no", TRAIN, "recipes/tiny_dcgan.yaml", "--out",
-           str(out), "train.max_steps=6", "train.checkpoint_every=3", "train.log_every=3", "train.progress=false"]
+    cmd = [sys.executable, *LAUNCH_TWO, TRAIN, "recipes/tiny_dcgan.yaml", "--out", str(out), "train.max_steps=6",
+           "train.checkpoint_every=3", "train.log_every=3", "train.progress=false"]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("finished 6 steps") == 1  # only the main process reports
@@ -114,8 +111,7 @@ def test_two_process_cpu_run(tmp_path, shared_data):
 
 def test_two_processes_keep_identical_weights():
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
-           "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "tests" / "ddp_consistency.py"),
+    cmd = [sys.executable, *LAUNCH_TWO, str(REPO / "tests" / "ddp_consistency.py"),
            "vae", "dcgan", "wgan_gp", "aae"]  # aae: phases that train a subset of their optimizer's players
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, SHARED
+from conftest import LAUNCH_TWO, REPO, SHARED
 from zoo.catalog import Catalog, checkpoint_sha256
 from zoo.training.checkpoint import checkpoint_dirs
 
@@ -129,9 +129,7 @@ def test_two_process_evaluation_equals_one_process(tmp_path, shared_data):
               "--iw-samples", "4", "--no-progress", "--no-registry"]
     single = tool([EVALUATE, *common, "--json", str(tmp_path / "one.json")], shared_data)
     assert single.returncode == 0, single.stderr
-    launch = [str(x) for x in ("-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", 2,
-                               "--num_machines", 1, "--mixed_precision", "no", "--dynamo_backend", "no")]
-    double = tool([*launch, EVALUATE, *common, "--json", str(tmp_path / "two.json")], shared_data)
+    double = tool([*LAUNCH_TWO, EVALUATE, *common, "--json", str(tmp_path / "two.json")], shared_data)
     assert double.returncode == 0, double.stderr[-3000:]
     assert double.stdout.count("msssim.reference") == 1  # one table, from the main process
     one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
@@ -149,9 +147,7 @@ def test_two_process_wcritic_follows_the_one_process_protocol(tmp_path, shared_d
               "--no-registry"]
     single = tool([EVALUATE, *common, "--json", str(tmp_path / "one.json")], shared_data)
     assert single.returncode == 0, single.stderr
-    launch = [str(x) for x in ("-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", 2,
-                               "--num_machines", 1, "--mixed_precision", "no", "--dynamo_backend", "no")]
-    double = tool([*launch, EVALUATE, *common, "--json", str(tmp_path / "two.json")], shared_data)
+    double = tool([*LAUNCH_TWO, EVALUATE, *common, "--json", str(tmp_path / "two.json")], shared_data)
     assert double.returncode == 0, double.stderr[-3000:]
     (one,), (two,) = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
     assert (one["protocol"]["processes"], two["protocol"]["processes"]) == (1, 2)
