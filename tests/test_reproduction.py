@@ -1,0 +1,220 @@
+"""Reproduction specs: the strict loader, resumable runs, rendering of the paper beside ours, smoke runs end to end."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, SHARED
+from zoo.catalog import Catalog
+from zoo.config import ConfigError
+from zoo.reproduction import find_specs, load_spec, plan, render_spec, run_spec
+from zoo.reproduction.render import check_claim
+from zoo.reproduction.run import PlannedRun, run_one
+
+SPECS = REPO / "recipes" / "reproduction"
+PAPERS = SHARED / "papers"
+TINY = str(REPO / "recipes" / "tiny_vae.yaml")
+
+
+def tiny_spec(tmp_path: Path, **changes) -> Path:
+    """A two-run spec over the tiny VAE recipe, measured by the reconstruction protocol on 32 test images."""
+    tree = {
+        "name": "tiny", "title": "Tiny table", "paper": "Nobody 2020", "source": "Table 9",
+        "metrics": [{"name": "reconstruction_error", "label": "error", "units": "SSE per image"}],
+        "protocol": {"name": "reconstruction", "options": {"split": "test", "limit": 32}},
+        "runs": [{"name": "small", "recipe": TINY, "overrides": ["model.latent_dim=4"],
+                  "paper": {"reconstruction_error": {"value": 8.5, "source": "Table 9, row small"}}},
+                 {"name": "big", "recipe": TINY, "paper": {"reconstruction_error": {"value": 7.25,
+                                                                                     "source": "Table 9, row big"}}}],
+        "seeds": [0],
+        "scales": {"smoke": {"description": "tiny", "overrides": ["train.max_steps=4", "train.checkpoint_every=2",
+                                                                  "train.progress=false"]}},
+        "claims": [{"statement": "big beats small", "source": "Table 9",
+                    "lhs": {"runs": ["big"]}, "op": "<", "rhs": {"runs": ["small"]}}],
+    }
+    tree.update(changes)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
+# ---- the loader ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("where, change, message", [
+    ("top", {"titel": "x"}, "tiny.titel: unknown key (did you mean 'title'?)"),
+    ("run", {"runs": [{"name": "a", "recipe": TINY, "overides": []}]}, "tiny.runs[0].overides: unknown key"),
+    ("scale", {"scales": {"smoke": {"epoch": 1}}}, "tiny.scales.smoke.epoch: unknown key (did you mean 'epochs'?)"),
+    ("paper", {"runs": [{"name": "a", "recipe": TINY, "paper": {"reconstruction_error": {"value": 1, "src": "x"}}}]},
+     "tiny.runs[0].paper.reconstruction_error.src: unknown key"),
+])
+def test_spec_loader_names_unknown_keys(tmp_path, where, change, message):
+    with pytest.raises(ConfigError) as err:
+        load_spec(tiny_spec(tmp_path, **change))
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"scales": {"cpu": {}}}, "'smoke' is required"),
+    ({"runs": [{"name": "a", "recipe": "nope.yaml"}]}, "runs.a.recipe: 'nope.yaml' is not a recipe file"),
+    ({"claims": [{"statement": "s", "source": "t", "lhs": {"runs": ["zzz"]}, "op": "increasing"}]},
+     "no run named 'zzz'"),
+    ({"protocol": {"name": "fid"}}, "tiny.protocol.name: got 'fid', allowed values"),
+])
+def test_spec_loader_checks_names_and_files(tmp_path, change, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_spec(tiny_spec(tmp_path, **change))
+
+
+def test_every_spec_loads_and_has_a_smoke_scale():
+    paths = find_specs(SPECS)
+    assert len(paths) >= 12
+    for path in paths:
+        spec = load_spec(path)
+        assert spec.name == path.stem and "smoke" in spec.scales and "paper" in spec.scales
+        assert plan(spec, "smoke"), spec.name
+
+
+def test_deasy_paper_values_are_the_papers_table_2():
+    """Spot values of Table 2, and every paper value of the four Deasy specs appears in the paper's text."""
+    text = (PAPERS / "deasy2020_jsg_vae_arxiv.md").read_text()
+    mnist = load_spec(SPECS / "deasy2020_tables12_mnist.yaml")
+    assert mnist.run("kl_qp").paper["reconstruction_error"].value == 8.46
+    assert mnist.run("jsg_a0.1").paper["reconstruction_error"].value == 7.52
+    assert mnist.run("jsg_dual_a0.3").paper["reconstruction_error"].value == 7.34
+    for ds in ("mnist", "fashion_mnist", "dsprites", "chairs"):
+        spec = load_spec(SPECS / f"deasy2020_tables12_{ds}.yaml")
+        assert len(spec.runs) == 22
+        for run in spec.runs:
+            value = run.paper["reconstruction_error"].value
+            assert f"{value:.2f}" in text, (ds, run.name, value)
+
+
+def test_claims_hold_on_the_papers_own_values():
+    """A spec's claims are the paper's: checked on the paper's numbers they hold (those that have numbers)."""
+    for name in ("deasy2020_tables12_mnist", "deasy2020_tables12_fashion_mnist", "deasy2020_tables12_chairs"):
+        spec = load_spec(SPECS / f"{name}.yaml")
+        doc = {"runs": [{"run": r.name, "seed": 0, "status": "done",
+                         "values": {m: p.value for m, p in r.paper.items()}} for r in spec.runs]}
+        verdicts = [check_claim(spec, doc, c)[0] for c in spec.claims]
+        assert verdicts == ["holds"] * len(spec.claims), (name, verdicts)
+
+
+# ---- running: resumption, failures, the registry ----------------------------------------------------------------
+def test_finished_runs_are_skipped_and_interrupted_runs_resume(tmp_path, shared_data, monkeypatch, one_thread):
+    monkeypatch.setenv("ZOO_DATA", str(shared_data))
+    spec = load_spec(tiny_spec(tmp_path))
+    out = tmp_path / "runs"
+    first = run_spec(spec, "smoke", out, progress=False, log=lambda *a: None)
+    assert [(r["run"], r["status"], r["steps"], r["trained_now"]) for r in first] == [
+        ("small", "done", 4, 4), ("big", "done", 4, 4)]
+    run_dir = out / "tiny" / "smoke" / "small" / "seed0"
+    ckpts = sorted((run_dir / "checkpoints").iterdir())
+    assert [c.name for c in ckpts] == ["step_00000002", "step_00000004"]
+    stamps = {c: c.stat().st_mtime_ns for c in ckpts}
+    result_stamp = (run_dir / "result.json").stat().st_mtime_ns
+
+    again = run_spec(spec, "smoke", out, progress=False, log=lambda *a: None)
+    assert all(r.get("skipped") for r in again)
+    assert [r["values"] for r in again] == [r["values"] for r in first]
+    assert {c: c.stat().st_mtime_ns for c in ckpts} == stamps  # not retrained
+    assert (run_dir / "result.json").stat().st_mtime_ns == result_stamp
+
+    # interrupted after step 2: no result, latest checkpoint step 2 -> resumes and trains only the last 2 steps
+    (run_dir / "result.json").unlink()
+    import shutil
+    shutil.rmtree(ckpts[-1])
+    resumed = run_one(spec, PlannedRun(spec.run("small"), 0, plan(spec, "smoke")[0].overrides), "smoke", out, [])
+    assert (resumed["steps"], resumed["trained_now"], resumed["status"]) == (4, 2, "done")
+    assert resumed["values"]["reconstruction_error"] == pytest.approx(first[0]["values"]["reconstruction_error"])
+
+    with Catalog() as catalog:  # every run and result recorded in the registry table
+        rows = catalog.rows()
+        assert {Path(r.path).parent.parent.parent.name for r in rows} == {"small", "big"}
+        assert catalog.count("results") == 3 * 2  # 2 runs + the resumed one, 2 values each
+
+
+def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path, shared_data, monkeypatch, one_thread):
+    monkeypatch.setenv("ZOO_DATA", str(shared_data))
+    spec = load_spec(tiny_spec(tmp_path, runs=[
+        {"name": "broken", "recipe": TINY, "overrides": ["model.latent_dim=oops"]},
+        {"name": "fine", "recipe": TINY}], claims=[]))
+    lines: list[str] = []
+    records = run_spec(spec, "smoke", tmp_path / "runs", progress=False, log=lines.append)
+    assert [r["status"] for r in records] == ["failed", "done"]
+    assert "model.latent_dim" in records[0]["error"] and "oops" in records[0]["error"]
+    assert lines[0].startswith("[tiny/smoke] broken/seed0: failed -- ConfigError")
+    saved = json.loads((tmp_path / "runs" / "tiny" / "smoke" / "results.json").read_text())
+    assert [r["status"] for r in saved["runs"]] == ["failed", "done"]
+
+
+# ---- rendering ---------------------------------------------------------------------------------------------------
+def test_render_puts_the_paper_beside_ours_and_checks_claims(tmp_path):
+    spec = load_spec(tiny_spec(tmp_path, seeds=[0, 1], scales={
+        "smoke": {}, "cpu": {"description": "two steps", "epochs": 0.5}, "paper": {"description": "all of it"}}))
+    doc = {"spec": "tiny", "scale": "cpu", "epochs": 0.5, "runs": [
+        {"run": "small", "seed": 0, "status": "done", "values": {"reconstruction_error": 9.0}, "steps": 8,
+         "commit": "abcdef1234567890"},
+        {"run": "small", "seed": 1, "status": "done", "values": {"reconstruction_error": 10.0}, "steps": 8,
+         "commit": "abcdef1234567890"},
+        {"run": "big", "seed": 0, "status": "done", "values": {"reconstruction_error": 6.0}, "steps": 8,
+         "commit": "abcdef1234567890"},
+        {"run": "big", "seed": 1, "status": "failed", "error": "ValueError: boom"}]}
+    text = render_spec(spec, {"cpu": doc})
+    lines = text.splitlines()
+    assert lines[0] == "## Tiny table"
+    assert ("Ours: scale `cpu` (two steps); schedule run: 0.5 epochs, 8 steps; commit abcdef123456. Command: "
+            "`python tools/reproduce.py " + spec.path + " --scale cpu`.") in lines
+    assert "Failed runs: big/seed1: ValueError: boom." in lines
+    assert "| run | error ours | error paper | paper source |" in lines
+    assert "| small | 9.50 ± 0.71 (n=2) | 8.50 | Table 9, row small |" in lines
+    assert "| big | 6.00 (n=1) | 7.25 | Table 9, row big |" in lines
+    assert "| big beats small (Table 9) | **holds**: big: 6.00 < small: 9.50 |" in lines
+    not_run = render_spec(spec, {}).splitlines()
+    assert f"**Not yet run.** Paper scale: `python tools/reproduce.py {spec.path} --scale paper`." in not_run
+    assert "| small | — | 8.50 | Table 9, row small |" in not_run
+    assert "| big beats small (Table 9) | **not checked**: not every run of the claim was run at this scale |" \
+        in not_run
+
+
+def test_smoke_results_are_never_rendered(tmp_path):
+    from zoo.reproduction.render import load_results
+    spec = load_spec(tiny_spec(tmp_path))
+    (tmp_path / "tiny.smoke.json").write_text(json.dumps({"runs": []}))
+    assert load_results(tmp_path, spec) == {}
+
+
+# ---- smoke runs of the specs, end to end --------------------------------------------------------------------------
+FAST = ("deasy2020_tables12_mnist", "rosca2018_appE_table1")
+
+
+@pytest.mark.parametrize("name", [p.stem if p.stem in FAST else pytest.param(p.stem, marks=pytest.mark.slow)
+                                  for p in find_specs(SPECS)])
+def test_spec_smoke_run_end_to_end(name, tmp_path, shared_data, monkeypatch, one_thread):
+    """`tools/reproduce.py SPEC --scale smoke` trains, measures and records every smoke run; nothing is rendered."""
+    import importlib.util
+
+    monkeypatch.setenv("ZOO_DATA", str(shared_data))
+    monkeypatch.setenv("ZOO_SHARED", str(SHARED))
+    module_spec = importlib.util.spec_from_file_location("reproduce", REPO / "tools" / "reproduce.py")
+    tool = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(tool)
+    page, results = tmp_path / "page.md", tmp_path / "results"
+    code = tool.main([str(SPECS / f"{name}.yaml"), "--scale", "smoke", "--out", str(tmp_path / "runs"),
+                      "--results", str(results), "--page", str(page), "--no-progress"])
+    assert code == 0
+    spec = load_spec(SPECS / f"{name}.yaml")
+    doc = json.loads((tmp_path / "runs" / name / "smoke" / "results.json").read_text())
+    assert [(r["run"], r["seed"]) for r in doc["runs"]] == [(p.run.name, p.seed) for p in plan(spec, "smoke")]
+    for record in doc["runs"]:
+        assert record["status"] == "done"
+        for metric in spec.metrics:  # every metric the spec renders is produced (bar paper-only rows)
+            if metric.name in record["values"]:
+                assert record["values"][metric.name] == record["values"][metric.name]  # not NaN
+        produced = {m.name for m in spec.metrics} & set(record["values"])
+        assert produced, (name, record["values"])
+    assert not page.exists() and not results.exists()  # smoke numbers never reach the page
+    with Catalog() as catalog:
+        assert catalog.count("results") >= len(doc["runs"])

@@ -1,0 +1,181 @@
+"""Measurement protocols of reproduction specs: a finished run (or a study's tool) -> named numbers.
+
+Each protocol returns `(values, protocol)`: metric name -> float, and the settings that produced them (recorded in the
+registry table and the results JSON). Options come from the spec's `protocol.options`, updated by the scale's.
+Weight-file options may use environment variables (`${ZOO_SHARED}/weights/...`).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from zoo.config import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+Values = dict[str, float]
+
+
+def _eval_data(recipe: Any, options: dict[str, Any], default_split: str) -> tuple[Any, str]:
+    """The evaluation split of a run's dataset: the recipe's data options without its training `limit`, with the
+    protocol's own `limit`."""
+    from zoo.data import load_dataset
+
+    split = options.get("split", default_split)
+    data_options = {k: v for k, v in recipe.data.options.items() if k != "limit"}
+    if options.get("limit") is not None:
+        data_options["limit"] = options["limit"]
+    return load_dataset(recipe.data.name, split, recipe.data.root, **data_options), split
+
+
+def _check_options(name: str, options: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ConfigError(f"protocol {name}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+
+
+def reconstruction(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str, Any]]:
+    """Deasy et al. Tables 1-2: summed squared error per image between x and the decoder mean at the posterior mean,
+    pixels in [0, 1], averaged over the split (`zoo.evaluation.reconstruction`). Options: split, limit."""
+    from zoo import load_checkpoint
+    from zoo.evaluation.reconstruction import reconstruction_errors
+
+    _check_options("reconstruction", options, {"split", "limit"})
+    model, recipe, step, ckpt = load_checkpoint(run_dir)
+    data, split = _eval_data(recipe, options, "test")
+    errors = reconstruction_errors(model, data)
+    sem = (errors.std() / errors.numel() ** 0.5).item() if errors.numel() > 1 else float("nan")
+    return ({"reconstruction_error": errors.mean().item(), "reconstruction_error_sem": sem},
+            {"protocol": "reconstruction", "split": split, "n_eval": errors.numel(), "step": step,
+             "checkpoint": str(ckpt)})
+
+
+def latent_kl(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str, Any]]:
+    """Rosca et al. App. E: KL[q(z)||p(z)] by Monte Carlo (Algorithm 2) with the eq. 5 terms, and by the density-ratio
+    trick (Algorithm 3) for each classifier in `ratio` ({name, layers, hidden, steps, lr}). Options: split (default
+    the training split, as the paper's N = 60000), limit, num_z, seed, ratio."""
+    from zoo import load_checkpoint
+    from zoo.evaluation import latent
+
+    _check_options("latent_kl", options, {"split", "limit", "num_z", "seed", "ratio"})
+    model, recipe, step, ckpt = load_checkpoint(run_dir)
+    data, split = _eval_data(recipe, options, recipe.data.split)
+    num_z, seed = int(options.get("num_z", 10_000)), int(options.get("seed", 0))
+    generator = torch.Generator().manual_seed(seed)
+    mu, logvar = latent.encode_posteriors(model, data, batch_size=500)
+    mc = latent.marginal_kl_mc(mu, logvar, num_z=num_z, generator=generator)
+    values = {"marginal_kl": mc.marginal_kl, "marginal_kl_stderr": mc.marginal_kl_stderr,
+              "avg_posterior_kl": mc.avg_posterior_kl, "mutual_information": mc.mutual_information,
+              "log_n": mc.log_n, "marginal_kl_lower_bound": mc.marginal_kl_lower_bound}
+    classifiers = []
+    for i, cfg in enumerate(options.get("ratio", [])):
+        allowed = {"name", "layers", "hidden", "steps", "lr"}
+        if not isinstance(cfg, dict) or "name" not in cfg or set(cfg) - allowed:
+            raise ConfigError(f"protocol latent_kl: ratio[{i}] must be a mapping with a name and some of "
+                              f"{', '.join(sorted(allowed - {'name'}))}, got {cfg!r}")
+        torch.manual_seed(seed)
+        kw = {k: cfg[k] for k in ("layers", "hidden", "steps", "lr") if k in cfg}
+        result = latent.marginal_kl_density_ratio(mu, logvar, num_z=num_z, generator=generator, **kw)
+        values[cfg["name"]] = result["marginal_kl"]
+        classifiers.append({k: result[k] for k in ("hidden", "layers", "steps", "lr", "final_loss")} |
+                           {"name": cfg["name"]})
+    return values, {"protocol": "latent_kl", "split": split, "num_points": len(mu), "num_z": num_z, "seed": seed,
+                    "classifiers": classifiers, "step": step, "checkpoint": str(ckpt)}
+
+
+def metrics(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str, Any]]:
+    """Registered zoo metrics (docs/metrics.md) on the run's latest checkpoint. Options: metrics (list of names),
+    n_samples, n_real, split, batch_size, seed, and metric options (weights paths, critic_steps, ...)."""
+    from zoo import load_checkpoint
+    from zoo.evaluation import EvalContext, MetricNotApplicable
+    from zoo.registry import METRICS
+
+    options = dict(options)
+    names = options.pop("metrics", None)
+    if not names:
+        raise ConfigError("protocol metrics: options.metrics must list registered metrics, e.g. [msssim, wcritic]")
+    common = {k: options.pop(k) for k in ("n_samples", "n_real", "split", "batch_size", "seed") if k in options}
+    metric_options = {k: os.path.expandvars(v) if isinstance(v, str) else v for k, v in options.items()}
+    model, recipe, step, ckpt = load_checkpoint(run_dir)
+    ctx = EvalContext(model, recipe.data, source=str(ckpt), options=metric_options, **common)
+    values, protocols, skipped = {}, {}, {}
+    for name in names:
+        try:
+            results = METRICS.get(name)(ctx)
+        except MetricNotApplicable as err:
+            skipped[name] = str(err)
+            continue
+        for r in results:
+            values[r.metric] = r.value
+            if r.std is not None:
+                values[f"{r.metric}_std"] = r.std
+            protocols[r.metric] = r.protocol
+    return values, {"protocol": "metrics", "metrics": protocols, "skipped": skipped, "step": step,
+                    "checkpoint": str(ckpt)}
+
+
+def evidence(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str, Any]]:
+    """Deasy et al. Fig. 5: log model evidence, mean and bootstrapped 95 % interval over test batches. Options:
+    split, limit, batches, samples, resamples, seed."""
+    from zoo import load_checkpoint
+    from zoo.evaluation.evidence import evidence_estimate
+
+    _check_options("evidence", options, {"split", "limit", "batches", "samples", "resamples", "seed"})
+    model, recipe, step, ckpt = load_checkpoint(run_dir)
+    data, split = _eval_data(recipe, {k: v for k, v in options.items() if k in ("split", "limit")}, "test")
+    result = evidence_estimate(model, data, n_batches=options.get("batches", 100),
+                               n_samples=options.get("samples", 100), n_resamples=options.get("resamples", 1000),
+                               seed=options.get("seed", 0))
+    values = {"log_evidence": result["mean"], "log_evidence_low": result["low"], "log_evidence_high": result["high"]}
+    return values, {"protocol": "evidence", "split": split, "step": step, "checkpoint": str(ckpt),
+                    **{k: result[k] for k in ("n_batches", "batch_size", "n_samples", "n_resamples", "level")}}
+
+
+def _lookup(tree: Any, dotted: str) -> Any:
+    node = tree
+    for part in dotted.split("."):
+        if part == "*" and isinstance(node, dict) and len(node) == 1:  # the only key (e.g. the one dimension run)
+            node = next(iter(node.values()))
+        elif isinstance(node, list):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            raise KeyError(dotted)
+    return node
+
+
+def study(out_dir: Path, options: dict[str, Any], args: list[str]) -> tuple[Values, dict[str, Any]]:
+    """A paper study run by its tool (tools/<tool>.py ARGS --out OUT), its numbers read from the JSON it writes.
+    Options: tool, json (file name in OUT), values (metric -> dotted path in that JSON; list items by index, -1 the
+    last; '*' the only key of a mapping)."""
+    _check_options("study", options, {"tool", "json", "values"})
+    tool = REPO / "tools" / f"{options['tool']}.py"
+    if not tool.is_file():
+        raise ConfigError(f"protocol study: no tool {tool}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, str(tool), *args, "--out", str(out_dir)]
+    with open(out_dir / "study.log", "w") as log:
+        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    if done.returncode != 0:
+        tail = (out_dir / "study.log").read_text()[-2000:]
+        raise RuntimeError(f"{' '.join(command)} exited with {done.returncode}:\n{tail}")
+    tree = json.loads((out_dir / options["json"]).read_text())
+    values = {}
+    for metric, path in options.get("values", {}).items():
+        try:
+            value = _lookup(tree, path)
+        except (KeyError, IndexError, ValueError):
+            raise ConfigError(f"protocol study: {options['json']} has no {path!r} (metric {metric})") from None
+        values[metric] = float(value) if value is not None else math.nan
+    return values, {"protocol": "study", "command": " ".join(command[1:]), "json": options["json"]}
+
+
+CHECKPOINT_PROTOCOLS: dict[str, Callable[[Path, dict[str, Any]], tuple[Values, dict[str, Any]]]] = {
+    "reconstruction": reconstruction, "latent_kl": latent_kl, "metrics": metrics, "evidence": evidence}

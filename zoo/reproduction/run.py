@@ -1,0 +1,198 @@
+"""Run a reproduction spec at a scale: train (or resume, or skip) every run and seed, measure it, record it.
+
+Layout: `<out>/<spec>/<scale>/<run>/seed<k>/` is a zoo run directory (config.yaml, checkpoints/, metrics.jsonl) plus
+`result.json`. A run whose result.json matches the schedule asked is skipped; one with checkpoints but no result is
+resumed from its latest checkpoint; one that fails is reported and the others go on. Every run and result is recorded
+in the registry table (zoo.catalog), and all results of the spec at that scale go to one JSON (`results_path`) that
+zoo.reproduction.render turns into docs/reproduction.md.
+"""
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo.config import ConfigError, to_dict
+from zoo.reproduction.protocols import CHECKPOINT_PROTOCOLS, study
+from zoo.reproduction.spec import ReproSpec, RunSpec
+
+QUIET = ["train.tensorboard=false", "train.sample_every=0"]
+IGNORED_TRAIN_KEYS = ("max_steps", "progress", "tensorboard", "sample_every", "checkpoint_every", "log_every",
+                      "keep_last")  # keys a resumed or extended run may change
+
+
+class RunInterrupted(Exception):
+    """Training stopped by a signal before its schedule ended (its checkpoint is saved): the spec stops too."""
+
+
+@dataclass
+class PlannedRun:
+    """One training (or study) run of a spec at a scale."""
+
+    run: RunSpec
+    seed: int
+    overrides: list[str]
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.run.name}/seed{self.seed}"
+
+
+def plan(spec: ReproSpec, scale: str) -> list[PlannedRun]:
+    """The runs of `spec` at `scale`, in spec order, each seed in turn."""
+    s = spec.scale(scale)
+    names = s.runs if s.runs is not None else [r.name for r in spec.runs]
+    seeds = s.seeds if s.seeds is not None else spec.seeds
+    return [PlannedRun(spec.run(n), seed, [*spec.run(n).overrides, *s.overrides, f"train.seed={seed}"],
+                       [*spec.run(n).args, *s.args]) for n in names for seed in seeds]
+
+
+def protocol_options(spec: ReproSpec, scale: str) -> dict[str, Any]:
+    return {**spec.protocol.options, **spec.scale(scale).protocol}
+
+
+def _comparable(tree: dict[str, Any]) -> dict[str, Any]:
+    tree = json.loads(json.dumps(tree))
+    for key in IGNORED_TRAIN_KEYS:
+        tree.get("train", {}).pop(key, None)
+    return tree
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [f"{prefix.rstrip('.')}: {a!r} -> {b!r}"]
+
+
+def train_run(spec: ReproSpec, item: PlannedRun, scale: str, run_dir: Path, extra: list[str],
+              progress: bool) -> tuple[int, int]:
+    """Train `item` in `run_dir` up to its schedule, resuming its checkpoints; returns (steps, steps trained now)."""
+    import torch
+    import yaml
+
+    from zoo import Trainer, create_model, load_recipe
+    from zoo.catalog import record_training
+    from zoo.data import load_dataset
+    from zoo.training.checkpoint import CONFIG, checkpoint_dirs
+
+    recipe_path = spec.recipe_path(item.run)
+    recipe = load_recipe(recipe_path, [*QUIET, f"train.progress={str(progress).lower()}", *item.overrides, *extra])
+    train_set = load_dataset(recipe.data.name, recipe.data.split, recipe.data.root, **recipe.data.options)
+    epochs = spec.scale(scale).epochs
+    if epochs is not None:
+        recipe.train.max_steps = max(1, round(epochs * (len(train_set) // recipe.data.batch_size)))
+    saved = run_dir / CONFIG
+    if saved.is_file():
+        changed = _differences(_comparable(yaml.safe_load(saved.read_text())), _comparable(to_dict(recipe)))
+        if changed:
+            raise ConfigError(f"{run_dir} holds a run with other settings ({'; '.join(changed)}); pass another --out "
+                              f"or the same settings to continue it")
+    torch.manual_seed(recipe.train.seed)
+    trainer = Trainer(create_model(recipe), recipe, run_dir, dataset=train_set)
+    if checkpoint_dirs(run_dir):
+        trainer.resume(run_dir)
+    start = trainer.step
+    if trainer.step > recipe.train.max_steps:
+        raise ConfigError(f"{run_dir} holds {trainer.step} steps, more than the {recipe.train.max_steps} of scale "
+                          f"{scale!r}; pass another --out")
+    if trainer.step < recipe.train.max_steps:
+        trainer.train()
+    record_training(run_dir, recipe=str(recipe_path))
+    if trainer.step < recipe.train.max_steps:  # a stop signal: resumable, not a result
+        raise RunInterrupted(f"{run_dir} stopped at step {trainer.step} of {recipe.train.max_steps}; run the same "
+                             f"command again to resume it")
+    return trainer.step, trainer.step - start
+
+
+def _record_results(run_dir: Path, values: dict[str, float], protocol: dict[str, Any], context: dict[str, Any]
+                    ) -> None:
+    """Results into the registry table; a failure only warns (the numbers are in result.json)."""
+    import warnings
+
+    from zoo.catalog import Catalog
+    from zoo.training.checkpoint import checkpoint_dirs
+
+    try:
+        with Catalog() as catalog:
+            ckpts = checkpoint_dirs(run_dir)
+            cid = (catalog.register_checkpoint_dir(ckpts[-1]) if ckpts else
+                   catalog.register_source(f"study:{context['spec']}:{context['run']}", context["spec"]))
+            for metric, value in values.items():
+                catalog.add_result(cid, metric, value, None, {**protocol, **context})
+    except Exception as err:  # noqa: BLE001 - sqlite, disk, permissions: never lose the numbers over it
+        warnings.warn(f"could not record results in the registry table: {err}", stacklevel=2)
+
+
+def run_one(spec: ReproSpec, item: PlannedRun, scale: str, out: Path, extra: list[str],
+            progress: bool = False) -> dict[str, Any]:
+    """Train (or resume, or skip) and measure one run; returns its record (also written to result.json)."""
+    from zoo.catalog import git_commit
+
+    run_dir = out / spec.name / scale / item.run.name / f"seed{item.seed}"
+    result_path = run_dir / "result.json"
+    options = protocol_options(spec, scale)
+    context = {"spec": spec.name, "scale": scale, "run": item.run.name, "seed": item.seed}
+    begun = time.time()
+    if spec.protocol.name == "study":
+        if result_path.is_file() and json.loads(result_path.read_text()).get("args") == item.args:
+            return {**json.loads(result_path.read_text()), "skipped": True}
+        values, protocol = study(run_dir, options, item.args)
+        steps, trained = None, None
+    else:
+        steps, trained = train_run(spec, item, scale, run_dir, extra, progress)
+        if trained == 0 and result_path.is_file():
+            previous = json.loads(result_path.read_text())
+            if previous.get("steps") == steps and previous.get("options") == options:
+                return {**previous, "skipped": True}
+        values, protocol = CHECKPOINT_PROTOCOLS[spec.protocol.name](run_dir, options)
+    record = {**context, "status": "done", "values": values, "protocol": protocol, "options": options,
+              "steps": steps, "trained_now": trained, "overrides": item.overrides + extra, "args": item.args,
+              "seconds": round(time.time() - begun, 1), "commit": git_commit(), "run_dir": str(run_dir)}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    result_path.write_text(json.dumps(record, indent=1, default=str))
+    _record_results(run_dir, values, protocol, context)
+    return record
+
+
+def run_spec(spec: ReproSpec, scale: str, out: Path, *, extra: list[str] | None = None, progress: bool = True,
+             results_path: Path | None = None, log=print) -> list[dict[str, Any]]:
+    """Every run of `spec` at `scale`; a failing run is reported (status "failed") and the others go on. Writes the
+    records to `results_path` (default `<out>/<spec>/<scale>/results.json`) after each run."""
+    from tqdm.auto import tqdm
+
+    items = plan(spec, scale)
+    results_path = results_path or out / spec.name / scale / "results.json"
+    records: list[dict[str, Any]] = []
+    bar = tqdm(items, desc=f"{spec.name} [{scale}]", unit="run", position=0, disable=not progress, dynamic_ncols=True)
+    for item in bar:
+        bar.set_postfix_str(item.key)
+        try:
+            record = run_one(spec, item, scale, out, list(extra or []), progress=progress)
+        except RunInterrupted:
+            bar.close()
+            raise
+        except Exception as err:  # noqa: BLE001 - one broken run must not stop the table
+            record = {"spec": spec.name, "scale": scale, "run": item.run.name, "seed": item.seed, "status": "failed",
+                      "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(limit=5)}
+        records.append(record)
+        state = ("skipped (done earlier)" if record.get("skipped") else record["status"])
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in record.get("values", {}).items() if isinstance(v, float))
+        log(f"[{spec.name}/{scale}] {item.key}: {state}" + (f" {shown}" if shown else "") +
+            (f" -- {record['error']}" if record["status"] == "failed" else ""))
+        write_results(results_path, spec, scale, records)
+    bar.close()
+    return records
+
+
+def write_results(path: Path, spec: ReproSpec, scale: str, records: list[dict[str, Any]]) -> None:
+    """The spec's results at `scale` as one small JSON (no tracebacks, no run paths): what render reads."""
+    keep = ("run", "seed", "status", "values", "steps", "overrides", "args", "commit", "seconds", "error", "options")
+    s = spec.scale(scale)
+    doc = {"spec": spec.name, "scale": scale, "scale_description": s.description, "epochs": s.epochs,
+           "runs": [{k: r[k] for k in keep if k in r} for r in records]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
