@@ -110,35 +110,6 @@ def test_traverse_and_evidence_tools_on_a_trained_checkpoint(tmp_path, shared_da
     assert "log p(x) =" in capsys.readouterr().out
 
 
-def test_table_tool_runs_skips_resumes_and_prints_the_paper_beside_ours(tmp_path, shared_data, capsys):
-    tool = _tool("jsg_table")
-    out = tmp_path / "table"
-    argv = ["mnist", "--out", str(out), "--alphas", "0.5", "--variants", "jsg_dual", "--baselines", "kl_qp",
-            "--eval-limit", "64", f"data.root={shared_data}", "data.options.limit=128", "model.width=8"]
-    assert tool.main(argv + ["--epochs", "1"]) == 0  # 128 images / batch 64: 2 steps
-    first = capsys.readouterr().out
-    results = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/result.json")}
-    assert set(results) == {"kl_qp", "jsg_dual_a0.5"}
-    assert all(r["steps"] == 2 and r["n_eval"] == 64 and r["split"] == "test" for r in results.values())
-    assert results["jsg_dual_a0.5"]["alpha"] == 0.5 and results["jsg_dual_a0.5"]["divergence"] == "jsg_dual"
-    assert f"| KL(q||p) | {results['kl_qp']['error']:.2f} | 8.46 |" in first
-    assert f"| JS^G_* alpha=0.5 | {results['jsg_dual_a0.5']['error']:.2f} | 7.56 |" in first
-    assert "| JS^G_* best alpha |" in first and "7.34 (alpha=0.3)" in first
-    assert (out / "table.md").read_text().strip() in first
-
-    mtime = (out / "kl_qp" / "result.json").stat().st_mtime_ns
-    assert tool.main(argv + ["--epochs", "1"]) == 0  # finished runs are skipped
-    assert capsys.readouterr().out.count("skipped") == 2
-    assert (out / "kl_qp" / "result.json").stat().st_mtime_ns == mtime
-
-    assert tool.main(argv + ["--epochs", "2"]) == 0  # longer: each run resumes from its checkpoint
-    assert capsys.readouterr().out.count("resumed from step_00000002 at step 2") == 2
-    assert json.loads((out / "kl_qp" / "result.json").read_text())["steps"] == 4
-
-    assert tool.main([*argv[:-1], "model.width=16", "--epochs", "2"]) == 2  # other settings: refused
-    assert "model.width: 8 -> 16" in capsys.readouterr().err
-
-
 def test_fig2_study_fits_the_moments_by_forward_kl_and_a_mode_by_reverse_kl(tmp_path):
     tool = _tool("jsg_fig2")
     from zoo.data import load_dataset

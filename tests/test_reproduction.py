@@ -135,6 +135,12 @@ def test_finished_runs_are_skipped_and_interrupted_runs_resume(tmp_path, shared_
         assert {Path(r.path).parent.parent.parent.name for r in rows} == {"small", "big"}
         assert catalog.count("results") == 3 * 2  # 2 runs + the resumed one, 2 values each
 
+    longer = run_one(spec, plan(spec, "smoke")[0], "smoke", out, ["train.max_steps=6"])  # a longer schedule extends
+    assert (longer["steps"], longer["trained_now"]) == (6, 2)
+    refused = run_spec(spec, "smoke", out, extra=["model.width=16"], progress=False, log=lambda *a: None)
+    assert [r["status"] for r in refused] == ["failed", "failed"]  # other settings never continue a run
+    assert "model.width: 8 -> 16" in refused[0]["error"]
+
 
 def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path, shared_data, monkeypatch, one_thread):
     monkeypatch.setenv("ZOO_DATA", str(shared_data))
