@@ -185,6 +185,27 @@ def test_render_puts_the_paper_beside_ours_and_checks_claims(tmp_path):
         in not_run
 
 
+def test_one_run_specs_render_a_row_per_quantity_and_results_merge(tmp_path):
+    from zoo.reproduction.run import write_results
+    spec = load_spec(SPECS / "rosca2018_appE_table1.yaml")
+    path = tmp_path / "appE.cpu.json"
+    write_results(path, spec, "cpu", [{"run": "vae50", "seed": 1, "status": "done", "steps": 10, "commit": "c0ffee",
+                                       "values": {"marginal_kl": 14.0}, "source": "elsewhere"}])
+    write_results(path, spec, "cpu", [{"run": "vae50", "seed": 0, "status": "done", "steps": 10, "commit": "c0ffee",
+                                       "values": {"marginal_kl": 12.0, "dr_l3": 1.5}, "traceback": "dropped"}])
+    doc = json.loads(path.read_text())
+    assert [(r["run"], r["seed"]) for r in doc["runs"]] == [("vae50", 0), ("vae50", 1)]  # earlier rows kept, ordered
+    assert "traceback" not in doc["runs"][0] and doc["runs"][1]["source"] == "elsewhere"
+    lines = render_spec(spec, {"cpu": doc}).splitlines()
+    assert "| KL[q(z)||p(z)], Algorithm 2 (MC) | nats | 13.00 ± 1.41 (n=2) | 12.30 | Table 1 caption: 'When the KL is " \
+           "estimated numerically, the result is 12.3' |" in lines
+    assert "| Algorithm 3, 3-layer classifier | nats | 1.50 (n=1) | 2.30 | Table 1, row 3 layers, no GP, no noise |" \
+        in lines
+    assert "Rows not run by this command: vae50/seed1: elsewhere." in lines
+    assert any(line.startswith("| the density-ratio trick (3 layers) underestimates the marginal KL") and
+               "**holds**: vae50: 1.50 < vae50: 13.00" in line for line in lines)
+
+
 def test_smoke_results_are_never_rendered(tmp_path):
     from zoo.reproduction.render import load_results
     spec = load_spec(tiny_spec(tmp_path))

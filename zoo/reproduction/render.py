@@ -122,6 +122,9 @@ def render_spec(spec: ReproSpec, results: dict[str, dict[str, Any]]) -> str:
         failed = [f"{r['run']}/seed{r['seed']}: {r.get('error', '')}" for r in doc["runs"] if r.get("status") == "failed"]
         if failed:
             lines.append("Failed runs: " + "; ".join(failed) + ".")
+        imported = [f"{r['run']}/seed{r['seed']}: {r['source']}" for r in doc["runs"] if r.get("source")]
+        if imported:
+            lines.append("Rows not run by this command: " + "; ".join(imported) + ".")
     lines.append("")
     shown = [m for m in spec.metrics if doc is not None or any(m.name in r.paper for r in spec.runs)]
     lines += _single_run_table(spec, doc, shown) if len(spec.runs) == 1 else _table(spec, doc, shown)
