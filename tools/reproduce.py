@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{spec.name}: {len(failed)} of {len(records)} runs failed", file=sys.stderr)
     if args.render or (specs and args.scale != "smoke"):
         every = every or [load_spec(p) for p in find_specs(SPECS)]
-        Path(args.page).write_text(render_document(every, Path(args.results)))
+        preamble = Path(args.results) / "preamble.md"  # hand-written status above the generated sections
+        Path(args.page).write_text(render_document(every, Path(args.results),
+                                                   preamble.read_text() if preamble.is_file() else ""))
         print(f"wrote {args.page}")
     return status
 
