@@ -82,10 +82,11 @@ def check_claim(spec: ReproSpec, doc: dict[str, Any] | None, claim: ClaimSpec) -
         return "not checked", "not every run of the claim was run at this scale"
     ok = {"<": lhs < rhs, ">": lhs > rhs, "<=": lhs <= rhs, ">=": lhs >= rhs}[claim.op]
     digits = spec.metric(claim.lhs.metric).digits
-    detail = f"{ldesc}: {lhs:.{digits}f} {claim.op} {rdesc}: {rhs:.{digits}f}"
+    detail = f"{ldesc}: {lhs:.{digits}f} {claim.op if ok else 'is not ' + claim.op} {rdesc}: {rhs:.{digits}f}"
     spreads = [s.std for s in (lstat, rstat) if s is not None and s.std is not None]
     if spreads and abs(lhs - rhs) <= sum(spreads):
-        detail += f" (the difference {abs(lhs - rhs):.{digits}f} is within the seeds' spread {sum(spreads):.{digits}f})"
+        detail += (f" (the difference {abs(lhs - rhs):.{digits}f} is within the seeds' spread, the sum of the stds "
+                   f"{sum(spreads):.{digits}f})")
     elif not spreads and (lstat is not None or rstat is not None):
         detail += " (one seed: no spread)"
     return ("holds" if ok else "does not hold"), detail
