@@ -156,6 +156,35 @@ def test_authors_mmd_estimator_by_hand():
         load_recipe({"model": {"name": "jsg_vae", "mmd_estimator": "gretton"}})
 
 
+def test_authors_initialisation_and_unit_encoder_input():
+    """init: kaiming_uniform draws every conv / deconv / linear weight from U(-b, b), b = sqrt(6 / fan_in) (variance
+    2 / fan_in), as geometric-js vae/utils/initialization.py; PyTorch's default has b = 1 / sqrt(fan_in). Biases keep
+    PyTorch's U(-1 / sqrt(fan_in), 1 / sqrt(fan_in)). encoder_input: unit feeds the encoder (x + 1) / 2."""
+    cfg = dict(channels=1, image_size=32, latent_dim=10, width=32)  # the paper's MNIST networks
+    torch.manual_seed(0)
+    authors = create_model("jsg_vae", init="kaiming_uniform", **cfg)
+    torch.manual_seed(0)
+    default = create_model("jsg_vae", **cfg)
+    layers = lambda m: [l for l in m.modules() if isinstance(l, (torch.nn.Conv2d, torch.nn.ConvTranspose2d,  # noqa
+                                                                    torch.nn.Linear))]
+    ours, theirs = layers(default), layers(authors)
+    assert len(ours) == len(theirs) == 12  # encoder 3 conv + FC 256, FC 256, head; decoder 3 linear + 3 deconv
+    for a, d in zip(theirs, ours):
+        fan_in = torch.nn.init._calculate_fan_in_and_fan_out(a.weight)[0]
+        bound = math.sqrt(6 / fan_in)
+        assert a.weight.abs().max() <= bound and d.weight.abs().max() <= 1 / math.sqrt(fan_in) + 1e-7
+        if a.weight.numel() >= 1000:  # the sample variance of U(-b, b) is b^2 / 3 = 2 / fan_in
+            assert a.weight.var().item() == pytest.approx(2 / fan_in, rel=0.1)
+            assert d.weight.var().item() == pytest.approx(1 / (3 * fan_in), rel=0.1)
+        assert a.bias.abs().max() <= 1 / math.sqrt(fan_in)
+    x = _images()
+    unit = create_model("jsg_vae", encoder_input="unit", **TINY)
+    mu, logvar = unit.posterior(x)
+    torch.testing.assert_close(torch.cat([mu, logvar], 1), unit.players["encoder"]((x + 1) / 2))
+    signed = create_model("jsg_vae", **TINY)
+    torch.testing.assert_close(torch.cat(signed.posterior(x), 1), signed.players["encoder"](x))
+
+
 def test_skew_limits_recover_the_kl_baselines_through_the_model():
     """alpha -> 0 / 1 of the primed JS^G is KL(q||p) / KL(p||q) (eq. 18), of the dual the reverse (eq. 19)."""
     x = _images()

@@ -12,7 +12,8 @@ Fashion-MNIST; the training images for dSprites and Chairs, which have no standa
 "train", which is all of it, and Chairs' "all", every render, as the authors' loader gives). Runs are resumable:
 a finished run is skipped, an interrupted one continues from its latest checkpoint, and a larger --epochs extends
 finished runs. --epochs (may be fractional) replaces the recipes' 100 (dSprites 30) epochs for reduced runs; extra
-key=value overrides apply to every run (e.g. data.root=..., data.options.limit=2048, train.checkpoint_every=500).
+key=value overrides apply to every run (e.g. data.root=..., data.options.limit=2048, train.checkpoint_every=500;
+model.likelihood=bernoulli trains Table 3's Bernoulli reading, still scored by the squared error).
 The table (ours beside the paper's numbers) is printed and written to `<out>/table.md`.
 """
 from __future__ import annotations
