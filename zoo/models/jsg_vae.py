@@ -49,8 +49,9 @@ class JSGVAEConfig(VAEConfig):
     primed: bool = True  # intermediate N_alpha' (eq. 16) rather than N_alpha (eq. 12-13)
     beta: float = 1.0  # lambda of eq. 22: 1 for every JS^G variant and the KL baselines, 4 for beta-VAE, 500 for MMD
     # the authors' code: every Conv / ConvTranspose / Linear weight Kaiming-uniform for ReLU, biases left at PyTorch's
-    # default (geometric-js vae/utils/initialization.py, weights_init); "pytorch": PyTorch's defaults throughout
-    init: Literal["pytorch", "kaiming_uniform"] = "pytorch"
+    # default (geometric-js vae/utils/initialization.py, weights_init). It decides whether MNIST leaves the mean-image
+    # plateau in the first epoch (docs/models.md); "pytorch": PyTorch's defaults throughout
+    init: Literal["pytorch", "kaiming_uniform"] = "kaiming_uniform"
     # the encoder reads pixels in [0, 1] ("unit", the authors' ToTensor) or the zoo's batches in [-1, 1] ("signed")
     encoder_input: Literal["signed", "unit"] = "signed"
     mmd_estimator: Literal["deasy", "infovae"] = "deasy"  # see `divergence`; deasy = authors' vae/models/losses.py
