@@ -156,6 +156,36 @@ def test_authors_mmd_estimator_by_hand():
         load_recipe({"model": {"name": "jsg_vae", "mmd_estimator": "gretton"}})
 
 
+def test_authors_initialisation_and_unit_encoder_input():
+    """init: kaiming_uniform draws every conv / deconv / linear weight from U(-b, b), b = sqrt(6 / fan_in) (variance
+    2 / fan_in), as geometric-js vae/utils/initialization.py; PyTorch's default has b = 1 / sqrt(fan_in). Biases keep
+    PyTorch's U(-1 / sqrt(fan_in), 1 / sqrt(fan_in)). encoder_input: unit feeds the encoder (x + 1) / 2."""
+    cfg = dict(channels=1, image_size=32, latent_dim=10, width=32)  # the paper's MNIST networks
+    torch.manual_seed(0)
+    authors = create_model("jsg_vae", **cfg)
+    assert authors.config.init == "kaiming_uniform"  # the default: it changes results (docs/models.md)
+    torch.manual_seed(0)
+    default = create_model("jsg_vae", init="pytorch", **cfg)
+    layers = lambda m: [l for l in m.modules() if isinstance(l, (torch.nn.Conv2d, torch.nn.ConvTranspose2d,  # noqa
+                                                                    torch.nn.Linear))]
+    ours, theirs = layers(default), layers(authors)
+    assert len(ours) == len(theirs) == 12  # encoder 3 conv + FC 256, FC 256, head; decoder 3 linear + 3 deconv
+    for a, d in zip(theirs, ours):
+        fan_in = torch.nn.init._calculate_fan_in_and_fan_out(a.weight)[0]
+        bound = math.sqrt(6 / fan_in)
+        assert a.weight.abs().max() <= bound and d.weight.abs().max() <= 1 / math.sqrt(fan_in) + 1e-7
+        if a.weight.numel() >= 1000:  # the sample variance of U(-b, b) is b^2 / 3 = 2 / fan_in
+            assert a.weight.var().item() == pytest.approx(2 / fan_in, rel=0.1)
+            assert d.weight.var().item() == pytest.approx(1 / (3 * fan_in), rel=0.1)
+        assert a.bias.abs().max() <= 1 / math.sqrt(fan_in)
+    x = _images()
+    unit = create_model("jsg_vae", encoder_input="unit", **TINY)
+    mu, logvar = unit.posterior(x)
+    torch.testing.assert_close(torch.cat([mu, logvar], 1), unit.players["encoder"]((x + 1) / 2))
+    signed = create_model("jsg_vae", **TINY)
+    torch.testing.assert_close(torch.cat(signed.posterior(x), 1), signed.players["encoder"](x))
+
+
 def test_skew_limits_recover_the_kl_baselines_through_the_model():
     """alpha -> 0 / 1 of the primed JS^G is KL(q||p) / KL(p||q) (eq. 18), of the dual the reverse (eq. 19)."""
     x = _images()
@@ -227,6 +257,7 @@ def test_recipes_follow_the_paper():
             assert m["likelihood"] == "mse"  # the published errors are SSE-trained, Table 3 notwithstanding
             assert r.data.split == ("all" if dataset == "chairs" else "train")
             assert m["mmd_estimator"] == "deasy"
+            assert (m["init"], m["encoder_input"]) == ("kaiming_uniform", "unit")  # geometric-js vae/utils, datasets
             assert r.data.batch_size == (64 if small else 256) and r.train.max_steps == steps[dataset]
             assert r.optim["vae"].lr == 1e-4 and r.optim["vae"].betas == (0.9, 0.999)
             assert m["divergence"] == {"beta4": "kl_qp"}.get(reg, reg)
@@ -251,28 +282,27 @@ def test_reconstruction_error_is_the_summed_squared_error_of_the_posterior_mean(
 
 
 def test_jsg_dual_vae_trains_on_mnist_and_its_test_reconstruction_error_falls(shared_data):
-    """Table 3 networks with the MSE likelihood (plain SSE, the authors') and JS^G_0.5'_*. To leave the early plateau
-    (the decoder first learns the mean image, about 88 here) within 1,000 steps: lr 1e-3 with gradient clipping (the
-    paper's 1e-4 needs ~700 steps of batch 64 to leave it) and batch 32. Measured: 283 before, 35.3 after 1,000
-    steps (42.8 after 600), the mean image 49.4."""
+    """Table 3 networks with the authors' initialisation (the default), the MSE likelihood (plain SSE) and
+    JS^G_0.5'_*. lr 1e-3 with gradient clipping and batch 32 so that 600 steps suffice. Measured: 22.0 after 600 steps
+    against the mean image's 49.4 (with PyTorch's default initialisation: 42.8, still near the mean-image plateau)."""
     recipe = load_recipe({
         "model": {"name": "jsg_vae", "likelihood": "mse", "divergence": "jsg_dual", "alpha": 0.5},
         "data": {"name": "mnist", "root": str(shared_data), "batch_size": 32, "options": {"pad_to": 32}},
         "optim": {"vae": {"lr": 1e-3, "grad_clip": 100.0}},
-        "train": {"max_steps": 1000, "progress": False, "tensorboard": False, "log_every": 100},
+        "train": {"max_steps": 600, "progress": False, "tensorboard": False, "log_every": 100},
     })
     torch.manual_seed(0)
     model = create_model(recipe)
     test = load_dataset("mnist", "test", shared_data, pad_to=32).as_uint8_tensor()[:500]
     mean_image = (test.float() / 255 - test.float().mean(0) / 255).pow(2).sum((1, 2, 3)).mean().item()
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # measured: ~45 s on one thread (83 s on a loaded machine); two threads are slower
+    torch.set_num_threads(1)  # measured: 26 s on one thread (43 s on a loaded machine); two threads are slower
     try:
         before = reconstruction_errors(model, test).mean().item()
         Trainer(model, recipe).train()
         after = reconstruction_errors(model, test).mean().item()
     finally:
         torch.set_num_threads(threads)
-    print(f"test reconstruction error before {before:.1f}, after 1000 steps {after:.1f}, mean image {mean_image:.1f}")
+    print(f"test reconstruction error before {before:.1f}, after 600 steps {after:.1f}, mean image {mean_image:.1f}")
     assert before > 200
-    assert after < 0.2 * before and after < 0.8 * mean_image, (before, after, mean_image)
+    assert after < 0.2 * before and after < 0.6 * mean_image, (before, after, mean_image)

@@ -13,7 +13,8 @@ with D one of
               and as many N(0, I) draws (`infovae`, the textbook InfoVAE estimator)
 alpha is fixed, or trainable (`learn_alpha`): then alpha = sigmoid(a) with `a` the only parameter of the player
 `skew`, trained by the same optimizer as the encoder and decoder. Networks: Table 3 (`backbone: jsg`), Adam with
-PyTorch's default betas, lr 1e-4 (App. C). Decisions are in docs/models.md, "JS^G alpha VAE family".
+PyTorch's default betas, lr 1e-4 (App. C); `init` and `encoder_input` select the authors' Kaiming-uniform weights and
+[0, 1] encoder input. Decisions are in docs/models.md, "JS^G alpha VAE family".
 """
 from __future__ import annotations
 
@@ -47,6 +48,12 @@ class JSGVAEConfig(VAEConfig):
     learn_alpha: bool = False  # train alpha (as sigmoid of a parameter) with the encoder and decoder
     primed: bool = True  # intermediate N_alpha' (eq. 16) rather than N_alpha (eq. 12-13)
     beta: float = 1.0  # lambda of eq. 22: 1 for every JS^G variant and the KL baselines, 4 for beta-VAE, 500 for MMD
+    # the authors' code: every Conv / ConvTranspose / Linear weight Kaiming-uniform for ReLU, biases left at PyTorch's
+    # default (geometric-js vae/utils/initialization.py, weights_init). It decides whether MNIST leaves the mean-image
+    # plateau in the first epoch (docs/models.md); "pytorch": PyTorch's defaults throughout
+    init: Literal["pytorch", "kaiming_uniform"] = "kaiming_uniform"
+    # the encoder reads pixels in [0, 1] ("unit", the authors' ToTensor) or the zoo's batches in [-1, 1] ("signed")
+    encoder_input: Literal["signed", "unit"] = "signed"
     mmd_estimator: Literal["deasy", "infovae"] = "deasy"  # see `divergence`; deasy = authors' vae/models/losses.py
     mmd_scale: float | None = None  # Gaussian-kernel scale 2 sigma^2 of the MMD; None: (input dim)^2, as both codes
 
@@ -75,6 +82,15 @@ class Skew(nn.Module):
         return torch.sigmoid(self.logit)
 
 
+def kaiming_uniform_init(module: nn.Module) -> None:
+    """The authors' initialisation (geometric-js vae/utils/initialization.py, `weights_init` -> `linear_init` with its
+    default activation "relu"): every Conv, ConvTranspose and Linear weight, output layers included, drawn from
+    U(-b, b) with b = sqrt(6 / fan_in) (Kaiming-uniform for ReLU); biases keep PyTorch's default."""
+    for m in module.modules():
+        if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)):
+            nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
+
+
 @register_model("jsg_vae")
 class JSGVAE(VAE):
     """A VAE (posterior, likelihood, decoding and sampling from `zoo.models.vae.VAE`) with the regulariser of
@@ -87,6 +103,9 @@ class JSGVAE(VAE):
         super().__init__(config)
         if config.learn_alpha:
             self.players["skew"] = Skew(config.alpha)
+        if config.init == "kaiming_uniform":
+            for name in ("encoder", "decoder"):
+                kaiming_uniform_init(self.players[name])
 
     @classmethod
     def default_optim(cls, config: JSGVAEConfig) -> dict[str, OptimizerConfig]:
@@ -94,6 +113,12 @@ class JSGVAE(VAE):
         # PyTorch": betas (0.9, 0.999), eps 1e-8.
         players = ["encoder", "decoder"] + (["skew"] if config.learn_alpha else [])
         return {"vae": OptimizerConfig(players=players, lr=1e-4, betas=(0.9, 0.999))}
+
+    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and log-variance of q(z|x), each (B, latent_dim), for images x in [-1, 1]."""
+        if self.config.encoder_input == "unit":
+            x = (x + 1) / 2  # (B, C, H, W) in [0, 1], what the authors' encoder reads
+        return super().posterior(x)
 
     @property
     def alpha(self) -> Tensor | float:
