@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from zoo.config import load_recipe
+from zoo.factory import load_recipe
 from zoo.data import TensorImages
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,8 +33,8 @@ def tiny_recipe(model: str, overrides: list[str] | None = None):
 
 
 def data_shape(recipe) -> tuple[int, int, int]:
-    m = recipe.model
-    return (m["channels"], m["image_size"], m["image_size"])
+    m = recipe.model.config
+    return (m.channels, m.image_size, m.image_size)
 
 
 @pytest.fixture(autouse=True)

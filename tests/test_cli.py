@@ -1,14 +1,12 @@
 """tools/train.py end to end: files written, resume auto, recipe errors, SIGTERM, and a 2-process CPU run."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 
-import pytest
 import torch
 import yaml
 
@@ -34,7 +32,7 @@ def test_train_writes_run_and_resumes(tmp_path, shared_data):
     assert "finished 10 steps" in res.stdout
     assert [p.name for p in checkpoint_dirs(out)] == ["step_00000010"]
     saved = load_recipe(out / "config.yaml")
-    assert saved.train.max_steps == 10 and saved.model["name"] == "vae"
+    assert saved.train.max_steps == 10 and saved.model.name == "vae"
     steps = [r["step"] for r in read_metrics(out)]
     assert steps == [5, 10]
     assert {"vae/loss", "vae/elbo", "vae/kl", "lr/vae"} <= set(read_metrics(out)[-1])

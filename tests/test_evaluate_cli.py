@@ -164,7 +164,7 @@ def test_cli_inception_metrics_equal_torch_fidelity_calculate_metrics(tmp_path, 
     import torch_fidelity
     from test_evaluation import random_inception_weights
     from zoo.evaluation import EvalContext
-    from zoo.training import load_checkpoint
+    from zoo.factory import load_checkpoint
 
     ckpt = _tiny_vae_checkpoint(tmp_path)
     weights = random_inception_weights(tmp_path / "inception.pth")

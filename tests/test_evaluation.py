@@ -261,7 +261,7 @@ def test_independent_critic_is_near_zero_for_one_distribution_and_negative_for_t
 
 # ------------------------------------------------------------------------------------------------------------ ELBO
 def test_elbo_metric_on_a_vae_tightens_with_k(one_thread):
-    from zoo.models.base import create_model
+    from zoo.factory import create_model
     model = create_model("vae", channels=1, image_size=28, latent_dim=4, width=8)
     images = RandomImages(24, (1, 28, 28), seed=5)
     values = {}

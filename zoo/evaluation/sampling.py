@@ -88,8 +88,7 @@ class EvalContext:
     def model_name(self) -> str:
         if self.model is None:
             return "data"
-        from zoo.registry import MODELS
-        return next((n for n in MODELS.names() if MODELS.get(n) is type(self.model)), type(self.model).__name__)
+        return getattr(type(self.model), "name", "") or type(self.model).__name__
 
     def require_model(self, metric: str, attribute: str | None = None, why: str = "") -> Any:
         """The model, or MetricNotApplicable when the source is data or the model lacks `attribute`."""
