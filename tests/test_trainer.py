@@ -178,6 +178,18 @@ def test_accumulation_equals_one_big_batch(toy_model):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
 
 
+def test_accumulation_logs_the_mean_loss_over_micro_batches(toy_model):
+    trainer = _toy_trainer(["optim.a.accumulation=4"])
+    batch = trainer.stream.next()
+    a = trainer.players["a"]
+    with torch.no_grad():  # the four micro-batch losses at the weights before the step
+        losses = [(a(chunk.flatten(1)) - 3.0).pow(2).mean().item() for chunk in batch.chunk(4)]
+    assert len(set(losses)) == 4  # distinct, so "the last one" and "the mean" differ
+    out = trainer.run_phase(trainer.phases[0], batch, 0)
+    assert out.loss.item() == pytest.approx(sum(losses) / 4, rel=1e-6)
+    assert out.loss.item() != pytest.approx(losses[-1], rel=1e-3)
+
+
 def test_gradient_clipping_bounds_the_norm(toy_model):
     trainer = _toy_trainer(["optim.a.grad_clip=0.01"])
     opt = trainer.optimizers["a"]

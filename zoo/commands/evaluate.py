@@ -126,6 +126,7 @@ def format_table(rows: list[tuple[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from zoo.evaluation import EvaluationError, MetricNotApplicable
+    from zoo.evaluation.core import check_options
     from zoo.factory import discover
     from zoo.registry import METRICS, UnknownNameError
     from zoo.training import CheckpointError
@@ -137,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         specs = [METRICS.get(n) for n in names]
     except UnknownNameError as err:
         print(f"error: --metric: {err}", file=sys.stderr)
+        return 2
+    try:  # an option none of the metrics asked for takes would be ignored: refuse it
+        check_options(specs, {k: getattr(args, k) for k in OPTIONS})
+    except EvaluationError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     accelerator = default_accelerator()
     catalog = None

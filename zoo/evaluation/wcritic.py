@@ -105,18 +105,24 @@ def _split_data(ctx: EvalContext) -> tuple[Tensor, Tensor, str]:
             f"half of {ctx.split} (seeded permutation), evaluated on the other half")
 
 
+@dataclass
+class WCriticOptions:
+    critic_steps: int = CRITIC_STEPS
+    critic_backbone: str | None = None  # discriminator family; default from the image size
+    critic_width: int = 64
+    critic_batch_size: int = 64  # global batch, split over processes
+    critic_lr: float = 1e-4
+
+
 @define_metric("wcritic", "negative Wasserstein estimate of an independent WGAN-GP critic (Rosca App. I)",
-               higher_is_better=True)
-def wcritic_metric(ctx: EvalContext) -> list[MetricResult]:
+               higher_is_better=True, options=WCriticOptions)
+def wcritic_metric(ctx: EvalContext, opts: WCriticOptions) -> list[MetricResult]:
     ctx.require_model("wcritic")
-    opts = ctx.options
-    steps = int(opts.get("critic_steps") or CRITIC_STEPS)
-    batch_size = int(opts.get("critic_batch_size") or 64)
-    lr = float(opts.get("critic_lr") or 1e-4)
+    steps, batch_size, lr = opts.critic_steps, opts.critic_batch_size, opts.critic_lr
     train_images, test_images, train_desc = _split_data(ctx)
     config = CriticConfig(channels=train_images.shape[1], image_size=train_images.shape[-1],
-                          backbone=opts.get("critic_backbone") or critic_backbone(tuple(train_images.shape)),
-                          width=int(opts.get("critic_width") or 64))
+                          backbone=opts.critic_backbone or critic_backbone(tuple(train_images.shape)),
+                          width=opts.critic_width)
     critic = IndependentCritic(config, ctx.sampler("wcritic-train"))
     # batch_size is the critic's batch per step over all processes (the trainer's data.batch_size is per process), so
     # a sharded run trains the critic the recorded protocol says
