@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import ast
 import importlib
-import os
 import subprocess
 import sys
 import tomllib
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, subprocess_env
 from zoo.cli import COMMANDS, main
 
 
@@ -58,15 +57,15 @@ def test_tools_are_shims_for_their_command():
     for path in sorted((REPO / "tools").glob("*.py")):
         text = path.read_text()
         assert "sys.path" not in text, path.name
-        calls = [n for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "entry"]
+        calls = [n for n in ast.walk(ast.parse(text))
+                 if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "entry"]
         assert len(calls) == 1, path.name
         command = calls[0].args[0].elts[0].value
         assert command in COMMANDS, (path.name, command)
 
 
 def test_a_shim_runs_as_a_script():
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     res = subprocess.run([sys.executable, str(REPO / "tools" / "evaluate.py"), "--help"], capture_output=True,
-                         text=True, env=env, timeout=120)
+                         text=True, env=subprocess_env(), timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("usage: zoo evaluate ")

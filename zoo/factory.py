@@ -108,11 +108,6 @@ def create_model(source: str | Mapping[str, Any] | Recipe | ModelSection | os.Pa
     return model_class(model.name)(model.config)
 
 
-def model_section(model: GenerativeModel) -> ModelSection:
-    """The recipe `model` section that rebuilds `model`."""
-    return ModelSection(type(model).name, model.config)
-
-
 class Checkpoint(NamedTuple):
     model: GenerativeModel  # in eval mode, with EMA weights where the run kept an EMA
     recipe: Recipe  # the resolved recipe

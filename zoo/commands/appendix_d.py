@@ -30,7 +30,7 @@ from zoo.studies.plot import Panel, Series, save_line_plots
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="zoo appendix_d", description=__doc__,
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dims", type=int, nargs="+", default=[1, 10, 100, 1000])
     p.add_argument("--seeds", type=int, default=3, help="classifier initialisations averaged (paper: 10)")
     p.add_argument("--iterations", type=int, default=2000, help="classifier / Q updates (paper: 10^6)")

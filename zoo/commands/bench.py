@@ -129,7 +129,7 @@ def bench(name: str, args: argparse.Namespace) -> tuple[float, float, list[float
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="zoo bench", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="vae,dcgan,wgan_gp")
     parser.add_argument("--steps", type=int, default=30, help="steps per timed block")
     parser.add_argument("--rounds", type=int, default=5, help="alternating blocks per side")

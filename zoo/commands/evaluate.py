@@ -32,7 +32,7 @@ OPTIONS = ("splits", "inception_weights", "cifar_classifier", "lpips_weights", "
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="zoo evaluate", description=__doc__,
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sources", nargs="+", help="checkpoint / run directories, or data:NAME[:SPLIT]")
     p.add_argument("--metric", required=True, help="comma-separated metric names, e.g. is,fid,lpips")
     p.add_argument("--n-samples", type=int, help="samples per metric (default: each metric's protocol, e.g. 50000 "

@@ -20,7 +20,7 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="zoo evidence", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a run directory (its latest checkpoint) or a checkpoint directory")
     parser.add_argument("--split", default="test")
     parser.add_argument("--batches", type=int, default=100, help="batches of the split (100 in the paper)")

@@ -30,7 +30,7 @@ import torch
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="zoo latent_analysis", description=__doc__,
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="run directory or checkpoint directory")
     p.add_argument("--data", help="dataset name (default: the recipe's)")
     p.add_argument("--split", default=None, help="split (default: the recipe's, i.e. the training split)")

@@ -187,7 +187,7 @@ def cmd_export(args: argparse.Namespace, catalog: Catalog) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="zoo registry", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--registry", help="registry table (default: ZOO_REGISTRY, else runs/registry.sqlite)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="the code registry").add_argument("--format", choices=("markdown", "csv", "json"),

@@ -24,7 +24,7 @@ TRAIN = Path(__file__).resolve().parent / "train.py"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="zoo sweep", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep", help="sweep file, e.g. recipes/sweeps/vgh_rosca_app_k.yaml")
     parser.add_argument("overrides", nargs="*", help="overrides applied to every run, e.g. train.max_steps=1000")
     parser.add_argument("--match", default="", help="keep only runs whose name contains this text")

@@ -21,7 +21,7 @@ from zoo.training.checkpoint import CheckpointError, checkpoint_dirs
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="zoo train", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipe", help="YAML recipe, e.g. recipes/tiny_vae.yaml")
     parser.add_argument("overrides", nargs="*", help="typed overrides KEY=VALUE, e.g. train.max_steps=20")
     parser.add_argument("--out", help="run directory (default: runs/<recipe name>)")

@@ -22,7 +22,7 @@ RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "classifiers" / "mnis
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="zoo train_mnist_classifier", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipe", nargs="?", default=str(RECIPE), help="classifier YAML recipe")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, e.g. steps=300")
     parser.add_argument("--out", default=str(DEFAULT_CLASSIFIER), help="safetensors path to write")

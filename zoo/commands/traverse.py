@@ -21,7 +21,7 @@ from zoo.studies.traversal import PRIOR_95, latent_traversal
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="zoo traverse", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a run directory (its latest checkpoint) or a checkpoint directory")
     parser.add_argument("--out", default="traversal.png", help="PNG to write")
     parser.add_argument("--index", type=int, default=0, help="reference image whose posterior mean fixes the code")

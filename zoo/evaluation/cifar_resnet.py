@@ -17,15 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.evaluation.core import (
-    EvaluationError,
-    MetricResult,
-    define_metric,
-    load_state_dict_file,
-    resolve_weights,
-    to_rgb,
-    weights_record,
-)
+from zoo.evaluation.core import (EvaluationError, MetricResult, define_metric, load_state_dict_file, resolve_weights,
+                                 to_rgb, weights_record)
 from zoo.evaluation.functional import accuracy, inception_score
 from zoo.evaluation.sampling import EvalContext
 

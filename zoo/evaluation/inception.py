@@ -16,14 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoo.evaluation.core import (
-    MetricResult,
-    define_metric,
-    load_state_dict_file,
-    resolve_weights,
-    to_rgb,
-    weights_record,
-)
+from zoo.evaluation.core import (MetricResult, define_metric, load_state_dict_file, resolve_weights, to_rgb,
+                                 weights_record)
 from zoo.evaluation.functional import frechet_distance, inception_score
 from zoo.evaluation.sampling import EvalContext
 

@@ -15,17 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.evaluation.core import (
-    EvaluationError,
-    MetricResult,
-    WeightsNotFoundError,
-    define_metric,
-    load_state_dict_file,
-    quantize,
-    sha256_file,
-    to_rgb,
-    weights_record,
-)
+from zoo.evaluation.core import (EvaluationError, MetricResult, WeightsNotFoundError, define_metric,
+                                 load_state_dict_file, quantize, sha256_file, to_rgb, weights_record)
 from zoo.evaluation.sampling import EvalContext
 
 LPIPS_ENV = "ZOO_LPIPS_WEIGHTS"

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from accelerate import Accelerator
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from zoo.config import DataConfig
 from zoo.evaluation.core import EvaluationError, MetricNotApplicable, quantize
+from zoo.models.base import GenerativeModel
 
 BatchFn = Callable[[Tensor, "Tensor | None"], Tensor]
 
@@ -53,10 +55,10 @@ class EvalContext:
         progress: show progress bars (main process only).
     """
 
-    def __init__(self, model: Any, data: DataConfig, *, source: str = "", split: str = "test",
+    def __init__(self, model: GenerativeModel | None, data: DataConfig, *, source: str = "", split: str = "test",
                  sample_split: str | None = None, n_samples: int | None = None, n_real: int | None = None,
                  batch_size: int = 100, seed: int = 0, options: dict[str, Any] | None = None,
-                 accelerator: Any = None, device: str | torch.device | None = None,
+                 accelerator: Accelerator | None = None, device: str | torch.device | None = None,
                  datasets: dict[str, Dataset] | None = None, progress: bool = False):
         self.model, self.data, self.source = model, data, source
         self.split, self.sample_split = split, sample_split or split

@@ -204,7 +204,7 @@ def plot(fits: dict[str, Fit], out: Path, lam: float) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="zoo jeffreys_1d", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/jeffreys_1d", help="folder for the PNGs and fits.json")
     parser.add_argument("--iterations", type=int, default=10_000, help="SGD iterations (App. B: 10,000)")
     parser.add_argument("--batch", type=int, default=1000, help="Monte-Carlo batch (App. B: 1,000)")

@@ -142,7 +142,7 @@ def render(dataset, fits: dict[str, dict], path: Path, alpha: float, size: int =
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="zoo jsg_fig2", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/jsg_fig2", help="output folder")
     parser.add_argument("--steps", type=int, default=2000, help="Adam steps per fit")
     parser.add_argument("--alpha", type=float, default=0.5, help="skew of JS^G (the figure uses 0.5)")

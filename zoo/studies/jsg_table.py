@@ -210,7 +210,7 @@ def _names(allowed):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="zoo jsg_table", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", choices=DATASETS)
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides for every run, e.g. data.root=DIR")
     parser.add_argument("--out", help="folder of the runs (default runs/jsg_table/<dataset>)")
