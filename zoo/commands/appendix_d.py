@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Rosca et al. 2018, App. D: estimating and minimising KL between affine Gaussians with a classifier.
 
-    python tools/appendix_d_study.py [--dims 1 10 100 1000] [--seeds 3] [--iterations 2000] [--disc-steps 1]
+    zoo appendix_d [--dims 1 10 100 1000] [--seeds 3] [--iterations 2000] [--disc-steps 1]
                                      [--out runs/appendix_d] [--paper]
 
 For each dimension d (latent k = 10 d, eq. 13) and classifier seed: (1) estimation — a classifier separates the

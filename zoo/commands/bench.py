@@ -2,7 +2,7 @@
 """Trainer overhead: one training step through `zoo.Trainer` against a plain hand-written PyTorch loop for the
 same networks, losses, optimizers and data, timed alternately in the same process.
 
-    python tools/bench.py [--models vae,dcgan,wgan_gp] [--steps 30] [--rounds 5] [--device cpu|cuda]
+    zoo bench [--models vae,dcgan,wgan_gp] [--steps 30] [--rounds 5] [--device cpu|cuda]
 
 Prints ms/step for both and the ratio trainer/plain (median over rounds); the target is a ratio <= 1.03.
 """

@@ -2,10 +2,10 @@
 """Evaluate checkpoints (or real data, as a reference) with registered metrics; print a table, write JSON and record
 every result in the registry table.
 
-    python tools/evaluate.py CHECKPOINT [CHECKPOINT ...] --metric is,lpips[,...] [--n-samples N] [--batch-size B]
+    zoo evaluate CHECKPOINT [CHECKPOINT ...] --metric is,lpips[,...] [--n-samples N] [--batch-size B]
         [--seed S] [--split test]
-    accelerate launch --multi_gpu --num_processes 2 tools/evaluate.py runs/vae --metric fid,kid   # sharded samples
-    python tools/evaluate.py data:cifar10_folder:test --metric is_cifar --cifar-classifier PATH   # a real split
+    accelerate launch --multi_gpu --num_processes 2 -m zoo.cli evaluate runs/vae --metric fid,kid   # sharded samples
+    zoo evaluate data:cifar10_folder:test --metric is_cifar --cifar-classifier PATH   # a real split
 
 A CHECKPOINT is a checkpoint directory or a run directory (its latest checkpoint); `data:NAME[:SPLIT]` evaluates the
 images of a dataset split as if they were samples (the reference value of a sample metric, and the classifier
@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                "(or ZOO_INCEPTION_WEIGHTS)")
     p.add_argument("--cifar-classifier", help="CIFAR-10 ResNet .th file for is_cifar (or ZOO_CIFAR_CLASSIFIER)")
     p.add_argument("--lpips-weights", help="AlexNet features.* weights for LPIPS (or ZOO_LPIPS_WEIGHTS)")
-    p.add_argument("--mnist-classifier", help="safetensors from tools/train_mnist_classifier.py (or "
+    p.add_argument("--mnist-classifier", help="safetensors from `zoo train_mnist_classifier` (or "
                                               "ZOO_MNIST_CLASSIFIER)")
     p.add_argument("--critic-steps", type=int, help="wcritic training steps (default 2000)")
     p.add_argument("--critic-backbone", help="wcritic discriminator family (default from the image size)")

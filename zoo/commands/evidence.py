@@ -2,7 +2,7 @@
 """Model evidence of a trained VAE-family model: Monte-Carlo log p(x) with a bootstrapped 95 % interval
 (Deasy et al. 2020, Fig. 5; protocol in zoo/studies/evidence.py).
 
-    python tools/evidence.py RUN_OR_CHECKPOINT [--split test] [--batches 100] [--samples 100]
+    zoo evidence RUN_OR_CHECKPOINT [--split test] [--batches 100] [--samples 100]
                              [--proposal posterior|prior] [--resamples 1000] [--limit N] [--json result.json]
 
 The split is cut into --batches equal batches; each batch's mean estimated log p(x) (nats per image, K = --samples

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Latent-space analyses of a trained model with an encoder (Rosca et al. 2018, section 3, App. A, App. E).
 
-    python tools/latent_analysis.py CHECKPOINT [--split train] [--limit N] [--num-z 10000] [--smoothing-std S]
+    zoo latent_analysis CHECKPOINT [--split train] [--limit N] [--num-z 10000] [--smoothing-std S]
                                     [--ratio-steps 5000] [--low-posterior 64] [--out DIR]
 
 CHECKPOINT is a run directory (its latest checkpoint) or one checkpoint. The data are the recipe's dataset (override

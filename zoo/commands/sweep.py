@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Expand a sweep file (recipes/sweeps/*.yaml) into training runs: print the commands, or run them one by one.
 
-    python tools/sweep.py recipes/sweeps/vgh_rosca_app_k.yaml [--match vgh_plus_color] [--out-root runs/sweeps]
+    zoo sweep recipes/sweeps/vgh_rosca_app_k.yaml [--match vgh_plus_color] [--out-root runs/sweeps]
                           [--run] [key=value ...]
 
 Each grid point is validated before anything is printed or run. Extra key=value overrides apply to every run (e.g.

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Train a model from a recipe.
 
-    accelerate launch tools/train.py recipes/tiny_vae.yaml [--out runs/x] [--resume auto|PATH] [train.max_steps=20 ...]
+    accelerate launch -m zoo.cli train recipes/tiny_vae.yaml [--out runs/x] [--resume auto|PATH] [train.max_steps=20]
 
-Plain `python tools/train.py ...` works too (one process). The run directory gets config.yaml (the resolved recipe),
+Plain `zoo train ...` works too (one process). The run directory gets config.yaml (the resolved recipe),
 metrics.jsonl, tb/ (TensorBoard), samples/ and reconstructions/ (PNG grids) and checkpoints/step_XXXXXXXX/. The run
 and its checkpoints are recorded in the registry table (runs/registry.sqlite, or ZOO_REGISTRY; see zoo/catalog.py).
 """

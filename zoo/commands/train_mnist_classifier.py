@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train the MNIST classifier that the `modes` metric reads stacked-MNIST samples with.
 
-    python tools/train_mnist_classifier.py [recipes/classifiers/mnist_classifier.yaml] [--out PATH] [steps=300 ...]
+    zoo train_mnist_classifier [recipes/classifiers/mnist_classifier.yaml] [--out PATH] [steps=300 ...]
 
 Writes safetensors (default runs/classifiers/mnist_classifier.safetensors, where `modes` looks by default) with the
 width, steps and MNIST test accuracy in the metadata, and prints the accuracy.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Latent traversal grid of a trained model with an encoder (Deasy et al. 2020, Fig. 4 and App. G).
 
-    python tools/traverse.py RUN_OR_CHECKPOINT [--out traversal.png] [--index 0 | --prior] [--steps 10] [--span 1.96]
+    zoo traverse RUN_OR_CHECKPOINT [--out traversal.png] [--index 0 | --prior] [--steps 10] [--span 1.96]
 
 Row d sweeps latent dimension d over `--steps` equidistant values in [-span, span] (default: the prior's central
 95 %) while the other dimensions stay at the posterior mean of image `--index` of the recipe's dataset (`--split`),

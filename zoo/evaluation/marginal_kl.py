@@ -3,7 +3,7 @@ eq. 5 terms beside it: the average posterior KL, the mutual information estimate
 
 q(z) = (1/N) sum_n q(z|x_n) is the aggregate posterior over the N training images (Rosca section 3 and App. E use the
 training set: N = 60,000 for ColorMNIST). Deterministic encoders have no density; pass `--smoothing-std` (metric
-option `smoothing_std`) to treat q(z|x) as N(E(x), s^2 I), as tools/latent_analysis.py does.
+option `smoothing_std`) to treat q(z|x) as N(E(x), s^2 I), as `zoo latent_analysis` does.
 """
 from __future__ import annotations
 

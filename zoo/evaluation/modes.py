@@ -19,7 +19,7 @@ from zoo.evaluation.mnist_classifier import load_mnist_classifier
 from zoo.evaluation.sampling import EvalContext
 
 CLASSIFIER_ENV = "ZOO_MNIST_CLASSIFIER"
-DEFAULT_CLASSIFIER = Path("runs") / "classifiers" / "mnist_classifier.safetensors"  # tools/train_mnist_classifier.py
+DEFAULT_CLASSIFIER = Path("runs") / "classifiers" / "mnist_classifier.safetensors"  # `zoo train_mnist_classifier`
 N_SAMPLES, N_MODES = 26_000, 1000
 
 
@@ -40,7 +40,7 @@ def modes_metric(ctx: EvalContext, opts: ModesOptions) -> list[MetricResult]:
     if ctx.data.name != "color_mnist":
         raise MetricNotApplicable(f"modes is defined on color_mnist (stacked MNIST), not {ctx.data.name!r}")
     path = resolve_weights(opts.mnist_classifier, CLASSIFIER_ENV, "the MNIST classifier (train it with "
-                           "python tools/train_mnist_classifier.py)", "--mnist-classifier",
+                           "zoo train_mnist_classifier)", "--mnist-classifier",
                            lambda: str(DEFAULT_CLASSIFIER) if DEFAULT_CLASSIFIER.is_file() else None)
     net, meta = load_mnist_classifier(path)
     net = net.to(ctx.device)

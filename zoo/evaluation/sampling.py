@@ -48,7 +48,7 @@ class EvalContext:
         n_real: reference images; None uses the whole split (a seeded random subset otherwise).
         batch_size: images per batch, for sampling and feature networks.
         seed: fixes every random draw of the evaluation.
-        options: metric options (weights paths, critic budget, ...), see tools/evaluate.py.
+        options: metric options (weights paths, critic budget, ...), see `zoo evaluate`.
         accelerator: an `accelerate.Accelerator` to shard across processes; None runs one process.
         device: where networks run (default: the accelerator's device, else CPU).
         datasets: split -> dataset overrides (tests, in-memory data); other splits load from `data`.

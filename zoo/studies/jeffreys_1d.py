@@ -2,7 +2,7 @@
 """The 1-D study of IJAE App. B / Figure 1: fit an equiprobable mixture of two Gaussians to a 4-Gaussian target by
 forward KL, reverse KL, JSD and lambda-Jeffreys, print the fitted parameters and write the Figure 1 plots.
 
-    python tools/jeffreys_1d.py [--out runs/jeffreys_1d] [--iterations 10000] [--batch 1000] [--restarts 50] [--lam 0.5]
+    zoo jeffreys_1d [--out runs/jeffreys_1d] [--iterations 10000] [--batch 1000] [--restarts 50] [--lam 0.5]
 
 Target p*(x) = 0.15 N(-8, 0.2^2) + 0.35 N(-3, 0.8^2) + 0.3 N(3, 1) + 0.2 N(8, 0.2^2); model
 p_theta(x) = 0.5 N(mu_1, s_1^2) + 0.5 N(mu_2, s_2^2) with learnable locations and log-scales. Each divergence is

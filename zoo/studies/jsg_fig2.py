@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Deasy et al. (2020) Fig. 2: a bivariate Gaussian fitted to samples of a 2-D Gaussian mixture by four divergences.
 
-    python tools/jsg_fig2.py [--out runs/jsg_fig2] [--steps 2000] [--alpha 0.5] [--seed 0]
+    zoo jsg_fig2 [--out runs/jsg_fig2] [--steps 2000] [--alpha 0.5] [--seed 0]
 
 Writes `fig2.png` (one panel per divergence: the mixture's density in grey, the fitted Gaussian's level sets at
 Mahalanobis radius 1, 2, 3) and `fig2.json` (fitted means and covariances, the mixture), and prints a summary.

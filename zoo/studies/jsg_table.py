@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Reproduce Deasy et al. (2020) Table 1 / Table 2 on one dataset: the JS^G VAE alpha sweep and the baselines.
 
-    python tools/jsg_table.py mnist [--out runs/jsg_table/mnist] [--epochs 100] [--alphas 0.1,0.5,0.9]
+    zoo jsg_table mnist [--out runs/jsg_table/mnist] [--epochs 100] [--alphas 0.1,0.5,0.9]
                               [--variants jsg,jsg_dual] [--baselines kl_qp,kl_pq,beta4,mmd] [key=value ...]
 
 Every run (a baseline, or one variant at one alpha) trains from `recipes/jsg_vae_<dataset>_<regulariser>.yaml` (the
