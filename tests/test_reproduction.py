@@ -220,16 +220,13 @@ FAST = ("deasy2020_tables12_mnist", "rosca2018_appE_table1")
 @pytest.mark.parametrize("name", [p.stem if p.stem in FAST else pytest.param(p.stem, marks=pytest.mark.slow)
                                   for p in find_specs(SPECS)])
 def test_spec_smoke_run_end_to_end(name, tmp_path, shared_data, monkeypatch, one_thread):
-    """`tools/reproduce.py SPEC --scale smoke` trains, measures and records every smoke run; nothing is rendered."""
-    import importlib.util
+    """`zoo reproduce SPEC --scale smoke` trains, measures and records every smoke run; nothing is rendered."""
+    from zoo.commands.reproduce import main
 
     monkeypatch.setenv("ZOO_DATA", str(shared_data))
     monkeypatch.setenv("ZOO_SHARED", str(SHARED))
-    module_spec = importlib.util.spec_from_file_location("reproduce", REPO / "tools" / "reproduce.py")
-    tool = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(tool)
     page, results = tmp_path / "page.md", tmp_path / "results"
-    code = tool.main([str(SPECS / f"{name}.yaml"), "--scale", "smoke", "--out", str(tmp_path / "runs"),
+    code = main([str(SPECS / f"{name}.yaml"), "--scale", "smoke", "--out", str(tmp_path / "runs"),
                       "--results", str(results), "--page", str(page), "--no-progress"])
     assert code == 0
     spec = load_spec(SPECS / f"{name}.yaml")

@@ -62,6 +62,7 @@ def latent_kl(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str,
     the training split, as the paper's N = 60000), limit, num_z, seed, ratio."""
     from zoo import load_checkpoint
     from zoo.evaluation import latent
+    from zoo.studies.latent import marginal_kl_density_ratio
 
     _check_options("latent_kl", options, {"split", "limit", "num_z", "seed", "ratio"})
     model, recipe, step, ckpt = load_checkpoint(run_dir)
@@ -81,7 +82,7 @@ def latent_kl(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str,
                               f"{', '.join(sorted(allowed - {'name'}))}, got {cfg!r}")
         torch.manual_seed(seed)
         kw = {k: cfg[k] for k in ("layers", "hidden", "steps", "lr") if k in cfg}
-        result = latent.marginal_kl_density_ratio(mu, logvar, num_z=num_z, generator=generator, **kw)
+        result = marginal_kl_density_ratio(mu, logvar, num_z=num_z, generator=generator, **kw)
         values[cfg["name"]] = result["marginal_kl"]
         classifiers.append({k: result[k] for k in ("hidden", "layers", "steps", "lr", "final_loss")} |
                            {"name": cfg["name"]})
@@ -124,7 +125,7 @@ def evidence(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str, 
     """Deasy et al. Fig. 5: log model evidence, mean and bootstrapped 95 % interval over test batches. Options:
     split, limit, batches, samples, resamples, seed."""
     from zoo import load_checkpoint
-    from zoo.evaluation.evidence import evidence_estimate
+    from zoo.studies.evidence import evidence_estimate
 
     _check_options("evidence", options, {"split", "limit", "batches", "samples", "resamples", "seed"})
     model, recipe, step, ckpt = load_checkpoint(run_dir)
@@ -161,8 +162,9 @@ def study(out_dir: Path, options: dict[str, Any], args: list[str]) -> tuple[Valu
         raise ConfigError(f"protocol study: no tool {tool}")
     out_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, str(tool), *args, "--out", str(out_dir)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     with open(out_dir / "study.log", "w") as log:
-        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
     if done.returncode != 0:
         tail = (out_dir / "study.log").read_text()[-2000:]
         raise RuntimeError(f"{' '.join(command)} exited with {done.returncode}:\n{tail}")
