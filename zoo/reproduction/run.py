@@ -189,14 +189,17 @@ def run_spec(spec: ReproSpec, scale: str, out: Path, *, extra: list[str] | None 
 
 
 def write_results(path: Path, spec: ReproSpec, scale: str, records: list[dict[str, Any]]) -> None:
-    """The spec's results at `scale` as one small JSON (no tracebacks, no run paths): what render reads. Records of
+    """The spec's results at `scale` as one small JSON (no tracebacks, no run paths; the protocol's settings and
+    diagnostics, e.g. the density-ratio classifiers' final losses, kept): what render reads. Records of
     runs this call did not touch (a subset run, or rows imported from elsewhere, which say their `source`) are kept;
     all are ordered as the spec lists its runs."""
     keep = ("run", "seed", "status", "values", "steps", "overrides", "args", "commit", "seconds", "error", "options",
             "source")
     s = spec.scale(scale)
     merged = {(r["run"], r["seed"]): r for r in json.loads(path.read_text())["runs"]} if path.is_file() else {}
-    merged.update({(r["run"], r["seed"]): {k: r[k] for k in keep if k in r} for r in records})
+    merged.update({(r["run"], r["seed"]): {**{k: r[k] for k in keep if k in r},
+                                            **({"protocol": {k: v for k, v in r["protocol"].items() if k != "checkpoint"}}
+                                               if "protocol" in r else {})} for r in records})
     order = {r.name: i for i, r in enumerate(spec.runs)}
     doc = {"spec": spec.name, "scale": scale, "scale_description": s.description, "epochs": s.epochs,
            "runs": [merged[k] for k in sorted(merged, key=lambda k: (order.get(k[0], len(order)), k[1]))]}
