@@ -92,6 +92,24 @@ def test_zero_initialised_flow_gives_the_gaussian_elbo():
     torch.testing.assert_close(out_f.logs["elbo"], -(out_f.logs["nll"] + out_f.logs["kl"]))
 
 
+def test_realnvp_vae_checkpoint_round_trip(tmp_path):
+    """The weights save with safetensors (no shared storage) and load into a fresh model with the same outputs."""
+    from safetensors.torch import load_file, save_file
+    torch.manual_seed(0)
+    model = create_model("vae", posterior="realnvp", **TINY)
+    with torch.no_grad():
+        for layer in model.flow.couplings:
+            layer.net[-1].weight.normal_(0, 0.5)
+    save_file(model.state_dict(), str(tmp_path / "w.safetensors"))
+    torch.manual_seed(1)
+    fresh = create_model("vae", posterior="realnvp", **TINY)
+    fresh.load_state_dict(load_file(str(tmp_path / "w.safetensors")))
+    z = torch.randn(3, 4)
+    torch.testing.assert_close(fresh.flow(z), model.flow(z))
+    masks = [layer.mask for layer in fresh.flow.couplings]
+    assert masks[0].tolist() == [1, 0, 1, 0] and masks[1].tolist() == [0, 1, 0, 1]
+
+
 def test_realnvp_vae_trains_the_flow_and_refuses_gaussian_analyses():
     model = create_model("vae", posterior="realnvp", **TINY)
     recipe_players = model.default_optim(model.config)["vae"].players

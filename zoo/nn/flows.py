@@ -27,7 +27,8 @@ class AffineCoupling(nn.Module):
     def __init__(self, mask: Tensor, hidden: int, layers: int):
         super().__init__()
         dim = mask.numel()
-        self.register_buffer("mask", mask.float())
+        # derived from (dim, layer index), so not saved; a private copy, as safetensors refuses shared storage
+        self.register_buffer("mask", mask.float().clone(), persistent=False)
         mods, width = mlp_layers(dim, hidden, layers)
         out = nn.Linear(width, 2 * dim)
         nn.init.zeros_(out.weight)  # identity at initialisation: s = t = 0
