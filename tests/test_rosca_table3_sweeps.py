@@ -9,7 +9,7 @@ import pytest
 
 from conftest import RECIPES
 from test_hybrid_sweeps import resolved
-from zoo.config import expand_sweep
+from zoo.factory import expand_sweep
 
 SWEEPS = RECIPES / "sweeps"
 VAE_LRS = [1e-3, 5e-4, 5e-3]  # Table 3, VAE column

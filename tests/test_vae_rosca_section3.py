@@ -190,9 +190,8 @@ SECTION3 = {  # recipe -> (dataset, posterior, likelihood)
 def test_section3_recipes(name):
     dataset, posterior, likelihood = SECTION3[name]
     recipe = load_recipe(RECIPES / name)
-    m = recipe.model
-    assert (recipe.data.name, m["posterior"], m["likelihood"], m["latent_dim"]) == (dataset, posterior, likelihood,
-                                                                                     160)
+    m = recipe.model.config
+    assert (recipe.data.name, m.posterior, m.likelihood, m.latent_dim) == (dataset, posterior, likelihood, 160)
     assert recipe.data.batch_size == 64 and recipe.optim["vae"].betas == (0.5, 0.9)  # App. K
     assert recipe.optim["vae"].lr in (1e-3, 5e-4, 5e-3)  # Table 3, VAE column
     assert recipe.train.max_steps == (100000 if dataset == "color_mnist" else 200000)

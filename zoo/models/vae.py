@@ -14,18 +14,17 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from zoo.config import ConfigError, OptimizerConfig
+from zoo.config import ConfigError, ModelConfig, OptimizerConfig
 from zoo.losses.divergences import kl_normal
-from zoo.losses.likelihoods import VisibleDistribution
-from zoo.models.base import LatentVariableModel, Phase, PhaseOutput
+from zoo.models.base import GaussianLatentModel, Phase, PhaseOutput
 from zoo.nn.flows import RealNVP
-from zoo.registry import BACKBONES, register_model
+from zoo.registry import register_model
 
 
 @dataclass
-class VAEConfig:
+class VAEConfig(ModelConfig):
     backbone: str = "rosca_mnist"  # family in zoo.nn: rosca_mnist, dcgan, resnet, jsg
     channels: int = 3
     image_size: int = 28
@@ -54,32 +53,14 @@ def log_normal(z: Tensor, mu: Tensor | float = 0.0, logvar: Tensor | float = 0.0
     return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) * torch.exp(-logvar)).sum(-1)
 
 
-class Decoder(nn.Module):
-    """Generator network with raw outputs + the visible distribution those outputs parameterise."""
-
-    def __init__(self, net: nn.Module, likelihood: VisibleDistribution):
-        super().__init__()
-        self.net, self.likelihood = net, likelihood
-
-    def forward(self, z: Tensor) -> Tensor:
-        return self.net(z)
-
-
 @register_model("vae")
-class VAE(LatentVariableModel):
+class VAE(GaussianLatentModel):
     config_class = VAEConfig
     paper = "Kingma & Welling 2014; Rosca et al. 2018"
 
     def __init__(self, config: VAEConfig):
         super().__init__(config)
         c = config
-        self.players["encoder"] = BACKBONES.get(f"{c.backbone}.encoder")(
-            out_features=2 * c.latent_dim, channels=c.channels, image_size=c.image_size, width=c.width)
-        likelihood = VisibleDistribution(c.likelihood, c.channels, c.init_scale, c.learn_scale)
-        net = BACKBONES.get(f"{c.backbone}.generator")(  # categorical: 256 logits per image channel
-            latent_dim=c.latent_dim, channels=c.channels * likelihood.outputs_per_channel, image_size=c.image_size,
-            width=c.width, output_activation=None)
-        self.players["decoder"] = Decoder(net, likelihood)
         if getattr(c, "posterior", "gaussian") == "realnvp":  # subclasses' configs (AAE, JS^G) have no flow
             self.players["flow"] = RealNVP(c.latent_dim, c.flow_couplings, c.flow_hidden, c.flow_layers)
 
@@ -92,11 +73,15 @@ class VAE(LatentVariableModel):
     def phases(self) -> tuple[Phase, ...]:
         return (Phase("vae", "vae"),)
 
+    # ---- posterior: Gaussian or RealNVP on top of it ---------------------------------------------------------------
+    @property
+    def flow(self) -> RealNVP | None:
+        return self.players["flow"] if "flow" in self.players else None
+
     def base_posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log-variance, each (B, latent_dim), of the Gaussian the posterior starts from: q(z|x) itself, or
         the base q(z_0|x) of a RealNVP posterior."""
-        mu, logvar = self.players["encoder"](x).chunk(2, dim=1)
-        return mu, logvar
+        return super().posterior(x)
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log-variance of the Gaussian q(z|x), each (B, latent_dim), read by the latent analyses and the
@@ -104,12 +89,9 @@ class VAE(LatentVariableModel):
         if self.flow is not None:
             raise ValueError("vae with posterior 'realnvp': q(z|x) is not a diagonal Gaussian, so it has no (mu, "
                              "logvar) for the Gaussian-posterior analyses; use model.base_posterior(x) with "
-                             "model.sample_posterior / model.log_q, or a posterior 'gaussian' model")
+                             "model.sample_posterior / model.log_q (zoo.evaluation.flow_latent for the marginal KL), "
+                             "or a posterior 'gaussian' model")
         return self.base_posterior(x)
-
-    @property
-    def flow(self) -> RealNVP | None:
-        return self.players["flow"] if "flow" in self.players else None
 
     def sample_posterior(self, mu: Tensor, logvar: Tensor, eps: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """One reparameterised draw z ~ q(z|x) and its single-sample KL estimate log q(z|x) - log p(z), (B,).
@@ -132,31 +114,23 @@ class VAE(LatentVariableModel):
         z0, logdet_inv = self.flow.inverse(z)
         return log_normal(z0, mu, logvar) + logdet_inv
 
-    def phase_loss(self, phase: str, batch: Tensor, step: int) -> PhaseOutput:
-        x01 = (batch + 1) / 2  # (B, C, H, W) pixel intensities for p(x|z)
-        mu, logvar = self.base_posterior(batch)
-        z, kl = self.sample_posterior(mu, logvar)  # KL(q(z|x) || N(0, I)): closed form, or one-sample for RealNVP
-        decoder = self.players["decoder"]
-        nll = -decoder.likelihood.log_prob(x01, decoder(z))  # -log p(x|z), one sample (eq. 10)
-        nll, kl = nll.mean(), kl.mean()
-        loss = nll + self.config.beta * kl  # -ELBO (beta = 1), Rosca eq. 1
-        return PhaseOutput(loss, {"nll": nll, "kl": kl, "elbo": -(nll + kl)})
-
-    def decode(self, z: Tensor) -> Tensor:
-        """Mean of p(x|z) in [-1, 1]."""
-        decoder = self.players["decoder"]
-        return decoder.likelihood.mean(decoder(z)) * 2 - 1
-
-    def log_px_given_z(self, x: Tensor, z: Tensor) -> Tensor:
-        """log p(x|z) per example (nats) for images x in [-1, 1] and codes z (B, latent_dim): the explicit likelihood
-        that ELBO and importance-weighted evaluations need."""
-        decoder = self.players["decoder"]
-        return decoder.likelihood.log_prob((x + 1) / 2, decoder(z))
-
     def encode(self, x: Tensor) -> Tensor:
         """The posterior mean for a Gaussian posterior; f(mu), the flow's image of the base mean, for RealNVP."""
         mu = self.base_posterior(x)[0]
         return mu if self.flow is None else self.flow(mu)[0]
+
+    def encode_sample(self, x: Tensor) -> Tensor:
+        """One draw z ~ q(z|x), (B, latent_dim)."""
+        return self.sample_posterior(*self.base_posterior(x))[0]
+
+    # ---- loss: the negative ELBO -----------------------------------------------------------------------------------
+    def phase_loss(self, phase: str, batch: Tensor, step: int) -> PhaseOutput:
+        mu, logvar = self.base_posterior(batch)
+        z, kl = self.sample_posterior(mu, logvar)  # KL(q(z|x) || N(0, I)): closed form, or one-sample for RealNVP
+        nll = -self.players["decoder"].log_prob(batch, z)  # -log p(x|z), one sample (eq. 10)
+        nll, kl = nll.mean(), kl.mean()
+        loss = nll + self.config.beta * kl  # -ELBO (beta = 1), Rosca eq. 1
+        return PhaseOutput(loss, {"nll": nll, "kl": kl, "elbo": -(nll + kl)})
 
     @torch.no_grad()
     def elbo(self, x: Tensor) -> Tensor:
