@@ -33,6 +33,7 @@ from zoo.registry import register_model
 
 MMD_PRIOR_DRAWS = 200  # prior draws per batch of the authors' MMD (geometric-js vae/models/losses.py, `_mmd_loss`)
 
+
 @dataclass
 class JSGVAEConfig(ModelConfig):
     backbone: str = "jsg"  # Deasy et al. Table 3
