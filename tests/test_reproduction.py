@@ -197,8 +197,8 @@ def test_one_run_specs_render_a_row_per_quantity_and_results_merge(tmp_path):
     assert [(r["run"], r["seed"]) for r in doc["runs"]] == [("vae50", 0), ("vae50", 1)]  # earlier rows kept, ordered
     assert "traceback" not in doc["runs"][0] and doc["runs"][1]["source"] == "elsewhere"
     lines = render_spec(spec, {"cpu": doc}).splitlines()
-    assert "| KL[q(z)||p(z)], Algorithm 2 (MC) | nats | 13.00 ± 1.41 (n=2) | 12.30 | Table 1 caption: 'When the KL is " \
-           "estimated numerically, the result is 12.3' |" in lines
+    assert ("| KL[q(z)||p(z)], Algorithm 2 (MC) | nats | 13.00 ± 1.41 (n=2) | 12.30 | Table 1 caption: 'When the KL "
+            "is estimated numerically, the result is 12.3' |") in lines
     assert "| Algorithm 3, 3-layer classifier | nats | 1.50 (n=1) | 2.30 | Table 1, row 3 layers, no GP, no noise |" \
         in lines
     assert "Rows not run by this command: vae50/seed1: elsewhere." in lines

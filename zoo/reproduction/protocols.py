@@ -37,7 +37,8 @@ def _eval_data(recipe: Any, options: dict[str, Any], default_split: str) -> tupl
 def _check_options(name: str, options: dict[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(options) - allowed)
     if unknown:
-        raise ConfigError(f"protocol {name}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        raise ConfigError(f"protocol {name}: unknown option(s) {', '.join(unknown)}; allowed: "
+                          f"{', '.join(sorted(allowed))}")
 
 
 def reconstruction(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str, Any]]:

@@ -120,7 +120,8 @@ def render_spec(spec: ReproSpec, results: dict[str, dict[str, Any]]) -> str:
         if scale != "paper" and "paper" in spec.scales:
             lines.append(f"Paper scale, not yet run: `{command(spec, 'paper')}`" +
                          (f" (needs: {', '.join(spec.requires)})." if spec.requires else "."))
-        failed = [f"{r['run']}/seed{r['seed']}: {r.get('error', '')}" for r in doc["runs"] if r.get("status") == "failed"]
+        failed = [f"{r['run']}/seed{r['seed']}: {r.get('error', '')}" for r in doc["runs"]
+                  if r.get("status") == "failed"]
         if failed:
             lines.append("Failed runs: " + "; ".join(failed) + ".")
         imported = [f"{r['run']}/seed{r['seed']}: {r['source']}" for r in doc["runs"] if r.get("source")]
@@ -157,8 +158,9 @@ def _single_run_table(spec: ReproSpec, doc: dict[str, Any] | None, shown: list) 
              "|---|---|---|---|---|"]
     for m in shown:
         paper = run.paper.get(m.name)
-        lines.append(f"| {m.label or m.name} | {m.units or '—'} | {fmt(aggregate(doc, run.name, m.name), m.digits)} | "
-                     f"{_paper_cell(paper, m.digits)} | {paper.source if paper else '—'} |")
+        ours = fmt(aggregate(doc, run.name, m.name), m.digits)
+        lines.append(f"| {m.label or m.name} | {m.units or '—'} | {ours} | {_paper_cell(paper, m.digits)} | "
+                     f"{paper.source if paper else '—'} |")
     return lines
 
 

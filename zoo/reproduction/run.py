@@ -197,9 +197,11 @@ def write_results(path: Path, spec: ReproSpec, scale: str, records: list[dict[st
             "source")
     s = spec.scale(scale)
     merged = {(r["run"], r["seed"]): r for r in json.loads(path.read_text())["runs"]} if path.is_file() else {}
-    merged.update({(r["run"], r["seed"]): {**{k: r[k] for k in keep if k in r},
-                                            **({"protocol": {k: v for k, v in r["protocol"].items() if k != "checkpoint"}}
-                                               if "protocol" in r else {})} for r in records})
+    for r in records:
+        kept = {k: r[k] for k in keep if k in r}
+        if "protocol" in r:  # its settings and diagnostics, without the run's path
+            kept["protocol"] = {k: v for k, v in r["protocol"].items() if k != "checkpoint"}
+        merged[(r["run"], r["seed"])] = kept
     order = {r.name: i for i, r in enumerate(spec.runs)}
     doc = {"spec": spec.name, "scale": scale, "scale_description": s.description, "epochs": s.epochs,
            "runs": [merged[k] for k in sorted(merged, key=lambda k: (order.get(k[0], len(order)), k[1]))]}
