@@ -128,8 +128,9 @@ def _record_results(run_dir: Path, values: dict[str, float], protocol: dict[str,
 
 
 def run_one(spec: ReproSpec, item: PlannedRun, scale: str, out: Path, extra: list[str],
-            progress: bool = False) -> dict[str, Any]:
-    """Train (or resume, or skip) and measure one run; returns its record (also written to result.json)."""
+            progress: bool = False, commit: str | None = None) -> dict[str, Any]:
+    """Train (or resume, or skip) and measure one run; returns its record (also written to result.json). `commit`
+    is the checkout's commit when the code was loaded (default: now)."""
     from zoo.catalog import git_commit
 
     run_dir = out / spec.name / scale / item.run.name / f"seed{item.seed}"
@@ -151,7 +152,7 @@ def run_one(spec: ReproSpec, item: PlannedRun, scale: str, out: Path, extra: lis
         values, protocol = CHECKPOINT_PROTOCOLS[spec.protocol.name](run_dir, options)
     record = {**context, "status": "done", "values": values, "protocol": protocol, "options": options,
               "steps": steps, "trained_now": trained, "overrides": item.overrides + extra, "args": item.args,
-              "seconds": round(time.time() - begun, 1), "commit": git_commit(), "run_dir": str(run_dir)}
+              "seconds": round(time.time() - begun, 1), "commit": commit or git_commit(), "run_dir": str(run_dir)}
     run_dir.mkdir(parents=True, exist_ok=True)
     result_path.write_text(json.dumps(record, indent=1, default=str))
     _record_results(run_dir, values, protocol, context)
@@ -164,6 +165,9 @@ def run_spec(spec: ReproSpec, scale: str, out: Path, *, extra: list[str] | None 
     records to `results_path` (default `<out>/<spec>/<scale>/results.json`) after each run."""
     from tqdm.auto import tqdm
 
+    from zoo.catalog import git_commit
+
+    commit = git_commit()  # the code this process runs, even if the checkout moves on meanwhile
     items = plan(spec, scale)
     results_path = results_path or out / spec.name / scale / "results.json"
     records: list[dict[str, Any]] = []
@@ -171,7 +175,7 @@ def run_spec(spec: ReproSpec, scale: str, out: Path, *, extra: list[str] | None 
     for item in bar:
         bar.set_postfix_str(item.key)
         try:
-            record = run_one(spec, item, scale, out, list(extra or []), progress=progress)
+            record = run_one(spec, item, scale, out, list(extra or []), progress=progress, commit=commit)
         except RunInterrupted:
             bar.close()
             raise
