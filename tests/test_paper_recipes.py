@@ -15,7 +15,16 @@ def test_each_model_has_its_three_dataset_recipes():
     for model in ("aae", "adversarial_vb", "veegan"):
         for dataset in SHAPES:
             assert f"{model}_{dataset}.yaml" in PAPER
-    assert len(PAPER) == 12  # + the three adaptive-contrast AdversarialVB variants
+    assert len(PAPER) == 13  # + the three adaptive-contrast AdversarialVB variants and VEEGAN's Algorithm 1 one
+
+
+def test_veegan_recipes_train_the_reconstructor_adversarially_but_the_alg1_variant():
+    for name in PAPER:
+        if name.startswith("veegan_"):
+            recipe = load_recipe(RECIPES / name)
+            assert recipe.model["reconstructor_adversarial"] is (not name.endswith("_alg1.yaml")), name
+    alg1, working = (load_recipe(RECIPES / f"veegan_color_mnist{s}.yaml") for s in ("_alg1", ""))
+    assert {**alg1.model, "reconstructor_adversarial": True} == working.model and alg1.optim == working.optim
 
 
 @pytest.mark.parametrize("name", PAPER)

@@ -39,7 +39,8 @@ class VEEGANConfig:
     joint_width: int = 512  # Rosca Table 6 head maps, swept over 512 / 1024
     # Algorithm 1 trains F by the code reconstruction alone (False). True also trains F adversarially on the data
     # pairs, -D(x, F(x)), as the authors' linked reference implementation does: without it D can tell the pairs apart
-    # by their codes alone (F(x) is never pulled towards p(z)) and G then gets no useful signal (docs/models.md).
+    # by their codes alone (F(x) is never pulled towards p(z)) and G then gets no useful signal (docs/models.md). The
+    # recipes set True; recipes/veegan_color_mnist_alg1.yaml keeps Algorithm 1.
     reconstructor_adversarial: bool = False
 
 
