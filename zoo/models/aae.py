@@ -13,7 +13,7 @@ different loss terms"). Table 3 gives the AAE one Generator/Encoder learning rat
 "autoencoder" optimizer entry; by default the adversarial phase steps its own Adam state over the encoder
 (`Phase(own_state=True)`), as Makhzani's two phases are two separate updates: sharing one state mixes the adversarial
 gradients into the reconstruction's second moments, and in 150 color_mnist steps the code discriminator then won
-outright (C(q) about 0.008, against about 0.52 with separate states). `encoder_adv_state="shared"` keeps the one-state
+outright (C(q) about 0.008, against about 0.52 with separate states; issue 9). `encoder_adv_state="shared"` keeps the one-state
 reading (docs/models.md, AAE).
 """
 from __future__ import annotations
