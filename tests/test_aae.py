@@ -10,7 +10,7 @@ from zoo import create_model, load_recipe
 from zoo.data import load_dataset
 from zoo.data.stream import to_model_range
 from zoo.losses.likelihoods import VisibleDistribution
-from zoo.models.vae import Decoder
+from zoo.nn.decoder import Decoder
 from zoo.training import Trainer
 
 # x in [-1, 1], two 1x2x2 images; codes of size 2
@@ -100,7 +100,7 @@ def test_encoder_phases_step_separate_adam_states_by_default_and_one_in_the_shar
     assert set(trainer.optimizers) == {"autoencoder", "code_disc", "autoencoder/enc_adv"}
     own = trainer.optimizers["autoencoder/enc_adv"]
     assert own.defaults["lr"] == recipe.optim["autoencoder"].lr and own.defaults["betas"] == (0.5, 0.9)
-    encoder = list(trainer.plain["encoder"].parameters())
+    encoder = list(trainer.players["encoder"].parameters())
     assert [p for g in own.param_groups for p in g["params"]] == encoder  # the encoder alone
     recon, _, enc_adv = trainer.phases
     grads = {}
@@ -120,7 +120,7 @@ def test_encoder_phases_step_separate_adam_states_by_default_and_one_in_the_shar
     for phase in trainer.phases[::2]:
         trainer.run_phase(phase, trainer.stream.next(), 0)
     assert all(trainer.optimizers["autoencoder"].state[p]["step"].item() == 2
-               for p in trainer.plain["encoder"].parameters())
+               for p in trainer.players["encoder"].parameters())
 
 
 @pytest.mark.parametrize("state", ["own", pytest.param("shared", marks=pytest.mark.slow)])
