@@ -31,8 +31,11 @@ class Phase:
         every: run only on steps where `step % every == 0`.
         players: the subset of the optimizer's players this phase trains (default, empty: all of them). The others
             get no gradient, so the optimizer step leaves their parameters and optimizer state alone. For a player
-            updated by two losses with one optimizer state, e.g. the AAE encoder (reconstruction with the decoder,
-            then its adversarial loss alone).
+            updated by two losses with one optimizer state (the AAE's shared-state reading).
+        own_state: step with an optimizer state of its own (Adam moments and step count) over its trained players,
+            built from the same `optim` entry (lr, betas, schedule), instead of the entry's shared one; checkpointed
+            as `<optimizer>/<phase name>`. For a player updated by two losses that must not mix their gradient
+            statistics, e.g. the AAE encoder in Makhzani's reconstruction and regularization phases.
     """
 
     name: str
@@ -40,6 +43,12 @@ class Phase:
     repeats: int = 1
     every: int = 1
     players: tuple[str, ...] = ()
+    own_state: bool = False
+
+    @property
+    def state_key(self) -> str:
+        """The key of the optimizer state this phase steps (in the trainer and in checkpoints)."""
+        return f"{self.optimizer}/{self.name}" if self.own_state else self.optimizer
 
 
 @dataclass
