@@ -27,8 +27,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from zoo.config import DataConfig, apply_overrides  # noqa: E402
 
-OPTIONS = ("splits", "inception_weights", "cifar_classifier", "lpips_weights", "mnist_classifier", "critic_steps",
-           "critic_backbone", "critic_width", "critic_batch_size", "critic_lr", "iw_samples")
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def add_metric_options(p: argparse.ArgumentParser) -> list[str]:
+    """One --flag per option field of every registered metric (zoo.evaluation.core.metric_options); returns the
+    option names. Types come from the field annotations (`int | None` -> int)."""
+    from zoo.evaluation.core import metric_options, option_help
+    from zoo.registry import _import_all
+    _import_all()
+    group = p.add_argument_group("metric options (default: each metric's protocol)")
+    names = []
+    for name, (f, metrics) in sorted(metric_options().items()):
+        kind = str(f.type).split("|")[0].strip()
+        if kind not in _TYPES:
+            raise TypeError(f"metric option {name!r} of {metrics}: type {f.type} has no command-line form; use int, "
+                            f"float or str")
+        group.add_argument("--" + name.replace("_", "-"), dest=name, type=_TYPES[kind], default=None,
+                           help=f"{option_help(f)} [{', '.join(metrics)}]")
+        names.append(name)
+    return names
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,24 +62,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-root", help="data root for every source (default: the recipe's, else ZOO_DATA)")
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                    help="dataset option of data: sources, as a recipe's data.options (e.g. limit=512, pad_to=32)")
-    p.add_argument("--splits", type=int, help="IS splits (default 10)")
-    p.add_argument("--inception-weights", help="torch-fidelity's weights-inception-2015-12-05-6726825d.pth "
-                                               "(or ZOO_INCEPTION_WEIGHTS)")
-    p.add_argument("--cifar-classifier", help="CIFAR-10 ResNet .th file for is_cifar (or ZOO_CIFAR_CLASSIFIER)")
-    p.add_argument("--lpips-weights", help="AlexNet features.* weights for LPIPS (or ZOO_LPIPS_WEIGHTS)")
-    p.add_argument("--mnist-classifier", help="safetensors from tools/train_mnist_classifier.py (or "
-                                              "ZOO_MNIST_CLASSIFIER)")
-    p.add_argument("--critic-steps", type=int, help="wcritic training steps (default 2000)")
-    p.add_argument("--critic-backbone", help="wcritic discriminator family (default from the image size)")
-    p.add_argument("--critic-width", type=int)
-    p.add_argument("--critic-batch-size", type=int)
-    p.add_argument("--critic-lr", type=float)
-    p.add_argument("--iw-samples", type=int, help="importance samples K of the elbo bound (default 1000)")
+    p.add_argument("--cache-dir", help="where reference statistics of real splits are cached (default "
+                                       "<user cache>/zoo/eval, or ZOO_EVAL_CACHE)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the disk cache of reference statistics")
+    options = add_metric_options(p)
     p.add_argument("--json", help="also write all results of this call to this JSON file")
     p.add_argument("--registry", help="registry table (default: ZOO_REGISTRY, else runs/registry.sqlite)")
     p.add_argument("--no-registry", action="store_true", help="do not record results in the registry table")
     p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.options = options
+    return args
 
 
 def build_context(source: str, args: argparse.Namespace, accelerator: Any):
@@ -71,8 +82,9 @@ def build_context(source: str, args: argparse.Namespace, accelerator: Any):
     from zoo.training import load_checkpoint
 
     common = dict(split=args.split, n_samples=args.n_samples, n_real=args.n_real, batch_size=args.batch_size,
-                  seed=args.seed, options={k: getattr(args, k) for k in OPTIONS}, accelerator=accelerator,
-                  progress=not args.no_progress)
+                  seed=args.seed, options={k: getattr(args, k) for k in args.options}, accelerator=accelerator,
+                  progress=not args.no_progress,
+                  cache_dir=False if args.no_cache else args.cache_dir)
     parsed = parse_source(source)
     if parsed is not None:
         name, split = parsed

@@ -10,14 +10,15 @@ each side. Inputs: [0, 1] RGB normalised with mean (0.485, 0.456, 0.406), std (0
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.evaluation.core import (EvaluationError, MetricResult, define_metric, load_state_dict_file, resolve_weights,
-                                 to_rgb, weights_record)
+from zoo.evaluation.core import (EvaluationError, MetricResult, define_metric, load_state_dict_file, option,
+                                 resolve_weights, to_rgb, weights_record)
 from zoo.evaluation.functional import accuracy, inception_score
 from zoo.evaluation.sampling import EvalContext
 
@@ -108,11 +109,22 @@ def _classifier(ctx: EvalContext) -> tuple[CifarResNet, dict[str, str]]:
     return ctx.cache[key]
 
 
+@dataclass
+class IsCifarOptions:
+    cifar_classifier: str | None = option(f"CIFAR-10 ResNet .th file (or {CLASSIFIER_ENV})")
+    splits: int | None = option("IS splits (default 10)")
+
+
 @define_metric("is_cifar", "Inception Score with a CIFAR-10 ResNet classifier (Rosca App. I)", higher_is_better=True,
-               accuracy=True)
+               spread="split std", options=IsCifarOptions, accuracy=True)
 def is_cifar_metric(ctx: EvalContext) -> list[MetricResult]:
     """IS over 10 splits from the classifier's logits; on labelled real data also its accuracy (`is_cifar.accuracy`).
     """
+    shape = ctx.image_shape()
+    if tuple(shape) != (3, 32, 32):  # the classifier's scores mean nothing on other data (MNIST "accuracy")
+        raise EvaluationError(f"is_cifar scores CIFAR-10-like images of shape (3, 32, 32); {ctx.source} "
+                              f"({ctx.data.name}) has images of shape {tuple(shape)}. Use it on CIFAR-10 models and "
+                              f"data only; for other data use is, fid or modes")
     net, record = _classifier(ctx)
     splits = int(ctx.options.get("splits") or N_SPLITS)
     labelled = ctx.model is None and getattr(ctx.dataset(ctx.sample_split), "targets", None) is not None

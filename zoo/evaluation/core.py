@@ -2,6 +2,7 @@
 resolution and hashing, and 8-bit quantisation of images."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -36,15 +37,21 @@ class MetricResult:
         std: its spread as the metric defines it (docs/metrics.md), or None.
         protocol: everything needed to reproduce and compare it: samples, splits, reference split, backbone, weights
             file and sha256, seed.
+        spread: what `std` is ("split std", "per-pair std", "standard error", ...); set from the metric's
+            definition when the wrapper leaves it None.
+        metadata: what comes with the number but is not its protocol (the critic's training curve).
     """
 
     metric: str
     value: float
     std: float | None = None
     protocol: dict[str, Any] = field(default_factory=dict)
+    spread: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "value": self.value, "std": self.std, "protocol": self.protocol}
+        return {"metric": self.metric, "value": self.value, "std": self.std, "spread": self.spread,
+                "protocol": self.protocol, **({"metadata": self.metadata} if self.metadata else {})}
 
 
 @dataclass(frozen=True)
@@ -57,28 +64,62 @@ class MetricSpec:
         outputs: result name -> True when higher is better, False when lower is, None when neither (a diversity
             read against its reference), for every result the metric can return.
         description: one line for `tools/registry.py` and docs.
+        spread: what the std of its results is (e.g. "split std"), or None when they have none.
+        options: a dataclass whose fields are the metric's options (`ctx.options` keys; None = the protocol's
+            default); tools/evaluate.py turns every field into a command-line flag.
     """
 
     name: str
     fn: Callable[..., list[MetricResult]]
     outputs: dict[str, bool | None]
     description: str
+    spread: str | None = None
+    options: type | None = None
 
     def __call__(self, ctx: Any) -> list[MetricResult]:
-        return self.fn(ctx)
+        results = self.fn(ctx)
+        for r in results:
+            if r.std is not None and r.spread is None:
+                r.spread = self.spread
+        return results
 
 
-def define_metric(name: str, description: str, higher_is_better: bool | None, **extra_outputs: bool | None):
+def define_metric(name: str, description: str, higher_is_better: bool | None, spread: str | None = None,
+                  options: type | None = None, **extra_outputs: bool | None):
     """Decorator registering `fn(ctx) -> list[MetricResult]` as metric `name`. Secondary results are named
     ``name.key`` for each keyword ``key=higher_is_better``; None marks a number with no better direction (a
-    diversity read against its reference)."""
+    diversity read against its reference). `spread` says what the results' std is; `options` is the dataclass of
+    the metric's options."""
 
     def wrap(fn: Callable[..., list[MetricResult]]) -> Callable[..., list[MetricResult]]:
         outputs = {name: higher_is_better, **{f"{name}.{k}": v for k, v in extra_outputs.items()}}
-        METRICS.register(name, MetricSpec(name, fn, outputs, description))
+        METRICS.register(name, MetricSpec(name, fn, outputs, description, spread, options))
         return fn
 
     return wrap
+
+
+def metric_options() -> dict[str, tuple[dataclasses.Field, list[str]]]:
+    """Every option of every registered metric: field name -> (its dataclass field, the metrics that read it). Two
+    metrics may share an option (`splits` of is and is_cifar) when they declare it with one type."""
+    out: dict[str, tuple[dataclasses.Field, list[str]]] = {}
+    for name in METRICS.names():
+        spec = METRICS.get(name)
+        for f in dataclasses.fields(spec.options) if spec.options is not None else ():
+            if f.name in out and str(out[f.name][0].type) != str(f.type):
+                raise TypeError(f"metric option {f.name!r}: {name} declares it as {f.type}, {out[f.name][1]} as "
+                                f"{out[f.name][0].type}; give one of them another name")
+            out.setdefault(f.name, (f, []))[1].append(name)
+    return out
+
+
+def option_help(f: dataclasses.Field) -> str:
+    return str(f.metadata.get("help", ""))
+
+
+def option(help: str, default: Any = None) -> Any:  # noqa: A002 - the argparse word
+    """A metric option field with its command-line help; None means the protocol's default."""
+    return field(default=default, metadata={"help": help})
 
 
 def higher_is_better(result_name: str) -> bool | None:

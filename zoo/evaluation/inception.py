@@ -9,13 +9,14 @@ supply it.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from zoo.evaluation.core import (MetricResult, define_metric, load_state_dict_file, resolve_weights, to_rgb,
+from zoo.evaluation.core import (MetricResult, define_metric, load_state_dict_file, option, resolve_weights, to_rgb,
                                  weights_record)
 from zoo.evaluation.functional import frechet_distance, inception_score
 from zoo.evaluation.sampling import EvalContext
@@ -75,14 +76,27 @@ def inception_features(ctx: EvalContext, which: str) -> tuple[Tensor, Tensor, di
         if which == "samples":
             out, n = ctx.map_samples(features, ctx.n(N_SAMPLES), desc="inception: samples")
             info = {"n_samples": n}
-        else:
-            out = ctx.map_real(features, n=ctx.n_real, desc=f"inception: {ctx.split}")
+        else:  # the reference split's features: once per (split, weights), cached across checkpoints and calls
+            out = ctx.reference("inception", {"backbone": BACKBONE, **record},
+                                lambda: ctx.map_real(features, n=ctx.n_real, desc=f"inception: {ctx.split}"),
+                                n=ctx.n_real)
             info = {"reference_split": ctx.split, "n_real": len(out)}
         ctx.cache[key] = (out[:, :1008], out[:, 1008:], {**info, "backbone": BACKBONE, **record})
     return ctx.cache[key]
 
 
-@define_metric("is", "Inception Score of samples (TF-Inception, 1008 unbiased logits)", higher_is_better=True)
+@dataclass
+class InceptionOptions:
+    inception_weights: str | None = option(f"torch-fidelity's {INCEPTION_FILE} (or {INCEPTION_ENV})")
+
+
+@dataclass
+class ISOptions(InceptionOptions):
+    splits: int | None = option("IS splits (default 10)")
+
+
+@define_metric("is", "Inception Score of samples (TF-Inception, 1008 unbiased logits)", higher_is_better=True,
+               spread="split std", options=ISOptions)
 def inception_score_metric(ctx: EvalContext) -> list[MetricResult]:
     splits = int(ctx.options.get("splits") or N_SPLITS)
     logits, _, info = inception_features(ctx, "samples")
@@ -108,13 +122,15 @@ def _paired_protocol(ctx: EvalContext) -> tuple[Tensor, Tensor, dict[str, Any]]:
     return fake, real, ctx.protocol(**{**info, **real_info}, feature="pool 2048")
 
 
-@define_metric("fid", "Frechet Inception Distance of samples to the reference split", higher_is_better=False)
+@define_metric("fid", "Frechet Inception Distance of samples to the reference split", higher_is_better=False,
+               options=InceptionOptions)
 def fid_metric(ctx: EvalContext) -> list[MetricResult]:
     fake, real, protocol = _paired_protocol(ctx)
     return [MetricResult("fid", frechet_distance(fake, real), None, protocol)]
 
 
-@define_metric("kid", "Kernel Inception Distance of samples to the reference split", higher_is_better=False)
+@define_metric("kid", "Kernel Inception Distance of samples to the reference split", higher_is_better=False,
+               spread="subset std", options=InceptionOptions)
 def kid_metric(ctx: EvalContext) -> list[MetricResult]:
     fake, real, protocol = _paired_protocol(ctx)
     subset = min(1000, len(fake), len(real))

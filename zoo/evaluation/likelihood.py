@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-from zoo.evaluation.core import MetricResult, define_metric
+from zoo.evaluation.core import MetricResult, define_metric, option
 from zoo.evaluation.functional import diagonal_normal_log_prob, importance_weighted_bound, standard_normal_log_prob
 from zoo.evaluation.sampling import EvalContext
 
@@ -50,8 +52,13 @@ def importance_weighted_log_likelihood(model: Any, x: Tensor, k: int, generator:
     return importance_weighted_bound(torch.cat(log_w, dim=1))
 
 
+@dataclass
+class ElboOptions:
+    iw_samples: int | None = option(f"importance samples K of the bound (default {IW_SAMPLES})")
+
+
 @define_metric("elbo", "importance-weighted log-likelihood bound L_K of test images, nats (Burda et al. 2016)",
-               higher_is_better=True)
+               higher_is_better=True, spread="per-image std", options=ElboOptions)
 def elbo_metric(ctx: EvalContext) -> list[MetricResult]:
     model = ctx.require_model("elbo", "log_px_given_z", "an explicit likelihood (posterior and log_px_given_z)")
     k = int(ctx.options.get("iw_samples") or IW_SAMPLES)

@@ -7,15 +7,23 @@ option `smoothing_std`) to treat q(z|x) as N(E(x), s^2 I), as tools/latent_analy
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from zoo.evaluation.core import MetricNotApplicable, MetricResult, define_metric
+from zoo.evaluation.core import MetricNotApplicable, MetricResult, define_metric, option
 from zoo.evaluation.latent import encode_posteriors, marginal_kl_mc
 from zoo.evaluation.sampling import EvalContext
 
 
+@dataclass
+class MarginalKLOptions:
+    smoothing_std: float | None = option("treat a deterministic q(z|x) as N(E(x), s^2 I) with this s (e.g. 0.1)")
+    latent_split: str | None = option("split whose images define q(z) (default train)")
+
+
 @define_metric("marginal_kl", "KL[q(z)||p(z)] by Monte Carlo over the training split (Rosca Alg. 2), nats",
-               higher_is_better=False, avg_posterior_kl=None, mutual_information=None, lower_bound=None)
+               higher_is_better=False, spread="standard error", options=MarginalKLOptions, avg_posterior_kl=None, mutual_information=None, lower_bound=None)
 def marginal_kl_metric(ctx: EvalContext) -> list[MetricResult]:
     model = ctx.require_model("marginal_kl", "has_encoder", "an encoder q(z|x)")
     split = str(ctx.options.get("latent_split") or "train")

@@ -7,12 +7,13 @@ labelled real data the fraction of images whose predicted mode is their true mod
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from zoo.evaluation.core import MetricNotApplicable, MetricResult, define_metric, resolve_weights, weights_record
+from zoo.evaluation.core import MetricNotApplicable, MetricResult, define_metric, option, resolve_weights, weights_record
 from zoo.evaluation.functional import mode_statistics
 from zoo.evaluation.mnist_classifier import load_mnist_classifier
 from zoo.evaluation.sampling import EvalContext
@@ -28,8 +29,13 @@ def classify_modes(net: torch.nn.Module, images: Tensor) -> Tensor:
     return (digits * torch.tensor([100, 10, 1], device=digits.device)).sum(dim=1)  # no integer matmul on CUDA
 
 
+@dataclass
+class ModesOptions:
+    mnist_classifier: str | None = option(f"safetensors from tools/train_mnist_classifier.py (or {CLASSIFIER_ENV})")
+
+
 @define_metric("modes", "stacked-MNIST modes covered (of 1000) and KL of the mode histogram to uniform",
-               higher_is_better=True, kl=False, accuracy=True)
+               higher_is_better=True, options=ModesOptions, kl=False, accuracy=True)
 def modes_metric(ctx: EvalContext) -> list[MetricResult]:
     if ctx.data.name != "color_mnist":
         raise MetricNotApplicable(f"modes is defined on color_mnist (stacked MNIST), not {ctx.data.name!r}")

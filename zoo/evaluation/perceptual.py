@@ -8,6 +8,7 @@ ZOO_LPIPS_WEIGHTS, or `weights=` of `lpips_distance`), e.g. the shared `weights/
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.evaluation.core import (EvaluationError, MetricResult, WeightsNotFoundError, define_metric,
-                                 load_state_dict_file, quantize, sha256_file, to_rgb, weights_record)
+                                 load_state_dict_file, option, quantize, sha256_file, to_rgb, weights_record)
 from zoo.evaluation.sampling import EvalContext
 
 LPIPS_ENV = "ZOO_LPIPS_WEIGHTS"
@@ -105,8 +106,13 @@ def lpips_distance(x: Tensor, y: Tensor, weights: str | Path | None = None) -> T
     return net(x, y).flatten()  # (B, 1, 1, 1) -> (B,)
 
 
+@dataclass
+class LPIPSOptions:
+    lpips_weights: str | None = option(f"AlexNet features.* weights for LPIPS (or {LPIPS_ENV})")
+
+
 @define_metric("lpips", "mean LPIPS-alex v0.1 of test images and their reconstructions (IJAE section 5)",
-               higher_is_better=False)
+               higher_is_better=False, spread="per-image std", options=LPIPSOptions)
 def lpips_metric(ctx: EvalContext) -> list[MetricResult]:
     """Mean and std over the test images of LPIPS(x, reconstruct(x)); both 8-bit images mapped to [-1, 1]."""
     model = ctx.require_model("lpips", "has_encoder", "an encoder (reconstruct)")

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from zoo.config import DataConfig, OptimizerConfig, Recipe, TrainConfig
 from zoo.data import TensorImages
-from zoo.evaluation.core import EvaluationError, MetricResult, define_metric
+from zoo.evaluation.core import EvaluationError, MetricResult, define_metric, option
 from zoo.evaluation.functional import wasserstein_estimate
 from zoo.evaluation.sampling import EvalContext
 from zoo.losses.adversarial import critic_loss_wasserstein
@@ -103,8 +103,17 @@ def _split_data(ctx: EvalContext) -> tuple[Tensor, Tensor, str]:
             f"half of {ctx.split} (seeded permutation), evaluated on the other half")
 
 
+@dataclass
+class WCriticOptions:
+    critic_steps: int | None = option(f"critic training steps (default {CRITIC_STEPS})")
+    critic_backbone: str | None = option("critic discriminator family (default from the image size)")
+    critic_width: int | None = option("critic width (default 64)")
+    critic_batch_size: int | None = option("critic batch over all processes (default 64)")
+    critic_lr: float | None = option("critic Adam learning rate (default 1e-4)")
+
+
 @define_metric("wcritic", "negative Wasserstein estimate of an independent WGAN-GP critic (Rosca App. I)",
-               higher_is_better=True)
+               higher_is_better=True, spread="standard error", options=WCriticOptions)
 def wcritic_metric(ctx: EvalContext) -> list[MetricResult]:
     ctx.require_model("wcritic")
     opts = ctx.options
