@@ -173,3 +173,51 @@ def test_is_cifar_refuses_images_that_are_not_cifar_shaped():
     with pytest.raises(EvaluationError, match=r"is_cifar scores CIFAR-10-like images of shape \(3, 32, 32\); "
                                               r"data:tensor:test \(tensor\) has images of shape \(1, 28, 28\)"):
         run("is_cifar", ctx)
+
+
+# ------------------------------------------------------------------------------------------- critic: as it ran
+def test_a_critic_stopped_at_step_180_of_200_is_recorded_as_180_steps_with_its_curve(monkeypatch, tmp_path):
+    """A SIGTERM during critic training stops it after the step in progress; the result then says 180 steps (of 200
+    requested) and stopped_early, its protocol id differs from the full protocol's, and the registry marks it."""
+    import os
+    import signal
+
+    from zoo.catalog import Catalog, protocol_id
+    from zoo.evaluation import wcritic
+
+    real = TensorImages((torch.rand(64, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8))
+    class Noise(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+        def sample(self, n, *, generator=None):
+            return torch.rand(n, 1, 16, 16, generator=generator) * 2 - 1
+
+    model = Noise()
+    phase_loss = wcritic.IndependentCritic.phase_loss
+
+    def interrupted(self, phase, batch, step):
+        if step == 179:  # during step 180 (steps count from 0): the trainer finishes it and stops
+            os.kill(os.getpid(), signal.SIGTERM)
+        return phase_loss(self, phase, batch, step)
+
+    monkeypatch.setattr(wcritic.IndependentCritic, "phase_loss", interrupted)
+    options = {"critic_steps": 200, "critic_width": 8, "critic_batch_size": 8}
+    ctx = EvalContext(model, DataConfig(name="tensor"), datasets={"test": real}, options=options, batch_size=32)
+    (result,) = METRICS.get("wcritic")(ctx)
+    assert result.protocol["critic_steps"] == 180 and result.protocol["critic_steps_requested"] == 200
+    assert result.protocol["stopped_early"] is True and result.spread == "standard error"
+    curve = result.metadata["critic_curve"]
+    assert curve["columns"] == ["step", "wasserstein_batch", "gp"] and [r[0] for r in curve["rows"]] == list(
+        range(0, 180, 2))  # every 200 // 100 = 2 steps, up to the last step run
+    full = {**result.protocol, "critic_steps": 200}
+    del full["stopped_early"], full["critic_steps_requested"]
+    assert protocol_id(result.protocol) != protocol_id(full)
+    with Catalog(tmp_path / "r.sqlite") as catalog:
+        cid = catalog.register_checkpoint(catalog.register_run("/r", model="dcgan", dataset="tensor"), 1, "/r/c")
+        catalog.add_result(cid, "wcritic", result.value, result.std, result.protocol, spread=result.spread,
+                           metadata=result.metadata, code_commit="abc", zoo_version="0.1.0")
+        (stored,) = catalog.results()
+        assert stored.complete is False and stored.metadata["critic_curve"]["rows"][-1][0] == 178
+        assert (stored.code_commit, stored.zoo_version) == ("abc", "0.1.0")

@@ -99,6 +99,18 @@ def build_context(source: str, args: argparse.Namespace, accelerator: Any):
     return EvalContext(ckpt.model, data, source=checkpoint_label(ckpt.path), **common), ckpt.path
 
 
+def code_identity() -> dict[str, str | None]:
+    """The evaluation code that produced a result: zoo version and git commit (with -dirty), once per process."""
+    if not _CODE:
+        import zoo
+        from zoo.catalog import git_commit
+        _CODE.update(code_commit=git_commit(), zoo_version=getattr(zoo, "__version__", None))
+    return _CODE
+
+
+_CODE: dict[str, str | None] = {}
+
+
 def record(catalog: Any, ctx: Any, ckpt: Path | None, results: list[Any]) -> None:
     """Results into the registry table; a failure only warns (the numbers are printed and in the JSON)."""
     if catalog is None:
@@ -107,7 +119,8 @@ def record(catalog: Any, ctx: Any, ckpt: Path | None, results: list[Any]) -> Non
         cid = (catalog.register_checkpoint_dir(ckpt) if ckpt is not None
                else catalog.register_source(ctx.source, ctx.data.name))
         for r in results:
-            catalog.add_result(cid, r.metric, r.value, r.std, r.protocol)
+            catalog.add_result(cid, r.metric, r.value, r.std, r.protocol, spread=r.spread, metadata=r.metadata,
+                               **code_identity())
     except Exception as err:  # noqa: BLE001 - sqlite, disk, permissions: never lose the evaluation over it
         warnings.warn(f"could not record results in the registry table {catalog.path}: {err}", stacklevel=2)
 
@@ -117,7 +130,7 @@ def write_eval_json(ckpt: Path, results: list[Any]) -> None:
     path = ckpt / "eval.json"
     try:
         current = json.loads(path.read_text()) if path.is_file() else {}
-        current.update({r.metric: r.to_dict() for r in results})
+        current.update({r.metric: {**r.to_dict(), **code_identity()} for r in results})
         path.write_text(json.dumps(current, indent=2, sort_keys=True, default=str) + "\n")
     except (OSError, ValueError) as err:
         print(f"zoo: warning: could not write {path}: {err}", file=sys.stderr)
@@ -160,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
     table: list[tuple[str, Any]] = []
     everything: list[dict[str, Any]] = []
+    interrupted = False
     for source in args.sources:
         try:
             ctx, ckpt = build_context(source, args, accelerator)
@@ -176,22 +190,30 @@ def main(argv: list[str] | None = None) -> int:
             except (EvaluationError, FileNotFoundError) as err:
                 print(f"error: {spec.name} on {ctx.source}: {err}", file=sys.stderr)
                 return 2
-            if not ctx.is_main:
-                continue
-            for r in results:  # recorded as soon as known: a later failure loses nothing
-                print(f"zoo: {ctx.source}: {r.metric} = {r.value:.6g}" + ("" if r.std is None else f" ± {r.std:.3g}"),
-                      file=sys.stderr, flush=True)
-            record(catalog, ctx, ckpt, results)
-            if ckpt is not None:
-                write_eval_json(ckpt, results)
-            table += [(ctx.source, r) for r in results]
-            everything += [{"source": ctx.source, **r.to_dict()} for r in results]
+            stopped = [r.metric for r in results if r.protocol.get("stopped_early")]  # the same on every process
+            if ctx.is_main:
+                for r in results:  # recorded as soon as known: a later failure loses nothing
+                    print(f"zoo: {ctx.source}: {r.metric} = {r.value:.6g}" +
+                          ("" if r.std is None else f" ± {r.std:.3g}"), file=sys.stderr, flush=True)
+                record(catalog, ctx, ckpt, results)
+                if ckpt is not None:
+                    write_eval_json(ckpt, results)
+                table += [(ctx.source, r) for r in results]
+                everything += [{"source": ctx.source, **r.to_dict(), **code_identity()} for r in results]
+                if stopped:
+                    print(f"zoo: {', '.join(stopped)} on {ctx.source} stopped early by a signal; recorded with the "
+                          f"protocol actually run (stopped_early); evaluation ends here", file=sys.stderr)
+            if stopped:  # a stop signal cut the protocol short: no further work
+                interrupted = True
+                break
+        if interrupted:
+            break
     if accelerator.is_main_process:
         print(format_table(table))
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(everything, indent=2, default=str) + "\n")
-    return 0
+    return 130 if interrupted else 0
 
 
 if __name__ == "__main__":
