@@ -249,3 +249,14 @@ def test_an_unreachable_registry_only_warns(tmp_path, capsys):
     with Catalog(tmp_path / "ok.sqlite") as catalog:
         (row,) = catalog.runs()
         assert row["model"] == "vae" and row["dataset"] == "mnist" and row["out_dir"] == str(run.resolve())
+
+
+def test_a_metric_and_its_reference_share_a_row_only_under_one_protocol(tmp_path):
+    with Catalog(tmp_path / "r.sqlite") as catalog:
+        cid = catalog.register_checkpoint(catalog.register_run("/r", model="vae", dataset="mnist"), 1, "/r/c")
+        for name, value, ref in (("small3", 0.26, 0.38), ("tf5", 0.63, 0.82)):
+            catalog.add_result(cid, "msssim", value, 0.1, {"msssim_protocol": name, "n_samples": 2000, "pairs": 1000})
+            catalog.add_result(cid, "msssim.reference", ref, 0.1, {"msssim_protocol": name, "n_real": 2000,
+                                                                    "pairs": 1000, "reference_split": "test"})
+        rows = catalog.rows()
+    assert sorted((r.value("msssim"), r.value("msssim.reference")) for r in rows) == [(0.26, 0.38), (0.63, 0.82)]

@@ -431,10 +431,28 @@ def wide_rows(results: list[Result]) -> list[Row]:
     for cid, metrics in by_ckpt.items():
         names = sorted(metrics)
         for combo in itertools.product(*(list(metrics[m].values()) for m in names)):
+            if not _consistent(combo):
+                continue
             first = combo[0]
             rows.append(Row(cid, first.run, first.model, first.dataset, first.step, first.path, first.sha256,
                             first.run_commit, {r.metric: r.as_dict() for r in combo}, first.n_seeds))
     return rows
+
+
+_SIZE_KEYS = frozenset({"n_samples", "n_real", "n_test", "n_train", "n_fake", "pairs", "reference_split"})
+
+
+def _consistent(combo: Sequence[Result]) -> bool:
+    """Results of one metric family in one row ("msssim" and "msssim.reference") must come from one protocol: no
+    key they share (sizes aside) may differ, so a small3 diversity never sits beside a tf5 reference."""
+    for i, a in enumerate(combo):
+        for b in combo[i + 1:]:
+            if a.metric.split(".")[0] != b.metric.split(".")[0]:
+                continue
+            shared = (a.protocol.keys() & b.protocol.keys()) - NON_PROTOCOL_KEYS - _SIZE_KEYS
+            if any(a.protocol[k] != b.protocol[k] for k in shared):
+                return False
+    return True
 
 
 def _key(path: str | Path) -> str:
