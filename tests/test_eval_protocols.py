@@ -8,7 +8,7 @@ import importlib
 import pytest
 import torch
 
-from conftest import REPO, RandomImages, tiny_recipe
+from conftest import RandomImages, tiny_recipe
 from zoo.config import DataConfig
 from zoo.data import TensorImages
 from zoo.evaluation import EvalContext, EvaluationError, msssim
@@ -154,10 +154,7 @@ def test_reference_statistics_are_computed_once_per_split_and_protocol(tmp_path,
 
 # ------------------------------------------------------------------------------------------ options and refusals
 def test_every_metric_option_is_a_command_line_flag():
-    from importlib.util import module_from_spec, spec_from_file_location
-    spec = spec_from_file_location("evaluate_tool", REPO / "tools" / "evaluate.py")
-    tool = module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    from zoo.commands import evaluate as tool
     args = tool.parse_args(["run", "--metric", "marginal_kl", "--smoothing-std", "0.1", "--latent-split", "test",
                             "--msssim-protocol", "tf5", "--critic-steps", "7"])
     options = {k: getattr(args, k) for k in args.options}

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.evaluation.core import (EvaluationError, MetricResult, define_metric, load_state_dict_file, option,
+from zoo.evaluation.core import (EvaluationError, MetricResult, define_metric, load_state_dict_file,
                                  resolve_weights, to_rgb, weights_record)
 from zoo.evaluation.functional import accuracy, inception_score
 from zoo.evaluation.sampling import EvalContext
@@ -96,8 +96,14 @@ def load_cifar_resnet(path: str | Path) -> CifarResNet:
     return net.eval()
 
 
-def _classifier(ctx: EvalContext) -> tuple[CifarResNet, dict[str, str]]:
-    path = resolve_weights(ctx.options.get("cifar_classifier"), CLASSIFIER_ENV,
+@dataclass
+class IsCifarOptions:
+    cifar_classifier: str | None = None  # the ResNet .th file; default ZOO_CIFAR_CLASSIFIER
+    splits: int = N_SPLITS
+
+
+def _classifier(ctx: EvalContext, weights: str | None) -> tuple[CifarResNet, dict[str, str]]:
+    path = resolve_weights(weights, CLASSIFIER_ENV,
                            "the CIFAR-10 ResNet weights (e.g. resnet56-4bfd9763.th of "
                            "akamaster/pytorch_resnet_cifar10)",
                            "--cifar-classifier")
@@ -109,15 +115,9 @@ def _classifier(ctx: EvalContext) -> tuple[CifarResNet, dict[str, str]]:
     return ctx.cache[key]
 
 
-@dataclass
-class IsCifarOptions:
-    cifar_classifier: str | None = option(f"CIFAR-10 ResNet .th file (or {CLASSIFIER_ENV})")
-    splits: int | None = option("IS splits (default 10)")
-
-
 @define_metric("is_cifar", "Inception Score with a CIFAR-10 ResNet classifier (Rosca App. I)", higher_is_better=True,
-               spread="split std", options=IsCifarOptions, accuracy=True)
-def is_cifar_metric(ctx: EvalContext) -> list[MetricResult]:
+               options=IsCifarOptions, spread="split std", accuracy=True)
+def is_cifar_metric(ctx: EvalContext, opts: IsCifarOptions) -> list[MetricResult]:
     """IS over 10 splits from the classifier's logits; on labelled real data also its accuracy (`is_cifar.accuracy`).
     """
     shape = ctx.image_shape()
@@ -125,8 +125,8 @@ def is_cifar_metric(ctx: EvalContext) -> list[MetricResult]:
         raise EvaluationError(f"is_cifar scores CIFAR-10-like images of shape (3, 32, 32); {ctx.source} "
                               f"({ctx.data.name}) has images of shape {tuple(shape)}. Use it on CIFAR-10 models and "
                               f"data only; for other data use is, fid or modes")
-    net, record = _classifier(ctx)
-    splits = int(ctx.options.get("splits") or N_SPLITS)
+    net, record = _classifier(ctx, opts.cifar_classifier)
+    splits = opts.splits
     labelled = ctx.model is None and getattr(ctx.dataset(ctx.sample_split), "targets", None) is not None
 
     def logits_and_labels(images: Tensor, labels: Tensor | None) -> Tensor:

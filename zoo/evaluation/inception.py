@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoo.evaluation.core import (MetricResult, define_metric, load_state_dict_file, option, resolve_weights, to_rgb,
+from zoo.evaluation.core import (MetricResult, define_metric, load_state_dict_file, resolve_weights, to_rgb,
                                  weights_record)
 from zoo.evaluation.functional import frechet_distance, inception_score
 from zoo.evaluation.sampling import EvalContext
@@ -55,18 +55,27 @@ def build_extractor(path: Path) -> nn.Module:
                                        feature_extractor_weights_path=str(path))
 
 
-def _extractor(ctx: EvalContext) -> tuple[nn.Module, dict[str, str]]:
-    path = inception_weights(ctx.options.get("inception_weights"))
+@dataclass
+class InceptionOptions:
+    """Options of is, fid and kid."""
+
+    inception_weights: str | None = None  # torch-fidelity's Inception file; default ZOO_INCEPTION_WEIGHTS or download
+    splits: int = N_SPLITS  # IS splits (is only)
+
+
+def _extractor(ctx: EvalContext, weights: str | None) -> tuple[nn.Module, dict[str, str]]:
+    path = inception_weights(weights)
     key = ("inception", str(path))
     if key not in ctx.cache:
         ctx.cache[key] = (build_extractor(path).to(ctx.device).eval(), weights_record(path))
     return ctx.cache[key]
 
 
-def inception_features(ctx: EvalContext, which: str) -> tuple[Tensor, Tensor, dict[str, Any]]:
+def inception_features(ctx: EvalContext, which: str, weights: str | None = None
+                       ) -> tuple[Tensor, Tensor, dict[str, Any]]:
     """(logits (N, 1008), pool features (N, 2048), protocol) of the samples (`which="samples"`) or the reference
-    split (`"real"`), computed once per context."""
-    net, record = _extractor(ctx)
+    split (`"real"`), computed once per context; `weights` as `InceptionOptions.inception_weights`."""
+    net, record = _extractor(ctx, weights)
     key = ("inception-features", which, record["weights_sha256"], ctx.n(N_SAMPLES), ctx.n_real)
     if key not in ctx.cache:
         def features(images: Tensor, labels: Tensor | None) -> Tensor:
@@ -85,21 +94,11 @@ def inception_features(ctx: EvalContext, which: str) -> tuple[Tensor, Tensor, di
     return ctx.cache[key]
 
 
-@dataclass
-class InceptionOptions:
-    inception_weights: str | None = option(f"torch-fidelity's {INCEPTION_FILE} (or {INCEPTION_ENV})")
-
-
-@dataclass
-class ISOptions(InceptionOptions):
-    splits: int | None = option("IS splits (default 10)")
-
-
 @define_metric("is", "Inception Score of samples (TF-Inception, 1008 unbiased logits)", higher_is_better=True,
-               spread="split std", options=ISOptions)
-def inception_score_metric(ctx: EvalContext) -> list[MetricResult]:
-    splits = int(ctx.options.get("splits") or N_SPLITS)
-    logits, _, info = inception_features(ctx, "samples")
+               options=InceptionOptions, spread="split std")
+def inception_score_metric(ctx: EvalContext, opts: InceptionOptions) -> list[MetricResult]:
+    splits = opts.splits
+    logits, _, info = inception_features(ctx, "samples", opts.inception_weights)
     mean, std, _ = inception_score(logits, splits)
     return [MetricResult("is", mean, std, ctx.protocol(**info, splits=splits, feature="logits_unbiased"))]
 
@@ -116,23 +115,42 @@ def kernel_inception_distance(features_1: Tensor, features_2: Tensor, subsets: i
     return float(out["kernel_inception_distance_mean"]), float(out["kernel_inception_distance_std"])
 
 
-def _paired_protocol(ctx: EvalContext) -> tuple[Tensor, Tensor, dict[str, Any]]:
-    _, fake, info = inception_features(ctx, "samples")
-    _, real, real_info = inception_features(ctx, "real")
+def _paired_protocol(ctx: EvalContext, weights: str | None) -> tuple[Tensor, Tensor, dict[str, Any]]:
+    _, fake, info = inception_features(ctx, "samples", weights)
+    _, real, real_info = inception_features(ctx, "real", weights)
     return fake, real, ctx.protocol(**{**info, **real_info}, feature="pool 2048")
 
 
 @define_metric("fid", "Frechet Inception Distance of samples to the reference split", higher_is_better=False,
                options=InceptionOptions)
-def fid_metric(ctx: EvalContext) -> list[MetricResult]:
-    fake, real, protocol = _paired_protocol(ctx)
+def fid_metric(ctx: EvalContext, opts: InceptionOptions) -> list[MetricResult]:
+    fake, real, protocol = _paired_protocol(ctx, opts.inception_weights)
     return [MetricResult("fid", frechet_distance(fake, real), None, protocol)]
 
 
 @define_metric("kid", "Kernel Inception Distance of samples to the reference split", higher_is_better=False,
-               spread="subset std", options=InceptionOptions)
-def kid_metric(ctx: EvalContext) -> list[MetricResult]:
-    fake, real, protocol = _paired_protocol(ctx)
+               options=InceptionOptions, spread="subset std")
+def kid_metric(ctx: EvalContext, opts: InceptionOptions) -> list[MetricResult]:
+    fake, real, protocol = _paired_protocol(ctx, opts.inception_weights)
     subset = min(1000, len(fake), len(real))
     mean, std = kernel_inception_distance(fake, real, subsets=100, subset_size=subset, seed=ctx.seed)
     return [MetricResult("kid", mean, std, {**protocol, "kid_subsets": 100, "kid_subset_size": subset})]
+
+
+def random_inception_weights(path: str | Path) -> Path:
+    """A weights file of torch-fidelity's FeatureExtractorInceptionV3 with its exact shapes and random He-initialised
+    values (features neither vanish nor explode): offline pipeline tests and timings, never scores."""
+    import math
+    from unittest import mock
+
+    import torch_fidelity.feature_extractor_inceptionv3 as fe
+    with mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: None), \
+            mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None):
+        net = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["logits_unbiased", "2048"])
+    g = torch.Generator().manual_seed(0)
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d):
+            module.weight.data = torch.randn(module.weight.shape, generator=g) * math.sqrt(2 / module.weight[0].numel())
+    net.fc.weight.data = torch.randn(net.fc.weight.shape, generator=g) * 4 / math.sqrt(2048)
+    torch.save(net.state_dict(), path)
+    return Path(path)

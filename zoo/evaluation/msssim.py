@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from zoo.evaluation.core import EvaluationError, MetricResult, define_metric, option
+from zoo.evaluation.core import EvaluationError, MetricResult, define_metric
 from zoo.evaluation.functional import MS_SSIM_WEIGHTS, combine_ms_ssim_terms, ms_ssim_terms
 from zoo.evaluation.sampling import EvalContext
 
@@ -108,14 +108,13 @@ def _result(name: str, d: Tensor, clamped: Tensor, negative: Tensor, protocol: d
 
 @dataclass
 class MSSSIMOptions:
-    msssim_protocol: str | None = option("auto (default: small3 up to 63 px, tf5 from 64 px), small3 or tf5")
+    msssim_protocol: str = "auto"  # auto (small3 up to 63 px, tf5 from 64 px), small3 or tf5
 
 
 @define_metric("msssim", "sample diversity 1 - mean MS-SSIM of random sample pairs (Odena et al. 2017)",
-               higher_is_better=None, spread="per-pair std", options=MSSSIMOptions, reference=None)
-def msssim_metric(ctx: EvalContext) -> list[MetricResult]:
-    side = ctx.image_shape()[-1]
-    protocol = protocol_for(side, ctx.options.get("msssim_protocol"))
+               higher_is_better=None, options=MSSSIMOptions, spread="per-pair std", reference=None)
+def msssim_metric(ctx: EvalContext, opts: MSSSIMOptions) -> list[MetricResult]:
+    protocol = protocol_for(ctx.image_shape()[-1], opts.msssim_protocol)
     d, clamped, negative, n = _diversity(ctx, "samples", ctx.n(N_SAMPLES), protocol)
     results = [_result("msssim", d, clamped, negative, ctx.protocol(n_samples=n, pairs=len(d), **protocol.record()))]
     if ctx.model is not None:

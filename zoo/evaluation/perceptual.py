@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.evaluation.core import (EvaluationError, MetricResult, WeightsNotFoundError, define_metric,
-                                 load_state_dict_file, option, quantize, sha256_file, to_rgb, weights_record)
+                                 load_state_dict_file, quantize, sha256_file, to_rgb, weights_record)
 from zoo.evaluation.sampling import EvalContext
 
 LPIPS_ENV = "ZOO_LPIPS_WEIGHTS"
@@ -107,16 +107,16 @@ def lpips_distance(x: Tensor, y: Tensor, weights: str | Path | None = None) -> T
 
 
 @dataclass
-class LPIPSOptions:
-    lpips_weights: str | None = option(f"AlexNet features.* weights for LPIPS (or {LPIPS_ENV})")
+class LpipsOptions:
+    lpips_weights: str | None = None  # AlexNet features.* weights; default ZOO_LPIPS_WEIGHTS or download
 
 
 @define_metric("lpips", "mean LPIPS-alex v0.1 of test images and their reconstructions (IJAE section 5)",
-               higher_is_better=False, spread="per-image std", options=LPIPSOptions)
-def lpips_metric(ctx: EvalContext) -> list[MetricResult]:
+               higher_is_better=False, options=LpipsOptions, spread="per-image std")
+def lpips_metric(ctx: EvalContext, opts: LpipsOptions) -> list[MetricResult]:
     """Mean and std over the test images of LPIPS(x, reconstruct(x)); both 8-bit images mapped to [-1, 1]."""
     model = ctx.require_model("lpips", "has_encoder", "an encoder (reconstruct)")
-    weights = ctx.options.get("lpips_weights")
+    weights = opts.lpips_weights
     _, record = _network(weights)
 
     def distances(images: Tensor, labels: Tensor | None) -> Tensor:
