@@ -9,6 +9,8 @@ import sys
 import time
 
 import pytest
+
+import procs
 import torch
 import yaml
 
@@ -22,7 +24,7 @@ TRAIN = str(REPO / "tools" / "train.py")
 
 def run_train(args, env_data, **kwargs):
     env = {**os.environ, "ZOO_DATA": str(env_data), "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, TRAIN, *args], cwd=REPO, env=env, capture_output=True, text=True,
+    return procs.run([sys.executable, TRAIN, *args], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=300, **kwargs)
 
 
@@ -74,7 +76,7 @@ def test_recipe_errors_exit_2_with_the_key(tmp_path, shared_data):
 def test_sigterm_saves_and_exits_cleanly(tmp_path, shared_data):
     out = tmp_path / "run"
     env = {**os.environ, "ZOO_DATA": str(shared_data), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, TRAIN, "recipes/tiny_vae.yaml", "--out", str(out),
+    proc = procs.popen([sys.executable, TRAIN, "recipes/tiny_vae.yaml", "--out", str(out),
                              "train.max_steps=100000", "train.log_every=1", "train.progress=false",
                              "train.checkpoint_every=0", "train.sample_every=0"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -97,7 +99,7 @@ def test_two_process_cpu_run(tmp_path, shared_data):
     env = {**os.environ, "ZOO_DATA": str(shared_data), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, *LAUNCH_TWO, TRAIN, "recipes/tiny_dcgan.yaml", "--out", str(out), "train.max_steps=6",
            "train.checkpoint_every=3", "train.log_every=3", "train.progress=false"]
-    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    res = procs.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("finished 6 steps") == 1  # only the main process reports
     assert [p.name for p in checkpoint_dirs(out)] == ["step_00000003", "step_00000006"]
@@ -113,7 +115,7 @@ def test_two_processes_keep_identical_weights():
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, *LAUNCH_TWO, str(REPO / "tests" / "ddp_consistency.py"),
            "vae", "dcgan", "wgan_gp", "aae"]  # aae: phases that train a subset of their optimizer's players
-    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    res = procs.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     for name in ("vae", "dcgan", "wgan_gp", "aae"):
         assert f"DDP-CONSISTENT {name}" in res.stdout

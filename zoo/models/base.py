@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
@@ -143,10 +144,24 @@ def resolve_model_section(section: Mapping[str, Any]) -> tuple[type[GenerativeMo
     return cls, from_dict(cls.config_class, options, "model")
 
 
-def create_model(source: str | Mapping[str, Any] | Any, **overrides: Any) -> GenerativeModel:
+def init_seed(seed: int) -> int:
+    """The seed of a model's initialisation, derived from the recipe's `train.seed` (a stream of its own, apart from
+    the per-step noise seeds of the trainer)."""
+    digest = hashlib.sha256(f"init:{int(seed)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
+
+
+def create_model(source: str | Mapping[str, Any] | Any, *, seed: int | None = None,
+                 **overrides: Any) -> GenerativeModel:
     """Build a model from a registered name, a model section / recipe mapping, a `Recipe`, or a YAML path.
 
     Keyword overrides replace fields of the model config, e.g. ``create_model("vae", latent_dim=8)``.
+
+    Args:
+        seed: seeds everything drawn at construction (player initialisation), so one seed gives bit-identical initial
+            weights in any process. Default: the recipe's `train.seed` when `source` is a `Recipe`, a YAML path or a
+            recipe mapping with `train.seed`; else unseeded (the global torch RNG, as `nn.Module` does). The global
+            RNG is left as it was either way.
     """
     from zoo.config import Recipe, load_recipe
 
@@ -154,15 +169,23 @@ def create_model(source: str | Mapping[str, Any] | Any, **overrides: Any) -> Gen
         source = load_recipe(source)
     if isinstance(source, Recipe):
         section = dict(source.model)
+        seed = source.train.seed if seed is None else seed
     elif isinstance(source, Mapping):
         section = dict(source.get("model", source))
+        train = source.get("train") if "model" in source else None
+        if seed is None and isinstance(train, Mapping) and isinstance(train.get("seed"), int):
+            seed = train["seed"]
     elif isinstance(source, str):
         section = {"name": source}
     else:
         raise TypeError(f"create_model: expected a model name, recipe or mapping, got {type(source).__name__}")
     section.update(overrides)
     cls, config = resolve_model_section(section)
-    return cls(config)
+    if seed is None:
+        return cls(config)
+    with torch.random.fork_rng(devices=[]):  # construction happens on the CPU; the caller's RNG stays untouched
+        torch.manual_seed(init_seed(seed))
+        return cls(config)
 
 
 def model_section(model: GenerativeModel) -> dict[str, Any]:
