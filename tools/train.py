@@ -16,7 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from zoo.config import ConfigError, load_recipe  # noqa: E402
-from zoo.training.checkpoint import CheckpointError, checkpoint_dirs  # noqa: E402
+from zoo.training.checkpoint import CheckpointError  # noqa: E402
+from zoo.training.rundir import RunDirError  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -29,42 +30,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Train; every failure a user can cause ends in one `error:` line and a non-zero status, not a traceback."""
     args = parse_args(argv)
     try:
-        recipe = load_recipe(args.recipe, args.overrides)
-    except ConfigError as err:
-        print(f"error: {args.recipe}: {err}", file=sys.stderr)
+        return train(args)
+    except (ConfigError, CheckpointError, RunDirError) as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else Path("runs") / Path(args.recipe).stem
-    existing = checkpoint_dirs(out)
-    if existing and args.resume is None:
-        print(f"error: {out} already holds checkpoints (latest {existing[-1].name}); pass --resume auto to continue "
-              f"it, or --out to start a new run elsewhere (nothing was overwritten)", file=sys.stderr)
-        return 2
+    except OSError as err:  # a full disk or a read-only folder while logging or writing samples
+        print(f"error: {err.filename or 'the run directory'}: {err.strerror or err} (free disk space or fix the "
+              f"folder's permissions, then resume with --resume auto)", file=sys.stderr)
+        return 4
 
+
+def train(args: argparse.Namespace) -> int:
+    from zoo.training.rundir import check_out_dir, refuse_other_run
+    recipe = load_recipe(args.recipe, args.overrides)
+    out = Path(args.out) if args.out else Path("runs") / Path(args.recipe).stem
+    check_out_dir(out)
+    if args.resume is None:
+        refuse_other_run(out)  # before building anything
+
+    from zoo.data import DatasetNotFoundError
     from zoo.models.base import create_model
     from zoo.training import NonFiniteLossError, Trainer
 
-    from zoo.data import DatasetNotFoundError
-
     try:
-        trainer = Trainer(create_model(recipe), recipe, out)
-    except (ConfigError, DatasetNotFoundError) as err:
+        trainer = Trainer(create_model(recipe), recipe, out)  # initialised from train.seed
+    except DatasetNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.resume is not None:
+        auto = args.resume == "auto"
+        if not auto or out.exists():
+            ckpt = trainer.resume(out if auto else Path(args.resume), missing_ok=auto)
+            if trainer.is_main and ckpt is not None:
+                print(f"zoo: resumed from {ckpt} at step {trainer.step}")
+    trainer.begin()
     from zoo.catalog import record_training
     if trainer.is_main:
         record_training(out, args.recipe)  # the registry table; a failure only warns
-    if args.resume is not None:
-        source = out if args.resume == "auto" else Path(args.resume)
-        if args.resume != "auto" or existing:
-            try:
-                ckpt = trainer.resume(source)
-            except CheckpointError as err:
-                print(f"error: {err}", file=sys.stderr)
-                return 2
-            if trainer.is_main:
-                print(f"zoo: resumed from {ckpt} at step {trainer.step}")
     try:
         final = trainer.train()
     except NonFiniteLossError as err:
@@ -76,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     if trainer.is_main:
         summary = ", ".join(f"{k}={v:.4g}" for k, v in final.items() if not k.startswith("lr/"))
         print(f"zoo: finished {trainer.step} steps in {out}: {summary}")
+        if trainer.diverging:
+            print(f"zoo: warning: the run finished with diverging losses "
+                  f"({', '.join(f'{k} = {v:.3g}' for k, v in trainer.diverging.items())}); its checkpoints are "
+                  f"finite but probably useless", file=sys.stderr)
     return 0
 
 

@@ -65,16 +65,38 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def make_group_readable(path: Path) -> None:
+    """`tempfile.mkdtemp` creates 0700 directories; a checkpoint gets the umask's permissions like the rest of the
+    run (group-readable under the usual 022 / 002)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o777 & ~mask)
+
+
+def _free_space(path: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(path if path.is_dir() else path.parent).free / 2**20:.1f} MiB free there"
+    except OSError:
+        return "free space unknown"
+
+
 def write_checkpoint(run_dir: str | Path, step: int, *, weights: dict[str, Tensor], trainer_state: dict[str, Any],
                      config_yaml: str, ema: dict[str, Tensor] | None = None, keep_last: int = 0) -> Path:
-    """Write checkpoint `step` atomically and delete all but the newest `keep_last` (0 keeps all)."""
+    """Write checkpoint `step` atomically and delete all but the newest `keep_last` (0 keeps all).
+
+    Raises CheckpointError, leaving no partial files, when `step` exists already (never silently kept) or the write
+    fails (a full disk, a read-only folder).
+    """
     root = Path(run_dir) / CHECKPOINTS
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
-    if final.exists():  # the same step was saved already (e.g. checkpoint_every divides max_steps)
-        return final
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
+    if final.exists():
+        raise CheckpointError(f"checkpoint {str(final)!r} exists already; a run never overwrites or keeps an older "
+                              f"checkpoint in place of a new one (move it away to write this step)")
+    tmp = None
     try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
+        make_group_readable(tmp)
         save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / WEIGHTS))
         if ema is not None:
             save_file({k: v.detach().contiguous().cpu() for k, v in ema.items()}, str(tmp / EMA_WEIGHTS))
@@ -85,8 +107,16 @@ def write_checkpoint(run_dir: str | Path, step: int, *, weights: dict[str, Tenso
                 os.fsync(fh.fileno())
         os.rename(tmp, final)
         _fsync_dir(root)
+    except Exception as err:  # noqa: BLE001 - a full disk surfaces as OSError, RuntimeError (torch) or SafetensorError
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(f"could not write checkpoint {str(final)!r} ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else 'no detail'}; {_free_space(root)}): free "
+                              f"disk space or fix the folder's permissions, then resume from the last complete "
+                              f"checkpoint (--resume auto)") from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     if keep_last > 0:
         for old in checkpoint_dirs(run_dir)[:-keep_last]:
@@ -103,12 +133,32 @@ def read_weights(ckpt: Path, ema: bool = False) -> dict[str, Tensor]:
                               f"checkpoint; resume from an earlier checkpoint in {str(ckpt.parent)!r}") from None
 
 
+TRAINER_STATE_KEYS = ("step", "optimizers", "schedulers", "data", "rng")
+
+
 def read_trainer_state(ckpt: Path) -> dict[str, Any]:
     path = ckpt / STATE
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types for damaged files
-        raise CheckpointError(f"cannot read trainer state {str(path)!r}: {err}") from None
+        raise CheckpointError(f"cannot read trainer state {str(path)!r}: {str(err).splitlines()[0]}. The file is "
+                              f"damaged or not a zoo checkpoint; resume from an earlier checkpoint in "
+                              f"{str(ckpt.parent)!r}") from None
+    missing = [k for k in TRAINER_STATE_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"trainer state {str(path)!r} lacks {', '.join(missing)} (expected keys: "
+                              f"{', '.join(TRAINER_STATE_KEYS)}); it is damaged or from another program: resume from "
+                              f"an earlier checkpoint in {str(ckpt.parent)!r}")
+    return state
+
+
+def check_finite(weights: dict[str, Tensor], source: str) -> None:
+    """Refuse weights holding NaN or inf, naming the first such tensor."""
+    for key, value in weights.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            bad = int((~torch.isfinite(value)).sum())
+            raise CheckpointError(f"{source}: {key} holds {bad} non-finite value(s) (NaN/inf); these weights are "
+                                  f"unusable: use an earlier checkpoint of the run")
 
 
 def load_state_into_players(players: dict[str, torch.nn.Module], weights: dict[str, Tensor], source: str) -> None:
@@ -135,18 +185,24 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu", ema
 
     Returns the model (EMA weights for the EMA players unless `ema=False`), its resolved recipe and the step.
     """
-    from zoo.config import load_recipe
+    from zoo.config import ConfigError, load_recipe
     from zoo.models.base import create_model
 
     ckpt = resolve_checkpoint(path)
     if not (ckpt / CONFIG).is_file():
         raise CheckpointError(f"{str(ckpt)!r} has weights but no {CONFIG}; it was not written by zoo")
-    recipe = load_recipe(ckpt / CONFIG)
+    try:
+        recipe = load_recipe(ckpt / CONFIG)
+    except ConfigError as err:
+        raise CheckpointError(f"{str(ckpt / CONFIG)!r} does not describe a model this zoo can build: {err}") from None
     model = create_model(recipe)
     players = dict(model.players.items())
-    load_state_into_players(players, read_weights(ckpt), str(ckpt / WEIGHTS))
+    weights = read_weights(ckpt)
+    check_finite(weights, str(ckpt / WEIGHTS))
+    load_state_into_players(players, weights, str(ckpt / WEIGHTS))
     if ema and (ckpt / EMA_WEIGHTS).is_file():
         averaged = read_weights(ckpt, ema=True)
+        check_finite(averaged, str(ckpt / EMA_WEIGHTS))
         names = {k.split(".", 1)[0] for k in averaged}
         load_state_into_players({n: players[n] for n in names},
                                 {f"players.{k}": v for k, v in averaged.items()}, str(ckpt / EMA_WEIGHTS))

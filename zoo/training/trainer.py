@@ -23,14 +23,18 @@ from torch import Tensor, nn
 from zoo.config import ConfigError, OptimizerConfig, Recipe, ScheduleConfig, to_dict
 from zoo.data.stream import BatchStream
 from zoo.models.base import GenerativeModel, Phase, PhaseOutput
-from zoo.training.checkpoint import (load_state_into_players, read_trainer_state, read_weights, resolve_checkpoint,
-                                     write_checkpoint)
+from zoo.training import rundir
+from zoo.training.checkpoint import (CONFIG, CheckpointError, check_finite, checkpoint_dirs, load_state_into_players,
+                                     read_trainer_state, read_weights, resolve_checkpoint, write_checkpoint)
 from zoo.training.ema import EMA
 from zoo.training.logging import RunLogger, interleave, save_grid
 
 
 class NonFiniteLossError(FloatingPointError):
-    """A phase produced a NaN/inf loss; the run stops and its last good checkpoint stays intact."""
+    """A phase produced a NaN/inf loss, or the weights hold NaN/inf; the run stops without saving them."""
+
+
+DIVERGING = 1e10  # a logged loss beyond this magnitude is reported as diverging (finite, but no longer training)
 
 
 def validate_schedule(model: GenerativeModel, optim: dict[str, OptimizerConfig], phases: tuple[Phase, ...]) -> None:
@@ -53,6 +57,9 @@ def validate_schedule(model: GenerativeModel, optim: dict[str, OptimizerConfig],
         if key not in {p.optimizer for p in phases}:
             raise ConfigError(f"optim.{key}: no phase uses this optimizer; the model's phases use "
                               f"{', '.join(sorted({p.optimizer for p in phases}))}")
+        if not cfg.players:
+            raise ConfigError(f"optim.{key}.players: empty; list the players this optimizer trains "
+                              f"(players: {', '.join(players)})")
         for player in cfg.players:
             if player not in players:
                 raise ConfigError(f"optim.{key}.players: unknown player {player!r}; players: {', '.join(players)}")
@@ -75,6 +82,28 @@ def check_data_shape(model: GenerativeModel, dataset: Any, recipe: Recipe) -> No
             "set model.channels / model.image_size to match")
     raise ConfigError(f"data {recipe.data.name!r} yields examples of shape {tuple(got)}, but the model expects "
                       f"{tuple(expected)}; {hint}, or resize with data.options.image_size / data.options.pad_to")
+
+
+def open_dataset(recipe: Recipe) -> Any:
+    """The recipe's training split, with a ConfigError naming the data.* key for a wrong name, option or split."""
+    import inspect
+
+    from zoo.data import load_dataset
+    from zoo.registry import DATASETS, UnknownNameError
+
+    data = recipe.data
+    try:
+        return load_dataset(data.name, data.split, data.root, **data.options)
+    except UnknownNameError as err:
+        raise ConfigError(f"data.name: {err}") from None
+    except TypeError as err:
+        if "keyword argument" not in str(err):
+            raise
+        params = [n for n, p in inspect.signature(DATASETS.get(data.name)).parameters.items()
+                  if p.kind == p.KEYWORD_ONLY or n not in ("root", "split")]
+        raise ConfigError(f"data.options: {err}; options of dataset {data.name!r}: {', '.join(params)}") from None
+    except ValueError as err:
+        raise ConfigError(f"data: {err}") from None
 
 
 def lr_factor(schedule: ScheduleConfig, max_steps: int):
@@ -136,26 +165,29 @@ class Trainer:
         self.ema = EMA({n: self.plain[n] for n in ema_cfg.players}, ema_cfg.decay, ema_cfg.start_step) if ema_cfg \
             else None
 
-        if dataset is None:
-            from zoo.data import load_dataset
-            dataset = load_dataset(recipe.data.name, recipe.data.split, recipe.data.root, **recipe.data.options)
-        self.dataset = dataset
-        check_data_shape(model, dataset, recipe)
-        self.stream = BatchStream(dataset, recipe.data.batch_size, seed=recipe.train.seed, device=self.device,
-                                  rank=self.accelerator.process_index, world_size=self.accelerator.num_processes,
-                                  on_device=recipe.data.on_device, num_workers=recipe.data.num_workers)
+        self.dataset = dataset if dataset is not None else open_dataset(recipe)
+        check_data_shape(model, self.dataset, recipe)
+        try:
+            self.stream = BatchStream(self.dataset, recipe.data.batch_size, seed=recipe.train.seed, device=self.device,
+                                      rank=self.accelerator.process_index, world_size=self.accelerator.num_processes,
+                                      on_device=recipe.data.on_device, num_workers=recipe.data.num_workers)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         self.step = 0
         self._trainable: frozenset[str] | None = None
         self._running: dict[str, Tensor] = {}
         self._counts: dict[str, int] = {}
         self._stop_requested = False
+        self.last_checkpoint: Path | None = None  # the newest checkpoint of this run, written or resumed from
+        self.resumed_from: Path | None = None
+        self.diverging: dict[str, float] = {}  # loss -> the first logged value beyond DIVERGING
+        self._changes: dict[str, tuple[Any, Any]] = {}  # settings changed at resume: key -> (checkpoint's, now)
+        self._restart = self._begun = False
+        self._saved_step: int | None = None
         # CPU: .item() costs no device sync, so every loss is checked before its optimizer step. Accelerators: the
         # check runs at logging steps so the step loop never waits on the device.
         self._check_every_phase = self.device.type == "cpu"
-        self.logger = RunLogger(self.out_dir, recipe.train.tensorboard) if (self.out_dir and self.is_main) else None
-        if self.out_dir is not None and self.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "config.yaml").write_text(self.config_yaml)
+        self.logger: RunLogger | None = None  # opened by `begin`, when the run directory is claimed
 
     @property
     def config_yaml(self) -> str:
@@ -217,7 +249,7 @@ class Trainer:
                 out = self.model.phase_loss(phase.name, chunk, step)
             if self._check_every_phase and not math.isfinite(out.loss.item()):
                 raise NonFiniteLossError(f"non-finite loss {out.loss.item()} in phase {phase.name!r} at step {step}; "
-                                         f"the run stopped and its last checkpoint is intact (try a lower optim."
+                                         f"the run stopped; {self._last_good()} (try a lower optim."
                                          f"{phase.optimizer}.lr or optim.{phase.optimizer}.grad_clip)")
             self.accelerator.backward(out.loss / len(chunks) if len(chunks) > 1 else out.loss)
         if self.distributed:
@@ -265,7 +297,14 @@ class Trainer:
         if bad:
             raise NonFiniteLossError(f"non-finite loss in phase {bad[0].split('/')[0]!r} at or before step "
                                      f"{self.step - 1} (checked every train.log_every={self.recipe.train.log_every} "
-                                     f"steps; set it to 1 to pinpoint); the last checkpoint is intact")
+                                     f"steps; set it to 1 to pinpoint); {self._last_good()}")
+        for key, value in scalars.items():
+            if key.endswith("/loss") and abs(value) > DIVERGING and key not in self.diverging:
+                self.diverging[key] = value
+                if self.is_main:
+                    opt = next((p.optimizer for p in self.phases if p.name == key.split("/")[0]), "*")
+                    print(f"zoo: warning: {key} = {value:.3g} at step {self.step}: training is diverging (try a lower "
+                          f"optim.{opt}.lr or set optim.{opt}.grad_clip)", file=sys.stderr, flush=True)
         for key, scheduler in self.schedulers.items():
             scalars[f"lr/{key}"] = scheduler.get_last_lr()[0]
         return scalars
@@ -274,6 +313,7 @@ class Trainer:
         """Run until `train.max_steps` (or a stop signal); returns the last logged scalars."""
         cfg = self.recipe.train
         last: dict[str, float] = {}
+        self.begin()
         bar = None
         if cfg.progress and self.is_main:
             from tqdm.auto import tqdm
@@ -374,31 +414,107 @@ class Trainer:
         return {f"players.{n}.{k}": v for n, m in self.plain.items() for k, v in m.state_dict().items()}
 
     def save_checkpoint(self) -> Path | None:
-        if self.out_dir is None or not self.is_main:
+        """Write the checkpoint of the current step (once), after checking that the weights are finite."""
+        if self.out_dir is None or self._saved_step == self.step:
+            return self.last_checkpoint if self.out_dir is not None else None
+        weights, ema = self.weights(), (self.ema.state_dict() if self.ema else None)
+        for tensors, what in ((weights, "weights"), (ema or {}, "EMA weights")):
+            bad = next((k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+            if bad is not None:
+                raise NonFiniteLossError(f"the {what} hold NaN/inf at step {self.step} ({bad}), so no checkpoint was "
+                                         f"written; {self._last_good()} (try a lower lr, optim.*.grad_clip, or a "
+                                         f"larger optim.*.eps)")
+        if not self.is_main:
             return None
-        return write_checkpoint(self.out_dir, self.step, weights=self.weights(), trainer_state=self.state_dict(),
-                                config_yaml=self.config_yaml, ema=self.ema.state_dict() if self.ema else None,
-                                keep_last=self.recipe.train.keep_last)
+        self.begin()
+        self.last_checkpoint = write_checkpoint(self.out_dir, self.step, weights=weights,
+                                                trainer_state=self.state_dict(), config_yaml=self.config_yaml,
+                                                ema=ema, keep_last=self.recipe.train.keep_last)
+        self._saved_step = self.step
+        return self.last_checkpoint
 
-    def resume(self, path: str | Path) -> Path:
+    def _last_good(self) -> str:
+        if self.last_checkpoint is not None and self.last_checkpoint.is_dir():
+            return f"the last checkpoint, {self.last_checkpoint}, is intact"
+        return "no checkpoint of this run was saved before this step"
+
+    def begin(self) -> None:
+        """Claim the run directory (once, before anything is written): a new run refuses a directory holding another
+        run; a run resumed from an earlier checkpoint of its own directory moves the later checkpoints and metrics
+        aside; leftovers of killed checkpoint writes are removed; config.yaml and history.jsonl record what runs."""
+        if self._begun or self.out_dir is None:
+            self._begun = True
+            return
+        out = self.out_dir
+        own = self.resumed_from is not None and self.resumed_from.parent.parent.resolve() == out.resolve()
+        if not own and not self._restart:
+            rundir.refuse_other_run(out)  # on every process: all of them stop, not only the main one
+        self._begun = True
+        if not self.is_main:
+            return
+        notes = []
+        out.mkdir(parents=True, exist_ok=True)
+        if self._restart and (moved := rundir.abandon_all(out, reason="restart")):
+            notes.append(f"{out} held a run without a checkpoint; restarting it from step 0, its files moved to {moved}")
+        if stale := rundir.clean_temporaries(out):
+            notes.append(f"removed {len(stale)} incomplete checkpoint write(s) left by an interrupted run: "
+                         f"{', '.join(p.name for p in stale)}")
+        if own and (moved := rundir.abandon_after(out, self.step, reason=f"after-step_{self.step:08d}")):
+            notes.append(f"this run continues from step {self.step}: its later checkpoints and metrics "
+                         f"({', '.join(sorted(p.name for p in moved.iterdir()))}) were moved to {moved}")
+        if self._changes:
+            notes.append(f"settings changed at this resume (applied, recorded in {rundir.HISTORY}): "
+                         f"{rundir.describe_changes(self._changes)}")
+        (out / CONFIG).write_text(self.config_yaml)
+        rundir.append_history(out, "resume" if self.resumed_from else "start", step=self.step,
+                              checkpoint=str(self.resumed_from) if self.resumed_from else None,
+                              changes={k: list(v) for k, v in self._changes.items()}, notes=notes)
+        for note in notes:
+            print(f"zoo: {note}", flush=True)
+        self.logger = RunLogger(out, self.recipe.train.tensorboard)
+
+    def resume(self, path: str | Path, *, missing_ok: bool = False) -> Path | None:
         """Continue from a checkpoint (or a run directory's latest): weights, optimizers, schedulers, EMA, data
-        position, step and RNG."""
+        position, step and RNG. Settings that define the run (`rundir.IMMUTABLE`) must agree with the checkpoint's;
+        the others take the recipe's values, announced and recorded in history.jsonl.
+
+        With `missing_ok`, a path that is this trainer's own run directory without a checkpoint (a run killed before
+        its first save) restarts it from step 0, moving its files aside; returns None then.
+        """
+        own_dir = self.out_dir is not None and Path(path).resolve() == self.out_dir.resolve()
+        if missing_ok and own_dir and not checkpoint_dirs(path):
+            self._restart = True
+            return None
         ckpt = resolve_checkpoint(path)
-        load_state_into_players(self.plain, read_weights(ckpt), str(ckpt))
+        try:
+            from zoo.config import load_recipe
+            saved = load_recipe(ckpt / CONFIG)
+        except ConfigError as err:
+            raise CheckpointError(f"{str(ckpt / CONFIG)!r}: cannot read the checkpoint's recipe: {err}") from None
+        fixed, self._changes = rundir.compare_recipes(saved, self.recipe)
+        if fixed:
+            raise rundir.immutable_error(ckpt, fixed)
+        weights = read_weights(ckpt)
+        check_finite(weights, str(ckpt))
+        load_state_into_players(self.plain, weights, str(ckpt))
         state = read_trainer_state(ckpt)
         for key, opt in self.optimizers.items():
-            if key not in state["optimizers"]:
-                raise ConfigError(f"{ckpt}: has no state for optimizer {key!r} (it has "
-                                  f"{', '.join(state['optimizers'])}); was the recipe's optim section changed?")
+            if key not in state["optimizers"] or key not in state["schedulers"]:
+                raise CheckpointError(f"{ckpt}: has no state for optimizer {key!r} (it has "
+                                      f"{', '.join(state['optimizers'])}); the trainer state is damaged")
             opt.load_state_dict(state["optimizers"][key])
             self.schedulers[key].load_state_dict(state["schedulers"][key])
+        rundir.apply_optimizer_settings(self.optimizers, self.schedulers, self.recipe, self._changes)
         if self.ema is not None:
-            self.ema.load_state_dict({k: v for k, v in read_weights(ckpt, ema=True).items()})
+            self.ema.load_state_dict(read_weights(ckpt, ema=True))
         self.stream.load_state_dict(state["data"])
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.step = int(state["step"])
+        self.resumed_from = self.last_checkpoint = ckpt
+        if own_dir or ckpt.parent.parent.resolve() == (self.out_dir or Path("/nonexistent")).resolve():
+            self._saved_step = self.step  # this step's checkpoint exists: the end-of-run save does not rewrite it
         return ckpt
 
 
