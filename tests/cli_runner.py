@@ -2,7 +2,7 @@
 
     python tests/cli_runner.py JOBS.json
 
-JOBS.json is a list of rounds; each round is a list of argument lists for `tools/train.py main()`. The runs of a round
+JOBS.json is a list of rounds; each round is a list of argument lists for `zoo train` (`main()`). The runs of a round
 go at most `ZOO_RUNNER_PARALLEL` (default 2) at a time; a round starts when the previous one has ended. Each child
 first scrambles the global torch, numpy and random generators from os.urandom, so a run whose result depended on
 the state it inherited (an unseeded initialisation, say) would differ from its twin. Prints one JSON line
@@ -18,19 +18,18 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
 sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import train  # noqa: E402  tools/train.py
+from zoo.commands import train  # noqa: E402  `zoo train`, what tools/train.py runs
 import zoo.data  # noqa: E402,F401  the imports a run needs, paid once
 import zoo.training  # noqa: E402,F401
 import zoo.data.arrays  # noqa: E402
-from zoo.registry import _import_all  # noqa: E402
+from zoo.factory import discover  # noqa: E402
 
-_import_all()
+discover()
 # Decompressing MNIST's idx files took most of a tiny run: read each once here, and let the children share it.
 _read_idx = functools.lru_cache(maxsize=None)(zoo.data.arrays.read_idx)
 zoo.data.arrays.read_idx = lambda path, header_only=False: (_read_idx(Path(path), header_only) if header_only

@@ -19,7 +19,7 @@ import torch
 
 import procs
 from conftest import REPO
-from zoo.registry import list_models
+from zoo.factory import list_models
 
 MODELS = list_models()
 QUIET = ["train.progress=false", "train.tensorboard=false", "train.sample_every=0", "train.log_every=2",

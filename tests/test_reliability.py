@@ -5,18 +5,16 @@ paths (they end before any training).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import stat
 
 import pytest
 import torch
-import yaml
 
 from conftest import REPO, RandomImages, data_shape, tiny_recipe
 from zoo import create_model, load_checkpoint
-from zoo.config import ConfigError, load_recipe
+from zoo.config import ConfigError
+from zoo.factory import load_recipe
 from zoo.training import NonFiniteLossError, Trainer
 from zoo.training import trainer as trainer_module
 from zoo.training.checkpoint import CheckpointError, checkpoint_dirs, read_trainer_state, write_checkpoint
@@ -125,7 +123,7 @@ def test_nan_weights_are_never_saved_and_the_message_names_the_real_last_checkpo
     trainer = _trainer(run, ["train.max_steps=3"])
     trainer.train_step()
     with torch.no_grad():
-        next(trainer.plain["decoder"].parameters()).fill_(float("nan"))
+        next(trainer.players["decoder"].parameters()).fill_(float("nan"))
     with pytest.raises(NonFiniteLossError, match="hold NaN/inf at step 1 .*no checkpoint of this run was saved"):
         trainer.save_checkpoint()
     assert checkpoint_dirs(run) == []
@@ -133,7 +131,7 @@ def test_nan_weights_are_never_saved_and_the_message_names_the_real_last_checkpo
     fresh = _trainer(tmp_path / "ok", ["train.max_steps=1"])
     fresh.train()
     with torch.no_grad():
-        next(fresh.plain["encoder"].parameters()).fill_(float("inf"))
+        next(fresh.players["encoder"].parameters()).fill_(float("inf"))
     fresh.step += 1
     with pytest.raises(NonFiniteLossError, match=r"the last checkpoint, .*step_00000001, is intact"):
         fresh.save_checkpoint()
@@ -196,10 +194,8 @@ def test_trainer_state_without_a_key_and_a_malformed_config_are_clear_errors(tmp
 # ---- tools/train.py: one line, no traceback ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def train_main():
-    spec = importlib.util.spec_from_file_location("train_tool", REPO / "tools" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    from zoo.commands.train import main
+    return main
 
 
 @pytest.mark.parametrize("extra, message", [

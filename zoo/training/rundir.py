@@ -191,3 +191,53 @@ def apply_optimizer_settings(optimizers: dict, schedulers: dict, recipe: Any, ch
         for group, lr in zip(opt.param_groups, lrs):
             group["lr"] = lr
         sched._last_lr = lrs  # what get_last_lr() reports (and logs) until the next scheduler step
+
+
+def changed_settings(ckpt: Path, recipe: Any) -> dict[str, tuple[Any, Any]]:
+    """The settings `recipe` changes relative to checkpoint `ckpt`'s recipe; ConfigError if one that defines the run
+    (`IMMUTABLE`) differs, CheckpointError if the checkpoint's config.yaml is unreadable."""
+    from zoo.factory import load_recipe
+    from zoo.training.checkpoint import CONFIG, CheckpointError
+    try:
+        saved = load_recipe(ckpt / CONFIG)
+    except ConfigError as err:
+        raise CheckpointError(f"{str(ckpt / CONFIG)!r}: cannot read the checkpoint's recipe: {err}") from None
+    fixed, free = compare_recipes(saved, recipe)
+    if fixed:
+        raise immutable_error(ckpt, fixed)
+    return free
+
+
+def claim(out: Path, *, step: int, resumed_from: Path | None, restart: bool, changes: dict[str, tuple[Any, Any]],
+          config_yaml: str, is_main: bool) -> bool:
+    """Make `out` this run's directory before anything is written; returns whether this process writes there.
+
+    A new run refuses a directory holding another run (on every process, so that all of them stop); a run resumed
+    from an earlier checkpoint of its own directory moves the later checkpoints and metrics aside; a restart of a
+    run without checkpoint moves its files aside; leftovers of killed checkpoint writes are removed; config.yaml and
+    history.jsonl record what runs. Each of these is announced on stdout.
+    """
+    own = resumed_from is not None and resumed_from.parent.parent.resolve() == out.resolve()
+    if not own and not restart:
+        refuse_other_run(out)
+    if not is_main:
+        return False
+    notes = []
+    out.mkdir(parents=True, exist_ok=True)
+    if restart and (moved := abandon_all(out, reason="restart")):
+        notes.append(f"{out} held a run without a checkpoint; restarting it from step 0, its files moved to {moved}")
+    if stale := clean_temporaries(out):
+        notes.append(f"removed {len(stale)} incomplete checkpoint write(s) left by an interrupted run: "
+                     f"{', '.join(p.name for p in stale)}")
+    if own and (moved := abandon_after(out, step, reason=f"after-step_{step:08d}")):
+        notes.append(f"this run continues from step {step}: its later checkpoints and metrics "
+                     f"({', '.join(sorted(p.name for p in moved.iterdir()))}) were moved to {moved}")
+    if changes:
+        notes.append(f"settings changed at this resume (applied, recorded in {HISTORY}): {describe_changes(changes)}")
+    (out / CONFIG_FILE).write_text(config_yaml)
+    append_history(out, "resume" if resumed_from else "start", step=step,
+                   checkpoint=str(resumed_from) if resumed_from else None,
+                   changes={k: list(v) for k, v in changes.items()}, notes=notes)
+    for note in notes:
+        print(f"zoo: {note}", flush=True)
+    return True

@@ -9,23 +9,24 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Iterator, NoReturn
+from typing import Any, Iterator
 
 import torch
 import yaml
 from accelerate import Accelerator
-from torch import Tensor, nn
+from torch import Tensor
 
-from zoo.config import ConfigError, OptimizerConfig, Recipe, ScheduleConfig, to_dict
+from zoo.config import ConfigError, Recipe, ScheduleConfig, to_dict
+from zoo.data.base import open_split
 from zoo.data.stream import BatchStream
-from zoo.models.base import GenerativeModel, Phase, PhaseOutput
+from zoo.models.base import GenerativeModel, Phase, PhaseOutput, validate_schedule
 from zoo.training import rundir
-from zoo.training.checkpoint import (CONFIG, CheckpointError, check_finite, checkpoint_dirs, load_state_into_players,
+from zoo.training.checkpoint import (CheckpointError, check_finite, checkpoint_dirs, load_state_into_players,
                                      read_trainer_state, read_weights, resolve_checkpoint, write_checkpoint)
+from zoo.training.distributed import all_reduce_grads, autocast_dtype, broadcast_from_main, default_accelerator
 from zoo.training.ema import EMA
 from zoo.training.logging import RunLogger, interleave, save_grid
 
@@ -37,42 +38,6 @@ class NonFiniteLossError(FloatingPointError):
 DIVERGING = 1e10  # a logged loss beyond this magnitude is reported as diverging (finite, but no longer training)
 
 
-def validate_schedule(model: GenerativeModel, optim: dict[str, OptimizerConfig], phases: tuple[Phase, ...]) -> None:
-    """Phases, optimizers and players must fit together: every phase's optimizer exists, every optimizer is used,
-    optimizers name existing players, no player is in two optimizers and every trainable player is in one."""
-    players = set(model.players.keys())
-    for phase in phases:
-        if phase.optimizer not in optim:
-            raise ConfigError(f"optim.{phase.optimizer}: phase {phase.name!r} needs this optimizer; "
-                              f"defined optimizers: {', '.join(optim) or '(none)'}")
-        if phase.repeats < 1 or phase.every < 1:
-            raise ConfigError(f"phase {phase.name!r}: repeats and every must be >= 1, got {phase}")
-        outside = [p for p in phase.players if p not in optim[phase.optimizer].players]
-        if outside:
-            raise ConfigError(f"optim.{phase.optimizer}.players: phase {phase.name!r} trains {', '.join(outside)}, "
-                              f"which must be among this optimizer's players "
-                              f"({', '.join(optim[phase.optimizer].players) or 'none'}); add them there")
-    owner: dict[str, str] = {}
-    for key, cfg in optim.items():
-        if key not in {p.optimizer for p in phases}:
-            raise ConfigError(f"optim.{key}: no phase uses this optimizer; the model's phases use "
-                              f"{', '.join(sorted({p.optimizer for p in phases}))}")
-        if not cfg.players:
-            raise ConfigError(f"optim.{key}.players: empty; list the players this optimizer trains "
-                              f"(players: {', '.join(players)})")
-        for player in cfg.players:
-            if player not in players:
-                raise ConfigError(f"optim.{key}.players: unknown player {player!r}; players: {', '.join(players)}")
-            if player in owner:
-                raise ConfigError(f"optim.{key}.players: {player!r} is already trained by optim.{owner[player]}")
-            owner[player] = key
-        if cfg.accumulation < 1:
-            raise ConfigError(f"optim.{key}.accumulation: got {cfg.accumulation}, expected >= 1")
-    orphans = [n for n in players if n not in owner and any(p.requires_grad for p in model.players[n].parameters())]
-    if orphans:
-        raise ConfigError(f"players {', '.join(orphans)} are in no optimizer's players list; add them to optim")
-
-
 def check_data_shape(model: GenerativeModel, dataset: Any, recipe: Recipe) -> None:
     """Fail before training, naming both sides, when the data does not have the shape the model was built for."""
     expected, got = model.data_shape, getattr(dataset, "shape", None)
@@ -82,28 +47,6 @@ def check_data_shape(model: GenerativeModel, dataset: Any, recipe: Recipe) -> No
             "set model.channels / model.image_size to match")
     raise ConfigError(f"data {recipe.data.name!r} yields examples of shape {tuple(got)}, but the model expects "
                       f"{tuple(expected)}; {hint}, or resize with data.options.image_size / data.options.pad_to")
-
-
-def open_dataset(recipe: Recipe) -> Any:
-    """The recipe's training split, with a ConfigError naming the data.* key for a wrong name, option or split."""
-    import inspect
-
-    from zoo.data import load_dataset
-    from zoo.registry import DATASETS, UnknownNameError
-
-    data = recipe.data
-    try:
-        return load_dataset(data.name, data.split, data.root, **data.options)
-    except UnknownNameError as err:
-        raise ConfigError(f"data.name: {err}") from None
-    except TypeError as err:
-        if "keyword argument" not in str(err):
-            raise
-        params = [n for n, p in inspect.signature(DATASETS.get(data.name)).parameters.items()
-                  if p.kind == p.KEYWORD_ONLY or n not in ("root", "split")]
-        raise ConfigError(f"data.options: {err}; options of dataset {data.name!r}: {', '.join(params)}") from None
-    except ValueError as err:
-        raise ConfigError(f"data: {err}") from None
 
 
 def lr_factor(schedule: ScheduleConfig, max_steps: int):
@@ -127,6 +70,12 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 65_537 + rank * 7_919) % (2**63 - 1)
 
 
+def mean_output(outs: list[PhaseOutput]) -> PhaseOutput:
+    """The micro-batches' losses and logs averaged (detached): what a phase step with accumulation logs."""
+    return PhaseOutput(torch.stack([o.loss.detach() for o in outs]).mean(),
+                       {k: torch.stack([o.logs[k].detach() for o in outs]).mean() for k in outs[0].logs})
+
+
 class Trainer:
     """Trains `model` as `recipe` says, writing logs, samples and checkpoints under `out_dir` (main process only).
 
@@ -147,7 +96,7 @@ class Trainer:
         self.is_main = self.accelerator.is_main_process
         self.phases = model.phases()
         validate_schedule(model, recipe.optim, self.phases)
-        self.autocast_dtype = _resolve_precision(recipe.train.mixed_precision, self.device)
+        self.autocast_dtype = autocast_dtype(recipe.train.mixed_precision, self.device)
         model.to(self.device).train()
 
         self.players_of = {k: list(cfg.players) for k, cfg in recipe.optim.items()}
@@ -157,15 +106,15 @@ class Trainer:
         self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(recipe.optim[k].schedule,
                                                                                 recipe.train.max_steps))
                            for k, opt in self.optimizers.items()}
-        self.plain = dict(model.players.items())  # the players themselves: never wrapped (see _all_reduce_grads)
+        self.players = dict(model.players.items())  # never wrapped (see `zoo.training.distributed.all_reduce_grads`)
         self.distributed = self.accelerator.num_processes > 1
         if self.distributed:
-            self._broadcast_from_main()
+            broadcast_from_main(model)
         ema_cfg = recipe.train.ema
-        self.ema = EMA({n: self.plain[n] for n in ema_cfg.players}, ema_cfg.decay, ema_cfg.start_step) if ema_cfg \
+        self.ema = EMA({n: self.players[n] for n in ema_cfg.players}, ema_cfg.decay, ema_cfg.start_step) if ema_cfg \
             else None
 
-        self.dataset = dataset if dataset is not None else open_dataset(recipe)
+        self.dataset = dataset if dataset is not None else open_split(recipe.data)
         check_data_shape(model, self.dataset, recipe)
         try:
             self.stream = BatchStream(self.dataset, recipe.data.batch_size, seed=recipe.train.seed, device=self.device,
@@ -202,34 +151,9 @@ class Trainer:
         wanted = frozenset(players)
         if wanted == self._trainable:
             return
-        for name, player in self.plain.items():
+        for name, player in self.players.items():
             player.requires_grad_(name in wanted)
         self._trainable = wanted
-
-    def _broadcast_from_main(self) -> None:
-        """Start every process from the main process's weights and buffers."""
-        for tensor in self.model.state_dict().values():
-            torch.distributed.broadcast(tensor.data, src=0)
-
-    def _all_reduce_grads(self, params: list[torch.nn.Parameter]) -> None:
-        """Average the trained players' gradients over processes with one flattened all-reduce.
-
-        Players are not wrapped in DistributedDataParallel: DDP synchronises only gradients produced through the
-        wrapper's forward, while models legitimately call other methods of a player (discriminator `features`, a
-        decoder's likelihood, explicit noise) and differentiate twice (gradient penalties); a wrapper would hide
-        those attributes or silently skip the sync. Reducing exactly the phase's trained players' gradients also means
-        the players a phase does not train never synchronise (the StyleGAN2-ADA training loop does the same).
-        """
-        for p in params:  # same layout on every process, even where a parameter got no gradient
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        flat = torch.cat([p.grad.flatten() for p in params])
-        torch.distributed.all_reduce(flat)
-        flat /= self.accelerator.num_processes
-        offset = 0
-        for p in params:
-            p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))
-            offset += p.numel()
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -244,7 +168,8 @@ class Trainer:
         self._set_trainable(trained)
         optimizer.zero_grad(set_to_none=True)
         chunks = batch.chunk(cfg.accumulation) if cfg.accumulation > 1 else (batch,)
-        for i, chunk in enumerate(chunks):
+        outs = []
+        for chunk in chunks:
             with self._autocast():
                 out = self.model.phase_loss(phase.name, chunk, step)
             if self._check_every_phase and not math.isfinite(out.loss.item()):
@@ -252,13 +177,15 @@ class Trainer:
                                          f"the run stopped; {self._last_good()} (try a lower optim."
                                          f"{phase.optimizer}.lr or optim.{phase.optimizer}.grad_clip)")
             self.accelerator.backward(out.loss / len(chunks) if len(chunks) > 1 else out.loss)
+            outs.append(out)
         if self.distributed:
-            self._all_reduce_grads([p for name in trained for p in self.plain[name].parameters()])
+            all_reduce_grads([p for name in trained for p in self.players[name].parameters()],
+                             self.accelerator.num_processes)
         if cfg.grad_clip is not None:
             params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         optimizer.step()
-        return out
+        return outs[0] if len(outs) == 1 else mean_output(outs)
 
     # ---- the loop -------------------------------------------------------------------------------------------------
     def train_step(self) -> None:
@@ -272,7 +199,7 @@ class Trainer:
                 out = self.run_phase(phase, self.stream.next(), step)
                 self._record(phase.name, out)
         if self.ema is not None:
-            self.ema.update(self.plain, step)
+            self.ema.update(self.players, step)
         for scheduler in self.schedulers.values():
             scheduler.step()
         self.step += 1
@@ -368,17 +295,17 @@ class Trainer:
 
     # ---- samples and checkpoints ----------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def unwrapped(self, ema: bool = True) -> Iterator[GenerativeModel]:
+    def eval_model(self, ema: bool = True) -> Iterator[GenerativeModel]:
         """The model in eval mode with the EMA copies swapped in where kept (for samples and evaluation)."""
         swap = self.ema.shadow if (ema and self.ema) else {}
-        modes = {name: m.training for name, m in self.plain.items()}
+        modes = {name: m.training for name, m in self.players.items()}
         for name, module in swap.items():
             self.model.players[name] = module
         self.model.eval()
         try:
             yield self.model
         finally:
-            for name, module in self.plain.items():
+            for name, module in self.players.items():
                 self.model.players[name] = module
                 module.train(modes[name])
 
@@ -388,7 +315,7 @@ class Trainer:
             return
         n = self.recipe.train.n_samples
         generator = torch.Generator(device=self.device).manual_seed(self.recipe.train.seed)
-        with self.unwrapped() as model:
+        with self.eval_model() as model:
             samples = model.sample(n, generator=generator)
             if samples.dim() == 4:
                 save_grid(samples, self.out_dir / "samples" / f"step_{self.step:08d}.png")
@@ -411,7 +338,7 @@ class Trainer:
         }
 
     def weights(self) -> dict[str, Tensor]:
-        return {f"players.{n}.{k}": v for n, m in self.plain.items() for k, v in m.state_dict().items()}
+        return {f"players.{n}.{k}": v for n, m in self.players.items() for k, v in m.state_dict().items()}
 
     def save_checkpoint(self) -> Path | None:
         """Write the checkpoint of the current step (once), after checking that the weights are finite."""
@@ -439,39 +366,12 @@ class Trainer:
         return "no checkpoint of this run was saved before this step"
 
     def begin(self) -> None:
-        """Claim the run directory (once, before anything is written): a new run refuses a directory holding another
-        run; a run resumed from an earlier checkpoint of its own directory moves the later checkpoints and metrics
-        aside; leftovers of killed checkpoint writes are removed; config.yaml and history.jsonl record what runs."""
-        if self._begun or self.out_dir is None:
-            self._begun = True
-            return
-        out = self.out_dir
-        own = self.resumed_from is not None and self.resumed_from.parent.parent.resolve() == out.resolve()
-        if not own and not self._restart:
-            rundir.refuse_other_run(out)  # on every process: all of them stop, not only the main one
+        """Claim the run directory once, before anything is written (see `rundir.claim`), and open the logs."""
+        if not self._begun and self.out_dir is not None:
+            if rundir.claim(self.out_dir, step=self.step, resumed_from=self.resumed_from, restart=self._restart,
+                            changes=self._changes, config_yaml=self.config_yaml, is_main=self.is_main):
+                self.logger = RunLogger(self.out_dir, self.recipe.train.tensorboard)
         self._begun = True
-        if not self.is_main:
-            return
-        notes = []
-        out.mkdir(parents=True, exist_ok=True)
-        if self._restart and (moved := rundir.abandon_all(out, reason="restart")):
-            notes.append(f"{out} held a run without a checkpoint; restarting it from step 0, its files moved to {moved}")
-        if stale := rundir.clean_temporaries(out):
-            notes.append(f"removed {len(stale)} incomplete checkpoint write(s) left by an interrupted run: "
-                         f"{', '.join(p.name for p in stale)}")
-        if own and (moved := rundir.abandon_after(out, self.step, reason=f"after-step_{self.step:08d}")):
-            notes.append(f"this run continues from step {self.step}: its later checkpoints and metrics "
-                         f"({', '.join(sorted(p.name for p in moved.iterdir()))}) were moved to {moved}")
-        if self._changes:
-            notes.append(f"settings changed at this resume (applied, recorded in {rundir.HISTORY}): "
-                         f"{rundir.describe_changes(self._changes)}")
-        (out / CONFIG).write_text(self.config_yaml)
-        rundir.append_history(out, "resume" if self.resumed_from else "start", step=self.step,
-                              checkpoint=str(self.resumed_from) if self.resumed_from else None,
-                              changes={k: list(v) for k, v in self._changes.items()}, notes=notes)
-        for note in notes:
-            print(f"zoo: {note}", flush=True)
-        self.logger = RunLogger(out, self.recipe.train.tensorboard)
 
     def resume(self, path: str | Path, *, missing_ok: bool = False) -> Path | None:
         """Continue from a checkpoint (or a run directory's latest): weights, optimizers, schedulers, EMA, data
@@ -486,17 +386,10 @@ class Trainer:
             self._restart = True
             return None
         ckpt = resolve_checkpoint(path)
-        try:
-            from zoo.config import load_recipe
-            saved = load_recipe(ckpt / CONFIG)
-        except ConfigError as err:
-            raise CheckpointError(f"{str(ckpt / CONFIG)!r}: cannot read the checkpoint's recipe: {err}") from None
-        fixed, self._changes = rundir.compare_recipes(saved, self.recipe)
-        if fixed:
-            raise rundir.immutable_error(ckpt, fixed)
+        self._changes = rundir.changed_settings(ckpt, self.recipe)
         weights = read_weights(ckpt)
         check_finite(weights, str(ckpt))
-        load_state_into_players(self.plain, weights, str(ckpt))
+        load_state_into_players(self.players, weights, str(ckpt))
         state = read_trainer_state(ckpt)
         for key, opt in self.optimizers.items():
             if key not in state["optimizers"] or key not in state["schedulers"]:
@@ -516,38 +409,6 @@ class Trainer:
         if own_dir or ckpt.parent.parent.resolve() == (self.out_dir or Path("/nonexistent")).resolve():
             self._saved_step = self.step  # this step's checkpoint exists: the end-of-run save does not rewrite it
         return ckpt
-
-
-def default_accelerator() -> Accelerator:
-    """Accelerate as launched. Several processes without CUDA (`accelerate launch --multi_gpu --num_processes 2` on a
-    CPU machine) become a gloo CPU job; autocast is ours (see `run_phase`), so Accelerate's is off."""
-    cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
-    return Accelerator(cpu=cpu, mixed_precision="no", gradient_accumulation_steps=1)
-
-
-def exit_process(status: int) -> NoReturn:
-    """End the process with `status`; in a multi-process job, the processes first meet (on success) and then end at
-    once with `os._exit`, skipping interpreter teardown.
-
-    Tearing down torch.distributed's C++ objects (gloo's and the store's threads) at exit, with or without
-    `destroy_process_group`, now and then aborts a process ("terminate called without an active exception", exit -6)
-    after all its work is done and saved; there is nothing left to clean up that os._exit would skip (checkpoints are
-    atomic and complete, logs closed by `Trainer.train`), so the streams are flushed and the process ends. A failing
-    process does not wait for the others, which may never arrive. One process: plain `sys.exit`.
-    """
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        if status == 0:
-            torch.distributed.barrier()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
-    sys.exit(status)
-
-
-def _resolve_precision(setting: str, device: torch.device) -> torch.dtype | None:
-    if setting == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    return {"no": None, "bf16": torch.bfloat16}[setting]
 
 
 def _in_main_thread() -> bool:

@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+"""Train a model from a recipe.
+
+    accelerate launch -m zoo.cli train recipes/tiny_vae.yaml [--out runs/x] [--resume auto|PATH] [train.max_steps=20]
+
+Plain `zoo train ...` works too (one process). The run directory gets config.yaml (the resolved recipe),
+metrics.jsonl, tb/ (TensorBoard), samples/ and reconstructions/ (PNG grids) and checkpoints/step_XXXXXXXX/. The run
+and its checkpoints are recorded in the registry table (runs/registry.sqlite, or ZOO_REGISTRY; see zoo/catalog.py).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from zoo.config import ConfigError
+from zoo.factory import load_recipe
+from zoo.training.checkpoint import CheckpointError
+from zoo.training.rundir import RunDirError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="zoo train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("recipe", help="YAML recipe, e.g. recipes/tiny_vae.yaml")
+    parser.add_argument("overrides", nargs="*", help="typed overrides KEY=VALUE, e.g. train.max_steps=20")
+    parser.add_argument("--out", help="run directory (default: runs/<recipe name>)")
+    parser.add_argument("--resume", help="'auto' (latest checkpoint in --out, if any) or a checkpoint / run path")
+    return parser.parse_intermixed_args(argv)  # overrides may come before or after the options
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train; every failure a user can cause ends in one `error:` line and a non-zero status, not a traceback."""
+    args = parse_args(argv)
+    try:
+        return train(args)
+    except (ConfigError, CheckpointError, RunDirError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk or a read-only folder while logging or writing samples
+        print(f"error: {err.filename or 'the run directory'}: {err.strerror or err} (free disk space or fix the "
+              f"folder's permissions, then resume with --resume auto)", file=sys.stderr)
+        return 4
+
+
+def train(args: argparse.Namespace) -> int:
+    from zoo.training.rundir import check_out_dir, refuse_other_run
+    recipe = load_recipe(args.recipe, args.overrides)
+    out = Path(args.out) if args.out else Path("runs") / Path(args.recipe).stem
+    check_out_dir(out)
+    if args.resume is None:
+        refuse_other_run(out)  # before building anything
+
+    from zoo.data import DatasetNotFoundError
+    from zoo.factory import create_model
+    from zoo.training import NonFiniteLossError, Trainer
+
+    try:
+        trainer = Trainer(create_model(recipe), recipe, out)  # initialised from train.seed
+    except DatasetNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.resume is not None:
+        auto = args.resume == "auto"
+        if not auto or out.exists():
+            ckpt = trainer.resume(out if auto else Path(args.resume), missing_ok=auto)
+            if trainer.is_main and ckpt is not None:
+                print(f"zoo: resumed from {ckpt} at step {trainer.step}")
+    trainer.begin()
+    from zoo.catalog import record_training
+    if trainer.is_main:
+        record_training(out, args.recipe)  # the registry table; a failure only warns
+    try:
+        final = trainer.train()
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    finally:
+        if trainer.is_main:
+            record_training(out, args.recipe)  # the checkpoints written, including the last good one
+    if trainer.is_main:
+        summary = ", ".join(f"{k}={v:.4g}" for k, v in final.items() if not k.startswith("lr/"))
+        print(f"zoo: finished {trainer.step} steps in {out}: {summary}")
+        if trainer.diverging:
+            print(f"zoo: warning: the run finished with diverging losses "
+                  f"({', '.join(f'{k} = {v:.3g}' for k, v in trainer.diverging.items())}); its checkpoints are "
+                  f"finite but probably useless", file=sys.stderr)
+    return 0
