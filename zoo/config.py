@@ -227,6 +227,7 @@ class TrainConfig:
     ema: EMAConfig | None = None
     progress: bool = True
     tensorboard: bool = True
+    collective_timeout_s: float = 600.0  # multi-process: a peer silent this long is gone, and every process exits
 
 
 @dataclass
@@ -292,7 +293,7 @@ def check_ranges(recipe: Recipe) -> None:
     t = recipe.train
     checks += [(f"train.{k}", getattr(t, k), getattr(t, k) >= low, f">= {low}")
                for k, low in (("max_steps", 0), ("log_every", 1), ("sample_every", 0), ("n_samples", 1),
-                              ("checkpoint_every", 0), ("keep_last", 0))]
+                              ("checkpoint_every", 0), ("keep_last", 0), ("collective_timeout_s", 1))]
     if t.ema is not None:
         checks += [("train.ema.decay", t.ema.decay, 0.0 <= t.ema.decay <= 1.0, "in [0, 1]"),
                    ("train.ema.start_step", t.ema.start_step, t.ema.start_step >= 0, ">= 0")]

@@ -54,6 +54,7 @@ def train(args: argparse.Namespace) -> int:
     from zoo.data import DatasetNotFoundError
     from zoo.factory import create_model
     from zoo.training import NonFiniteLossError, Trainer
+    from zoo.training.distributed import PeerLostError
 
     try:
         trainer = Trainer(create_model(recipe), recipe, out)  # initialised from train.seed
@@ -75,6 +76,9 @@ def train(args: argparse.Namespace) -> int:
     except NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
+    except PeerLostError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 5
     finally:
         if trainer.is_main:
             record_training(out, args.recipe)  # the checkpoints written, including the last good one

@@ -2,8 +2,10 @@
 process. Used by the trainer and by evaluation, which must not import the trainer for it."""
 from __future__ import annotations
 
+import datetime
 import os
 import sys
+import time
 from typing import Iterable, NoReturn
 
 import torch
@@ -11,11 +13,56 @@ from accelerate import Accelerator
 from torch import nn
 
 
-def default_accelerator() -> Accelerator:
+DEFAULT_COLLECTIVE_TIMEOUT_S = 600.0  # a peer silent this long is taken as gone (NCCL's own default is 10 minutes)
+
+
+def default_accelerator(collective_timeout_s: float = DEFAULT_COLLECTIVE_TIMEOUT_S) -> Accelerator:
     """Accelerate as launched. Several processes without CUDA (`accelerate launch --multi_gpu --num_processes 2` on a
-    CPU machine) become a gloo CPU job; autocast is the trainer's, so Accelerate's is off."""
+    CPU machine) become a gloo CPU job; autocast is the trainer's, so Accelerate's is off. A collective that waits
+    longer than `collective_timeout_s` for a peer fails (see `PeerLostError`) instead of hanging the job."""
+    from accelerate.utils import InitProcessGroupKwargs
+
     cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
-    return Accelerator(cpu=cpu, mixed_precision="no", gradient_accumulation_steps=1)
+    timeout = InitProcessGroupKwargs(timeout=datetime.timedelta(seconds=collective_timeout_s))
+    return Accelerator(cpu=cpu, mixed_precision="no", gradient_accumulation_steps=1, kwargs_handlers=[timeout])
+
+
+class PeerLostError(RuntimeError):
+    """A collective failed because another process stalled or died; the message names the missing rank(s)."""
+
+
+def peer_lost(err: BaseException, timeout_s: float) -> PeerLostError | None:
+    """If `err` is a collective that failed for want of a peer, a PeerLostError naming the missing rank(s), else None.
+
+    Every surviving process announces itself in the job's rendezvous store and waits a little for the others; the
+    ranks that never announce are the missing ones. If the store does not answer (it lives in rank 0), rank 0 is.
+    """
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized() and isinstance(err, RuntimeError)):
+        return None
+    text = str(err)
+    if not isinstance(err, dist.DistBackendError) and not any(k in text for k in ("Timed out", "Connection", "gloo",
+                                                                                   "NCCL", "timeout")):
+        return None
+    rank, world = dist.get_rank(), dist.get_world_size()
+    try:
+        store = dist.distributed_c10d._get_default_store()
+        store.set_timeout(datetime.timedelta(seconds=5))
+        store.set(f"zoo/peer_lost/{rank}", "1")
+        deadline, missing = time.monotonic() + min(10.0, timeout_s), []
+        while time.monotonic() < deadline:
+            missing = [r for r in range(world) if r != rank and not store.check([f"zoo/peer_lost/{r}"])]
+            if not missing:
+                break
+            time.sleep(0.5)
+    except Exception:  # noqa: BLE001 - the store itself is gone: it lives in rank 0's process
+        missing = [0] if rank != 0 else []
+    who = (f"rank(s) {', '.join(map(str, missing))} did not arrive" if missing else
+           "the other processes failed too (see their messages)")
+    return PeerLostError(f"rank {rank} of {world}: a collective operation failed after waiting up to "
+                         f"train.collective_timeout_s={timeout_s:g} s: {who} (stalled, killed or out of memory); "
+                         f"every process exits. Resume the run from its last checkpoint (--resume auto). "
+                         f"[{text.splitlines()[0][:200] if text else type(err).__name__}]")
 
 
 def autocast_dtype(setting: str, device: torch.device) -> torch.dtype | None:
@@ -70,3 +117,20 @@ def exit_process(status: int) -> NoReturn:
         sys.stderr.flush()
         os._exit(status)
     sys.exit(status)
+
+
+class LauncherWatch:
+    """Notices that the launcher which started this process is gone.
+
+    Under `accelerate launch` / torchrun the trainer is a child of the launcher. When the launcher is killed (SIGKILL
+    of the job, a SIGTERM that accelerate's launcher does not pass on) its workers would train on unattended; the
+    trainer polls this each step and stops with a checkpoint. Plain `python train.py` is left alone: a shell that
+    exits after `nohup ... &` must not stop the run.
+    """
+
+    def __init__(self) -> None:
+        launched = "TORCHELASTIC_RUN_ID" in os.environ or any(k.startswith("ACCELERATE_") for k in os.environ)
+        self.parent = os.getppid() if launched else None
+
+    def gone(self) -> bool:
+        return self.parent is not None and os.getppid() != self.parent

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from zoo.config import ConfigError, to_dict
 from zoo.training.checkpoint import CHECKPOINTS, checkpoint_dirs
@@ -209,17 +209,18 @@ def changed_settings(ckpt: Path, recipe: Any) -> dict[str, tuple[Any, Any]]:
 
 
 def claim(out: Path, *, step: int, resumed_from: Path | None, restart: bool, changes: dict[str, tuple[Any, Any]],
-          config_yaml: str, is_main: bool) -> bool:
+          config_yaml: str, is_main: bool, sync: Callable[[], None] = lambda: None) -> bool:
     """Make `out` this run's directory before anything is written; returns whether this process writes there.
 
     A new run refuses a directory holding another run (on every process, so that all of them stop); a run resumed
     from an earlier checkpoint of its own directory moves the later checkpoints and metrics aside; a restart of a
     run without checkpoint moves its files aside; leftovers of killed checkpoint writes are removed; config.yaml and
-    history.jsonl record what runs. Each of these is announced on stdout.
+    history.jsonl record what runs. Each of these is announced on stdout. `sync` is a barrier of all processes.
     """
     own = resumed_from is not None and resumed_from.parent.parent.resolve() == out.resolve()
     if not own and not restart:
         refuse_other_run(out)
+    sync()  # every process has looked before the main one writes
     if not is_main:
         return False
     notes = []

@@ -26,7 +26,8 @@ from zoo.models.base import GenerativeModel, Phase, PhaseOutput, validate_schedu
 from zoo.training import rundir
 from zoo.training.checkpoint import (CheckpointError, check_finite, checkpoint_dirs, load_state_into_players,
                                      read_trainer_state, read_weights, resolve_checkpoint, write_checkpoint)
-from zoo.training.distributed import all_reduce_grads, autocast_dtype, broadcast_from_main, default_accelerator
+from zoo.training.distributed import (LauncherWatch, all_reduce_grads, autocast_dtype, broadcast_from_main,
+                                     default_accelerator, peer_lost)
 from zoo.training.ema import EMA
 from zoo.training.logging import RunLogger, interleave, save_grid
 
@@ -90,7 +91,7 @@ class Trainer:
     def __init__(self, model: GenerativeModel, recipe: Recipe, out_dir: str | Path | None = None, *,
                  dataset: Any = None, accelerator: Accelerator | None = None):
         self.recipe, self.model = recipe, model
-        self.accelerator = accelerator or default_accelerator()
+        self.accelerator = accelerator or default_accelerator(recipe.train.collective_timeout_s)
         self.device = self.accelerator.device
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.is_main = self.accelerator.is_main_process
@@ -127,6 +128,7 @@ class Trainer:
         self._running: dict[str, Tensor] = {}
         self._counts: dict[str, int] = {}
         self._stop_requested = False
+        self._launcher = LauncherWatch()
         self.last_checkpoint: Path | None = None  # the newest checkpoint of this run, written or resumed from
         self.resumed_from: Path | None = None
         self.diverging: dict[str, float] = {}  # loss -> the first logged value beyond DIVERGING
@@ -268,6 +270,11 @@ class Trainer:
             if self._running:
                 last = self._flush_logs()  # also the final non-finite check before the last save
             self.save_checkpoint()
+        except RuntimeError as err:  # a peer stalled or died: name it, instead of a gloo/NCCL traceback
+            lost = peer_lost(err, cfg.collective_timeout_s)
+            if lost is None:
+                raise
+            raise lost from None
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
@@ -286,6 +293,10 @@ class Trainer:
                   flush=True)
 
     def _should_stop(self) -> bool:
+        if not self._stop_requested and self._launcher.gone():
+            self._stop_requested = True
+            print(f"zoo: process {self.accelerator.process_index}: the launcher (pid {self._launcher.parent}) is gone; "
+                  f"saving a checkpoint at the end of step {self.step} and exiting", flush=True)
         if not self.distributed:
             return self._stop_requested
         if self.step % self.recipe.train.log_every:  # agree across processes only at logging steps
@@ -369,7 +380,8 @@ class Trainer:
         """Claim the run directory once, before anything is written (see `rundir.claim`), and open the logs."""
         if not self._begun and self.out_dir is not None:
             if rundir.claim(self.out_dir, step=self.step, resumed_from=self.resumed_from, restart=self._restart,
-                            changes=self._changes, config_yaml=self.config_yaml, is_main=self.is_main):
+                            changes=self._changes, config_yaml=self.config_yaml, is_main=self.is_main,
+                            sync=self.accelerator.wait_for_everyone):
                 self.logger = RunLogger(self.out_dir, self.recipe.train.tensorboard)
         self._begun = True
 
