@@ -15,7 +15,7 @@ from pathlib import Path
 
 from zoo.config import ConfigError
 from zoo.factory import load_recipe
-from zoo.training.checkpoint import CheckpointError
+from zoo.training.checkpoint import CheckpointError, CheckpointWriteError
 from zoo.training.rundir import RunDirError
 
 
@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return train(args)
+    except CheckpointWriteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 4
     except (ConfigError, CheckpointError, RunDirError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

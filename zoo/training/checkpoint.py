@@ -31,6 +31,10 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, incomplete or unreadable."""
 
 
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (a full disk, a read-only folder); nothing partial is left behind."""
+
+
 def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
     """Complete checkpoints of a run, oldest first."""
     root = Path(run_dir) / CHECKPOINTS
@@ -110,10 +114,10 @@ def write_checkpoint(run_dir: str | Path, step: int, *, weights: dict[str, Tenso
     except Exception as err:  # noqa: BLE001 - a full disk surfaces as OSError, RuntimeError (torch) or SafetensorError
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(f"could not write checkpoint {str(final)!r} ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else 'no detail'}; {_free_space(root)}): free "
-                              f"disk space or fix the folder's permissions, then resume from the last complete "
-                              f"checkpoint (--resume auto)") from None
+        raise CheckpointWriteError(f"could not write checkpoint {str(final)!r} ({type(err).__name__}: "
+                                   f"{str(err).splitlines()[0] if str(err) else 'no detail'}; {_free_space(root)}): "
+                                   f"free disk space or fix the folder's permissions, then resume from the last "
+                                   f"complete checkpoint (--resume auto)") from None
     except BaseException:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
