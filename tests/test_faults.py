@@ -376,3 +376,17 @@ def _alive(pid: int) -> bool:
         return True
     except ProcessLookupError:
         return False
+
+
+def test_procs_kills_the_whole_process_group_of_a_test(tmp_path):
+    """What every test that starts processes relies on: the grandchildren die with the child (a training run started
+    by a launcher started by a test)."""
+    pids = tmp_path / "pids"
+    proc = procs.popen(["bash", "-c", f"sleep 300 & echo $! > {pids}; sleep 300"])
+    deadline = time.monotonic() + 20
+    while not (pids.exists() and pids.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    grandchild = int(pids.read_text())
+    procs.kill_all()
+    assert proc.poll() is not None and _group_ends(proc.pid, 5)
+    assert not _alive(grandchild) or Path(f"/proc/{grandchild}/stat").read_text().split()[2] == "Z"

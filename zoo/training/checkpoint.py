@@ -156,13 +156,17 @@ def read_trainer_state(ckpt: Path) -> dict[str, Any]:
     return state
 
 
+def first_nonfinite(weights: dict[str, Tensor]) -> str | None:
+    """The key of the first floating-point tensor holding NaN or inf, else None."""
+    return next((k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+
+
 def check_finite(weights: dict[str, Tensor], source: str) -> None:
     """Refuse weights holding NaN or inf, naming the first such tensor."""
-    for key, value in weights.items():
-        if value.is_floating_point() and not torch.isfinite(value).all():
-            bad = int((~torch.isfinite(value)).sum())
-            raise CheckpointError(f"{source}: {key} holds {bad} non-finite value(s) (NaN/inf); these weights are "
-                                  f"unusable: use an earlier checkpoint of the run")
+    if (key := first_nonfinite(weights)) is not None:
+        bad = int((~torch.isfinite(weights[key])).sum())
+        raise CheckpointError(f"{source}: {key} holds {bad} non-finite value(s) (NaN/inf); these weights are "
+                              f"unusable: use an earlier checkpoint of the run")
 
 
 def load_state_into_players(players: dict[str, torch.nn.Module], weights: dict[str, Tensor], source: str) -> None:

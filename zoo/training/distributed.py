@@ -2,11 +2,14 @@
 process. Used by the trainer and by evaluation, which must not import the trainer for it."""
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
+import signal
 import sys
+import threading
 import time
-from typing import Iterable, NoReturn
+from typing import Any, Callable, Iterable, Iterator, NoReturn
 
 import torch
 from accelerate import Accelerator
@@ -119,18 +122,48 @@ def exit_process(status: int) -> NoReturn:
     sys.exit(status)
 
 
-class LauncherWatch:
-    """Notices that the launcher which started this process is gone.
+class StopRequests:
+    """Why and when a run stops early: SIGTERM / SIGINT (a second one aborts), or the launcher gone.
 
     Under `accelerate launch` / torchrun the trainer is a child of the launcher. When the launcher is killed (SIGKILL
-    of the job, a SIGTERM that accelerate's launcher does not pass on) its workers would train on unattended; the
-    trainer polls this each step and stops with a checkpoint. Plain `python train.py` is left alone: a shell that
-    exits after `nohup ... &` must not stop the run.
+    of the job, or a SIGTERM that accelerate's single-process launcher does not pass on) its workers would train on
+    unattended; `should_stop` polls the parent each step, and every worker stops with a checkpoint. Plain `python
+    train.py` is left alone: a shell that exits after `nohup ... &` must not stop the run. Several processes agree
+    at logging steps, so that all of them stop after the same step.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, accelerator: Accelerator, log_every: int):
+        self.accelerator, self.log_every, self.requested = accelerator, log_every, False
         launched = "TORCHELASTIC_RUN_ID" in os.environ or any(k.startswith("ACCELERATE_") for k in os.environ)
         self.parent = os.getppid() if launched else None
 
-    def gone(self) -> bool:
-        return self.parent is not None and os.getppid() != self.parent
+    @contextlib.contextmanager
+    def handling_signals(self, step: Callable[[], int]) -> Iterator[None]:
+        def request(signum: int, frame: Any) -> None:
+            if self.requested:  # second signal: the user insists
+                raise KeyboardInterrupt
+            self.requested = True
+            if self.accelerator.is_main_process:
+                print(f"\nzoo: received signal {signum}; saving a checkpoint at the end of step {step()} and exiting",
+                      flush=True)
+
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = {s: signal.signal(s, request) for s in (signal.SIGTERM, signal.SIGINT)} if main_thread else {}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def should_stop(self, step: int) -> bool:
+        """Whether to stop after `step` (the steps done)."""
+        if not self.requested and self.parent is not None and os.getppid() != self.parent:
+            self.requested = True
+            print(f"zoo: process {self.accelerator.process_index}: the launcher (pid {self.parent}) is gone; saving "
+                  f"a checkpoint at the end of step {step} and exiting", flush=True)
+        if self.accelerator.num_processes == 1:
+            return self.requested
+        if step % self.log_every:
+            return False
+        flag = torch.tensor([float(self.requested)], device=self.accelerator.device)
+        return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import signal
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,12 +22,12 @@ from zoo.data.base import open_split
 from zoo.data.stream import BatchStream
 from zoo.models.base import GenerativeModel, Phase, PhaseOutput, validate_schedule
 from zoo.training import rundir
-from zoo.training.checkpoint import (CheckpointError, check_finite, checkpoint_dirs, load_state_into_players,
+from zoo.training.checkpoint import (CheckpointError, check_finite, checkpoint_dirs, first_nonfinite, load_state_into_players,
                                      read_trainer_state, read_weights, resolve_checkpoint, write_checkpoint)
-from zoo.training.distributed import (LauncherWatch, all_reduce_grads, autocast_dtype, broadcast_from_main,
+from zoo.training.distributed import (StopRequests, all_reduce_grads, autocast_dtype, broadcast_from_main,
                                      default_accelerator, peer_lost)
 from zoo.training.ema import EMA
-from zoo.training.logging import RunLogger, interleave, save_grid
+from zoo.training.logging import RunLogger, interleave, note_diverging, save_grid
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -127,8 +125,7 @@ class Trainer:
         self._trainable: frozenset[str] | None = None
         self._running: dict[str, Tensor] = {}
         self._counts: dict[str, int] = {}
-        self._stop_requested = False
-        self._launcher = LauncherWatch()
+        self.stops = StopRequests(self.accelerator, recipe.train.log_every)
         self.last_checkpoint: Path | None = None  # the newest checkpoint of this run, written or resumed from
         self.resumed_from: Path | None = None
         self.diverging: dict[str, float] = {}  # loss -> the first logged value beyond DIVERGING
@@ -227,19 +224,14 @@ class Trainer:
             raise NonFiniteLossError(f"non-finite loss in phase {bad[0].split('/')[0]!r} at or before step "
                                      f"{self.step - 1} (checked every train.log_every={self.recipe.train.log_every} "
                                      f"steps; set it to 1 to pinpoint); {self._last_good()}")
-        for key, value in scalars.items():
-            if key.endswith("/loss") and abs(value) > DIVERGING and key not in self.diverging:
-                self.diverging[key] = value
-                if self.is_main:
-                    opt = next((p.optimizer for p in self.phases if p.name == key.split("/")[0]), "*")
-                    print(f"zoo: warning: {key} = {value:.3g} at step {self.step}: training is diverging (try a lower "
-                          f"optim.{opt}.lr or set optim.{opt}.grad_clip)", file=sys.stderr, flush=True)
+        note_diverging(scalars, self.diverging, self.step, {p.name: p.optimizer for p in self.phases}, DIVERGING,
+                       self.is_main)
         for key, scheduler in self.schedulers.items():
             scalars[f"lr/{key}"] = scheduler.get_last_lr()[0]
         return scalars
 
     def train(self) -> dict[str, float]:
-        """Run until `train.max_steps` (or a stop signal); returns the last logged scalars."""
+        """Run until `train.max_steps` (or a stop signal, or the launcher gone); returns the last logged scalars."""
         cfg = self.recipe.train
         last: dict[str, float] = {}
         self.begin()
@@ -247,62 +239,39 @@ class Trainer:
         if cfg.progress and self.is_main:
             from tqdm.auto import tqdm
             bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", dynamic_ncols=True)
-        previous = {s: signal.signal(s, self._request_stop) for s in (signal.SIGTERM, signal.SIGINT)} \
-            if _in_main_thread() else {}
         try:
-            while self.step < cfg.max_steps:
-                self.train_step()
-                if bar is not None:
-                    bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
-                    last = self._flush_logs()
-                    if self.logger is not None:
-                        self.logger.log(self.step, last)
+            with self.stops.handling_signals(lambda: self.step):
+                while self.step < cfg.max_steps:
+                    self.train_step()
                     if bar is not None:
-                        bar.set_postfix({k.replace("/loss", ""): f"{v:.3g}" for k, v in last.items()
-                                         if k.endswith("/loss")}, refresh=False)
-                if cfg.sample_every and self.step % cfg.sample_every == 0:
-                    self.write_samples()
-                if self._should_stop():
-                    break
-                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                    self.save_checkpoint()
-            if self._running:
-                last = self._flush_logs()  # also the final non-finite check before the last save
-            self.save_checkpoint()
+                        bar.update(1)
+                    if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                        last = self._flush_logs()
+                        if self.logger is not None:
+                            self.logger.log(self.step, last)
+                        if bar is not None:
+                            bar.set_postfix({k.replace("/loss", ""): f"{v:.3g}" for k, v in last.items()
+                                             if k.endswith("/loss")}, refresh=False)
+                    if cfg.sample_every and self.step % cfg.sample_every == 0:
+                        self.write_samples()
+                    if self.stops.should_stop(self.step):
+                        break
+                    if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                        self.save_checkpoint()
+                if self._running:
+                    last = self._flush_logs()  # also the final non-finite check before the last save
+                self.save_checkpoint()
         except RuntimeError as err:  # a peer stalled or died: name it, instead of a gloo/NCCL traceback
             lost = peer_lost(err, cfg.collective_timeout_s)
             if lost is None:
                 raise
             raise lost from None
         finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
             if bar is not None:
                 bar.close()
             if self.logger is not None:
                 self.logger.close()
         return last
-
-    def _request_stop(self, signum: int, frame: Any) -> None:
-        if self._stop_requested:  # second signal: the user insists
-            raise KeyboardInterrupt
-        self._stop_requested = True
-        if self.is_main:
-            print(f"\nzoo: received signal {signum}; saving a checkpoint at the end of step {self.step} and exiting",
-                  flush=True)
-
-    def _should_stop(self) -> bool:
-        if not self._stop_requested and self._launcher.gone():
-            self._stop_requested = True
-            print(f"zoo: process {self.accelerator.process_index}: the launcher (pid {self._launcher.parent}) is gone; "
-                  f"saving a checkpoint at the end of step {self.step} and exiting", flush=True)
-        if not self.distributed:
-            return self._stop_requested
-        if self.step % self.recipe.train.log_every:  # agree across processes only at logging steps
-            return False
-        flag = torch.tensor([float(self._stop_requested)], device=self.device)
-        return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
 
     # ---- samples and checkpoints ----------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -356,12 +325,10 @@ class Trainer:
         if self.out_dir is None or self._saved_step == self.step:
             return self.last_checkpoint if self.out_dir is not None else None
         weights, ema = self.weights(), (self.ema.state_dict() if self.ema else None)
-        for tensors, what in ((weights, "weights"), (ema or {}, "EMA weights")):
-            bad = next((k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
-            if bad is not None:
-                raise NonFiniteLossError(f"the {what} hold NaN/inf at step {self.step} ({bad}), so no checkpoint was "
-                                         f"written; {self._last_good()} (try a lower lr, optim.*.grad_clip, or a "
-                                         f"larger optim.*.eps)")
+        if bad := first_nonfinite(weights) or first_nonfinite(ema or {}):
+            raise NonFiniteLossError(f"the weights hold NaN/inf at step {self.step} ({bad}), so no checkpoint was "
+                                     f"written; {self._last_good()} (try a lower lr, optim.*.grad_clip, or a larger "
+                                     f"optim.*.eps)")
         if not self.is_main:
             return None
         self.begin()
@@ -421,8 +388,3 @@ class Trainer:
         if own_dir or ckpt.parent.parent.resolve() == (self.out_dir or Path("/nonexistent")).resolve():
             self._saved_step = self.step  # this step's checkpoint exists: the end-of-run save does not rewrite it
         return ckpt
-
-
-def _in_main_thread() -> bool:
-    import threading
-    return threading.current_thread() is threading.main_thread()
