@@ -341,13 +341,18 @@ def _group_ends(pgid: int, within: float) -> bool:
     return False
 
 
-@pytest.mark.parametrize("processes", [1, pytest.param(2, marks=pytest.mark.slow)])
-def test_workers_of_a_killed_launcher_stop_with_a_checkpoint(tmp_path, shared_data, processes):
+@pytest.mark.parametrize("processes, sig", [(1, signal.SIGKILL),
+                                           pytest.param(2, signal.SIGKILL, marks=pytest.mark.slow),
+                                           pytest.param(1, signal.SIGTERM, marks=pytest.mark.slow)])
+def test_workers_of_a_killed_launcher_stop_with_a_checkpoint(tmp_path, shared_data, processes, sig):
+    """SIGKILL of the launcher, or a SIGTERM that accelerate's one-process launcher does not pass on."""
     out = tmp_path / "run"
     proc = _launch([], shared_data, out, processes)
-    os.kill(proc.pid, signal.SIGKILL)  # the launcher only; its workers live on in the process group
+    os.kill(proc.pid, sig)  # the launcher only; its workers live on in the process group
     proc.wait()
     assert _group_ends(proc.pid, 60), "the workers kept training after their launcher died"
+    output = proc.stdout.read()
+    assert output.count("the launcher (pid") == processes, output[-3000:]
     (ckpt,) = checkpoint_dirs(out)
     assert load_checkpoint(out).step == int(ckpt.name.split("_")[-1]) > 0
 
