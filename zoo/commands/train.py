@@ -4,8 +4,14 @@
     accelerate launch -m zoo.cli train recipes/tiny_vae.yaml [--out runs/x] [--resume auto|PATH] [train.max_steps=20]
 
 Plain `zoo train ...` works too (one process). The run directory gets config.yaml (the resolved recipe),
-metrics.jsonl, tb/ (TensorBoard), samples/ and reconstructions/ (PNG grids) and checkpoints/step_XXXXXXXX/. The run
-and its checkpoints are recorded in the registry table (runs/registry.sqlite, or ZOO_REGISTRY; see zoo/catalog.py).
+history.jsonl (starts and resumes, with changed settings), metrics.jsonl, tb/ (TensorBoard), samples/ and
+reconstructions/ (PNG grids) and checkpoints/step_XXXXXXXX/; a resume from an earlier checkpoint moves the later
+ones to abandoned/. The run and its checkpoints are recorded in the registry table (runs/registry.sqlite, or
+ZOO_REGISTRY; see zoo/catalog.py).
+
+Exit status: 0 done (or stopped by a signal / a gone launcher, with a checkpoint), 2 a bad recipe, option, run
+directory or checkpoint, 3 a non-finite loss or weights, 4 a failed write (full disk, permissions), 5 a peer process
+lost (collective timeout). Each failure is one `error:` line.
 """
 from __future__ import annotations
 
