@@ -382,6 +382,23 @@ def iter_json_rows(rows: list[Row], metrics: Sequence[str]) -> Iterator[dict[str
                "results": {m: r.results[m] for m in metrics if m in r.results}}
 
 
+def relocate_checkpoints(moves: dict[Path, Path], path: str | Path | None = None) -> None:
+    """Point the registry rows of moved checkpoint directories (a resumed run's abandoned branch) at their new place,
+    so that results measured on them stay with them and a new checkpoint at the old path gets its own row. Only an
+    existing table is touched; a failure warns and training goes on."""
+    table = Path(path) if path is not None else default_path()
+    if not moves or not table.is_file():
+        return
+    try:
+        with Catalog(table, lock_timeout=RECORD_LOCK_TIMEOUT_S) as catalog, catalog._write() as db:
+            for old, new in moves.items():
+                db.execute("UPDATE checkpoints SET path = ? WHERE path = ?", (_key(new), _key(old)))
+    except Exception as err:  # noqa: BLE001 - the registry must never stop a training run
+        import sys
+        print(f"zoo: warning: could not update the registry table {table} for the moved checkpoints: "
+              f"{type(err).__name__}: {err} (training is unaffected)", file=sys.stderr)
+
+
 def record_training(out_dir: str | Path, recipe: str | None = None, path: str | Path | None = None) -> bool:
     """Record a training run and its checkpoints (`zoo train` calls this at the start and at the end of training).
     Never raises: an unreachable registry table prints a warning and training goes on. Returns success."""

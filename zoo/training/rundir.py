@@ -92,8 +92,12 @@ def abandon_after(out: Path, step: int, *, reason: str) -> Path | None:
         return None
     dest = out / ABANDONED / f"{now().replace(':', '')}-{reason}"
     dest.mkdir(parents=True, exist_ok=False)
+    moves = {}
     for ckpt in later:
         os.rename(ckpt, dest / ckpt.name)
+        moves[ckpt] = dest / ckpt.name
+    from zoo.catalog import relocate_checkpoints  # late: the registry table is optional here
+    relocate_checkpoints(moves)
     if drop:
         (dest / METRICS).write_text("".join(drop))
         tmp = metrics.with_name(f".{METRICS}.tmp")
