@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import procs
 from zoo.data import TensorImages
 from zoo.factory import load_recipe
 
@@ -42,6 +43,14 @@ def tiny_recipe(model: str, overrides: list[str] | None = None):
 def data_shape(recipe) -> tuple[int, int, int]:
     m = recipe.model.config
     return (m.channels, m.image_size, m.image_size)
+
+
+@pytest.fixture(autouse=True)
+def _no_orphans():
+    """Every process a test started through `procs` is killed, with its group, when the test ends (also on failure
+    and Ctrl-C)."""
+    yield
+    procs.kill_all()
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+import procs
+
 from conftest import REPO
 from zoo.catalog import Catalog, pareto_front, record_training
 
@@ -43,16 +45,16 @@ for i in range(n):
 def test_two_writer_processes_at_once_lose_no_rows(tmp_path):
     path, go = tmp_path / "registry.sqlite", tmp_path / "go"
     Catalog(path).close()
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), tag, "300", str(go), str(CATALOG)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for tag in ("a", "b")]
+    writers = [procs.popen([sys.executable, "-c", WRITER, str(path), tag, "300", str(go), str(CATALOG)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for tag in ("a", "b")]
     holder = sqlite3.connect(str(path), isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # hold the write lock: both writers start against a locked database ...
     go.touch()
     time.sleep(1.0)
     holder.execute("COMMIT")  # ... wait (not fail) until it is released, then race each other
     holder.close()
-    outputs = [p.communicate(timeout=300) for p in procs]
-    assert all(p.returncode == 0 for p in procs), outputs
+    outputs = [p.communicate(timeout=300) for p in writers]
+    assert all(p.returncode == 0 for p in writers), outputs
     with Catalog(path) as catalog:
         # both registered the same source at once: one run, one checkpoint, and every result row kept
         assert catalog.count("results") == 600 and catalog.count("runs") == 1 and catalog.count("checkpoints") == 1

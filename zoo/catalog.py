@@ -34,6 +34,7 @@ DEFAULT_PATH = Path("runs") / "registry.sqlite"
 ENV = "ZOO_REGISTRY"
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 60.0
+RECORD_LOCK_TIMEOUT_S = 10.0  # training does not wait longer for the registry: it warns and goes on
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -184,26 +185,99 @@ class Row:
         return self.results[metric]["protocol_id"] if metric in self.results else None
 
 
-class Catalog:
-    """The registry table at `path` (default: ZOO_REGISTRY, else runs/registry.sqlite); created on first use."""
+class RegistryError(RuntimeError):
+    """The registry table cannot be opened or read: a damaged file, a missing one opened read-only, or a held lock."""
 
-    def __init__(self, path: str | Path | None = None):
+
+LOCK_NOTICE_S = 2.0  # a writer that waits longer than this for the lock says so
+
+
+def describe_error(path: str | Path | None, err: Exception, lock_timeout: float = BUSY_TIMEOUT_S) -> RegistryError:
+    """A one-line RegistryError for an sqlite error on the table at `path`: what happened and what to do."""
+    path = Path(path) if path is not None else default_path()
+    text = str(err)
+    if "locked" in text or "busy" in text:
+        return RegistryError(f"registry table {str(path)!r} is locked by another process (waited "
+                             f"{lock_timeout:.0f} s); find the process holding it (e.g. `fuser "
+                             f"{path}`) or retry later")
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return RegistryError(f"registry table {str(path)!r} is damaged ({text}); move it away: runs are "
+                             f"re-recorded by `zoo train --resume auto` and results by `zoo evaluate`")
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        return RegistryError(f"registry table {str(path)!r} cannot be written ({text}); reading it still "
+                             f"works (`zoo registry list`); point ZOO_REGISTRY at a writable file to record")
+    return RegistryError(f"registry table {str(path)!r}: {text}")
+
+
+class Catalog:
+    """The registry table at `path` (default: ZOO_REGISTRY, else runs/registry.sqlite); created on first use.
+
+    Args:
+        readonly: open for reading only (listing, comparing, exporting): works on a read-only file or folder and
+            never creates or alters the table.
+        lock_timeout: seconds a write waits for another process's lock before failing (RegistryError naming the
+            file); waits longer than LOCK_NOTICE_S are announced on stderr.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, readonly: bool = False,
+                 lock_timeout: float = BUSY_TIMEOUT_S):
         self.path = Path(path) if path is not None else default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        self._retry(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
-        self._conn.execute("PRAGMA foreign_keys = ON")
-        with self._write() as db:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            have = {rec[1] for rec in db.execute("PRAGMA table_info(results)").fetchall()}
-            for column, kind in _RESULT_COLUMNS.items():  # a schema-1 table gains the new columns in place
-                if column not in have:
-                    db.execute(f"ALTER TABLE results ADD COLUMN {column} {kind}")
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self.lock_timeout, self._announced = lock_timeout, False
+        try:
+            if readonly:
+                self._conn = self._open_readonly()
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._conn = sqlite3.connect(str(self.path), timeout=LOCK_NOTICE_S, isolation_level=None)
+            self._conn.row_factory = sqlite3.Row
+            if readonly:
+                self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # fails now on a damaged file
+                return
+            self._locked(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            with self._write() as db:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                have = {rec[1] for rec in db.execute("PRAGMA table_info(results)").fetchall()}
+                for column, kind in _RESULT_COLUMNS.items():  # a schema-1 table gains the new columns in place
+                    if column not in have:
+                        db.execute(f"ALTER TABLE results ADD COLUMN {column} {kind}")
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as err:
+            raise self._error(err) from None
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise RegistryError(f"registry table {str(self.path)!r} does not exist (set ZOO_REGISTRY or --registry to "
+                                f"the file that `zoo train` / `zoo evaluate` wrote)")
+        uri = self.path.resolve().as_uri()
+        try:  # a WAL database needs its -shm file: a read-only folder falls back to an immutable snapshot
+            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+
+    def _error(self, err: Exception) -> RegistryError:
+        return describe_error(self.path, err, self.lock_timeout)
+
+    def _locked(self, fn):
+        """Run a statement that may wait for another process's lock: after LOCK_NOTICE_S say so, then wait up to
+        `lock_timeout` in all (a silent wait once stalled a 3-step training run for 152 s)."""
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) and "busy" not in str(err) or time.monotonic() >= deadline:
+                    raise
+                if not self._announced:
+                    self._announced = True
+                    import sys
+                    print(f"zoo: the registry table {self.path} is locked by another process; waiting up to "
+                          f"{self.lock_timeout:.0f} s", file=sys.stderr, flush=True)
+                time.sleep(0.05)
 
     def close(self) -> None:
         self._conn.close()
@@ -215,30 +289,23 @@ class Catalog:
         self.close()
 
     # ---- transactions ---------------------------------------------------------------------------------------------
-    @staticmethod
-    def _retry(fn, attempts: int = 20):
-        """Run fn, retrying 'database is locked' (which the busy timeout does not cover for WAL set-up)."""
-        for i in range(attempts):
-            try:
-                return fn()
-            except sqlite3.OperationalError as err:
-                if "locked" not in str(err) or i == attempts - 1:
-                    raise
-                time.sleep(0.05 * (i + 1))
-
     class _Tx:
-        def __init__(self, conn: sqlite3.Connection):
-            self.conn = conn
+        def __init__(self, catalog: "Catalog"):
+            self.catalog = catalog
 
         def __enter__(self) -> sqlite3.Connection:
-            Catalog._retry(lambda: self.conn.execute("BEGIN IMMEDIATE"))  # take the write lock up front
-            return self.conn
+            conn = self.catalog._conn
+            try:
+                self.catalog._locked(lambda: conn.execute("BEGIN IMMEDIATE"))  # take the write lock up front
+            except sqlite3.DatabaseError as err:
+                raise self.catalog._error(err) from None
+            return conn
 
         def __exit__(self, exc_type, *rest) -> None:
-            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+            self.catalog._conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
     def _write(self) -> "_Tx":
-        return Catalog._Tx(self._conn)
+        return Catalog._Tx(self)
 
     # ---- writes ---------------------------------------------------------------------------------------------------
     def register_run(self, out_dir: str | Path, *, name: str | None = None, model: str | None = None,
@@ -499,6 +566,23 @@ def pareto_front(points: Sequence[tuple[float, float]], higher_x: bool = True, h
     return sorted(front, key=lambda i: points[i][0])
 
 
+def relocate_checkpoints(moves: dict[Path, Path], path: str | Path | None = None) -> None:
+    """Point the registry rows of moved checkpoint directories (a resumed run's abandoned branch) at their new place,
+    so that results measured on them stay with them and a new checkpoint at the old path gets its own row. Only an
+    existing table is touched; a failure warns and training goes on."""
+    table = Path(path) if path is not None else default_path()
+    if not moves or not table.is_file():
+        return
+    try:
+        with Catalog(table, lock_timeout=RECORD_LOCK_TIMEOUT_S) as catalog, catalog._write() as db:
+            for old, new in moves.items():
+                db.execute("UPDATE checkpoints SET path = ? WHERE path = ?", (_key(new), _key(old)))
+    except Exception as err:  # noqa: BLE001 - the registry must never stop a training run
+        import sys
+        print(f"zoo: warning: could not update the registry table {table} for the moved checkpoints: "
+              f"{type(err).__name__}: {err} (training is unaffected)", file=sys.stderr)
+
+
 def record_training(out_dir: str | Path, recipe: str | None = None, path: str | Path | None = None) -> bool:
     """Record a training run and its checkpoints (`zoo train` calls this at the start and at the end of training).
     Never raises: an unreachable registry table prints a warning and training goes on. Returns success."""
@@ -507,7 +591,7 @@ def record_training(out_dir: str | Path, recipe: str | None = None, path: str | 
     try:
         config = (out / CONFIG).read_text()
         tree = yaml.safe_load(config) or {}
-        with Catalog(path) as catalog:
+        with Catalog(path, lock_timeout=RECORD_LOCK_TIMEOUT_S) as catalog:
             run_id = catalog.register_run(out, model=(tree.get("model") or {}).get("name"),
                                           dataset=(tree.get("data") or {}).get("name"), recipe=recipe, config=config,
                                           git_commit=git_commit())

@@ -18,13 +18,14 @@ import argparse
 import csv
 import io
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 
-from zoo.catalog import (Catalog, Result, Row, aggregate_seeds, best_per_model, pareto_front, sort_rows,
-                         wide_rows)
+from zoo.catalog import (Catalog, RegistryError, Result, Row, aggregate_seeds, best_per_model, describe_error,
+                         pareto_front, sort_rows, wide_rows)
 
 HEADLINE = ("is", "is_cifar", "fid", "lpips", "wcritic", "modes", "elbo")  # export: which number picks the best
 PROTOCOL_KEYS = ("n_samples", "n_real", "pairs", "splits", "reference_split", "sample_split", "backbone", "weights",
@@ -348,8 +349,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "models":
         print(cmd_models(args))
         return 0
-    with Catalog(args.registry) as catalog:
-        print({"list": cmd_list, "compare": cmd_compare, "plot": cmd_plot, "export": cmd_export}[args.command](
-            args, catalog))
+    try:
+        with Catalog(args.registry, readonly=True) as catalog:  # reading only: works on a read-only table too
+            print({"list": cmd_list, "compare": cmd_compare, "plot": cmd_plot, "export": cmd_export}[args.command](
+                args, catalog))
+    except (RegistryError, sqlite3.DatabaseError) as err:
+        print(f"error: {err if isinstance(err, RegistryError) else describe_error(args.registry, err)}",
+              file=sys.stderr)
+        return 2
     return 0
 

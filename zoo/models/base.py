@@ -252,3 +252,7 @@ def validate_schedule(model: GenerativeModel, optim: dict[str, OptimizerConfig],
     orphans = [n for n in players if n not in owner and any(p.requires_grad for p in model.players[n].parameters())]
     if orphans:
         raise ConfigError(f"players {', '.join(orphans)} are in no optimizer's players list; add them to optim")
+    for key, cfg in optim.items():
+        if not cfg.players:
+            raise ConfigError(f"optim.{key}.players: empty; list the players this optimizer trains "
+                              f"(players: {', '.join(players)})")
