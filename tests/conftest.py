@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import procs
 from zoo.data import TensorImages
 from zoo.factory import load_recipe
 
@@ -45,9 +46,25 @@ def data_shape(recipe) -> tuple[int, int, int]:
 
 
 @pytest.fixture(autouse=True)
+def _no_orphans():
+    """Every process a test started through `procs` is killed, with its group, when the test ends (also on failure
+    and Ctrl-C)."""
+    yield
+    procs.kill_all()
+
+
+@pytest.fixture(autouse=True)
 def _own_registry_table(tmp_path, monkeypatch):
     """Every test (and every tool it starts) records runs in its own registry table, never in runs/registry.sqlite."""
     monkeypatch.setenv("ZOO_REGISTRY", str(tmp_path / "registry.sqlite"))
+
+
+@pytest.fixture(autouse=True)
+def _own_eval_cache(tmp_path, monkeypatch):
+    """Every test caches reference statistics in its own folder and starts with an empty in-process cache."""
+    from zoo.evaluation import sampling
+    monkeypatch.setenv("ZOO_EVAL_CACHE", str(tmp_path / "eval-cache"))
+    monkeypatch.setattr(sampling, "_REFERENCES", {})
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ import time
 import torch
 import yaml
 
+import procs
+
 from conftest import LAUNCH_TWO, REPO, subprocess_env
 from zoo import load_checkpoint, load_recipe
 from zoo.training.checkpoint import checkpoint_dirs
@@ -19,7 +21,7 @@ TRAIN = str(REPO / "tools" / "train.py")
 
 def run_train(args, env_data, **kwargs):
     env = subprocess_env(ZOO_DATA=str(env_data), PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, TRAIN, *args], cwd=REPO, env=env, capture_output=True, text=True,
+    return procs.run([sys.executable, TRAIN, *args], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=300, **kwargs)
 
 
@@ -51,27 +53,35 @@ def test_train_writes_run_and_resumes(tmp_path, shared_data):
     assert load_checkpoint(out).step == 20
 
 
-def test_recipe_errors_exit_2_with_the_key(tmp_path, shared_data):
+def test_recipe_errors_exit_2_with_the_key(tmp_path, shared_data, monkeypatch, capsys):
+    """`zoo train`'s main in this process: these errors end before any training (a subprocess each cost ~10 s)."""
+    from zoo.commands.train import main
+
+    def run(args, data):
+        monkeypatch.setenv("ZOO_DATA", str(data))
+        code = main(args)
+        return code, capsys.readouterr().err
+
+    monkeypatch.chdir(REPO)
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"model": {"name": "vae", "latnt_dim": 3}}))
-    res = run_train([str(bad), "--out", str(tmp_path / "x")], shared_data)
-    assert res.returncode == 2 and "model.latnt_dim: unknown key" in res.stderr
-    res = run_train(["recipes/tiny_vae.yaml", "--out", str(tmp_path / "x"), "train.max_steps=ten"], shared_data)
-    assert res.returncode == 2 and "train.max_steps: got 'ten'" in res.stderr
-    res = run_train([str(tmp_path / "missing.yaml")], shared_data)
-    assert res.returncode == 2 and "does not exist" in res.stderr
-    res = run_train(["recipes/tiny_vae.yaml", "--out", str(tmp_path / "x")], tmp_path / "no_data")
-    assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert "MNIST" in res.stderr and "ZOO_DATA" in res.stderr  # names the files expected and how to fix
-    res = run_train(["recipes/tiny_vae.yaml", "--out", str(tmp_path / "x"), "model.channels=3"], shared_data)
-    assert res.returncode == 2 and "model.channels=1" in res.stderr  # data/model shape mismatch, with the fix
+    code, err = run([str(bad), "--out", str(tmp_path / "x")], shared_data)
+    assert code == 2 and "model.latnt_dim: unknown key" in err
+    code, err = run(["recipes/tiny_vae.yaml", "--out", str(tmp_path / "x"), "train.max_steps=ten"], shared_data)
+    assert code == 2 and "train.max_steps: got 'ten'" in err
+    code, err = run([str(tmp_path / "missing.yaml")], shared_data)
+    assert code == 2 and "does not exist" in err
+    code, err = run(["recipes/tiny_vae.yaml", "--out", str(tmp_path / "x")], tmp_path / "no_data")
+    assert code == 2 and "MNIST" in err and "ZOO_DATA" in err  # names the files expected and how to fix
+    code, err = run(["recipes/tiny_vae.yaml", "--out", str(tmp_path / "x"), "model.channels=3"], shared_data)
+    assert code == 2 and "model.channels=1" in err  # data/model shape mismatch, with the fix
     assert not (tmp_path / "x").exists()
 
 
 def test_sigterm_saves_and_exits_cleanly(tmp_path, shared_data):
     out = tmp_path / "run"
     env = subprocess_env(ZOO_DATA=str(shared_data), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, TRAIN, "recipes/tiny_vae.yaml", "--out", str(out),
+    proc = procs.popen([sys.executable, TRAIN, "recipes/tiny_vae.yaml", "--out", str(out),
                              "train.max_steps=100000", "train.log_every=1", "train.progress=false",
                              "train.checkpoint_every=0", "train.sample_every=0"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -94,7 +104,7 @@ def test_two_process_cpu_run(tmp_path, shared_data):
     env = subprocess_env(ZOO_DATA=str(shared_data), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     cmd = [sys.executable, *LAUNCH_TWO, TRAIN, "recipes/tiny_dcgan.yaml", "--out", str(out), "train.max_steps=6",
            "train.checkpoint_every=3", "train.log_every=3", "train.progress=false"]
-    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    res = procs.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("finished 6 steps") == 1  # only the main process reports
     assert [p.name for p in checkpoint_dirs(out)] == ["step_00000003", "step_00000006"]
@@ -110,7 +120,7 @@ def test_two_processes_keep_identical_weights():
     env = subprocess_env(PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     cmd = [sys.executable, *LAUNCH_TWO, str(REPO / "tests" / "ddp_consistency.py"),
            "vae", "dcgan", "wgan_gp", "aae"]  # aae: phases that train a subset of their optimizer's players
-    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    res = procs.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     for name in ("vae", "dcgan", "wgan_gp", "aae"):
         assert f"DDP-CONSISTENT {name}" in res.stdout

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 
 import pytest
 
+import procs
 from conftest import LAUNCH_TWO, REPO, SHARED, subprocess_env
 from zoo.catalog import Catalog, checkpoint_sha256
 from zoo.training.checkpoint import checkpoint_dirs
@@ -22,7 +22,7 @@ RESNET56 = SHARED / "weights" / "cifar10_resnet" / "resnet56-4bfd9763.th"
 def tool(args, data, timeout=600):
     # one thread per process: the suite's processes share two cores, and oversubscribed threads slow torch ~10x
     env = subprocess_env(ZOO_DATA=str(data), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return procs.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def test_train_registers_and_evaluate_records_a_checkpoint_and_a_data_reference(tmp_path, shared_data):

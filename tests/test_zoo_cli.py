@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import ast
 import importlib
-import subprocess
 import sys
 import tomllib
 
 import pytest
 
+import procs
 from conftest import REPO, subprocess_env
 from zoo.cli import COMMANDS, main
 
@@ -65,7 +65,7 @@ def test_tools_are_shims_for_their_command():
 
 
 def test_a_shim_runs_as_a_script():
-    res = subprocess.run([sys.executable, str(REPO / "tools" / "evaluate.py"), "--help"], capture_output=True,
-                         text=True, env=subprocess_env(), timeout=120)
+    res = procs.run([sys.executable, str(REPO / "tools" / "evaluate.py"), "--help"], capture_output=True,
+                    text=True, env=subprocess_env(), timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("usage: zoo evaluate ")

@@ -2,7 +2,12 @@
 
     runs         id, name, out_dir (unique), model, dataset, recipe, config (resolved YAML), git_commit, created_at
     checkpoints  id, run_id, step, path (unique), sha256, created_at
-    results      id, checkpoint_id, metric, value, std, protocol (JSON), created_at
+    results      id, checkpoint_id, metric, value, std, protocol (JSON), created_at, and (schema 2) spread (what
+                 std is), n (samples or images), seed, protocol_id, code_commit, zoo_version, complete, metadata
+
+Every result is kept: one checkpoint may hold several results of one metric under different protocols (1,000 and
+50,000 samples), and readers compare only results whose `protocol_id` agrees (`protocol_id`: a hash of the protocol
+without the fields that name the source or report outcomes, NON_PROTOCOL_KEYS).
 
 Default file `runs/registry.sqlite` (relative to the working directory); the ZOO_REGISTRY environment variable or an
 explicit path overrides it. `zoo train` records runs and checkpoints, `zoo evaluate` results, and
@@ -12,6 +17,7 @@ row is lost.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -20,14 +26,15 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import yaml
 
 DEFAULT_PATH = Path("runs") / "registry.sqlite"
 ENV = "ZOO_REGISTRY"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 60.0
+RECORD_LOCK_TIMEOUT_S = 10.0  # training does not wait longer for the registry: it warns and goes on
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -60,6 +67,24 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE INDEX IF NOT EXISTS results_by_checkpoint ON results(checkpoint_id, metric, id);
 """
+# schema 2: columns added to the results of schema 1 (old rows get protocol_id etc. computed when read)
+_RESULT_COLUMNS = {"spread": "TEXT", "n": "INTEGER", "seed": "INTEGER", "protocol_id": "TEXT", "code_commit": "TEXT",
+                   "zoo_version": "TEXT", "complete": "INTEGER", "metadata": "TEXT"}
+# protocol fields that say which source was evaluated or what came out, not how: left out of protocol_id
+NON_PROTOCOL_KEYS = frozenset({"source", "model", "sample_split", "processes", "clamp_rate", "negative_term_rate",
+                               "stopped_early", "critic_steps_requested"})
+N_KEYS = ("n_samples", "n_real", "n_test", "num_points")  # the first one a protocol has is the result's n
+
+
+def protocol_id(protocol: dict[str, Any]) -> str:
+    """12 hex digits identifying a protocol: equal ids mean comparable numbers."""
+    import hashlib
+    core = {k: v for k, v in protocol.items() if k not in NON_PROTOCOL_KEYS}
+    return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def protocol_n(protocol: dict[str, Any]) -> int | None:
+    return next((int(protocol[k]) for k in N_KEYS if protocol.get(k) is not None), None)
 
 
 def default_path() -> Path:
@@ -102,8 +127,45 @@ def checkpoint_sha256(ckpt: str | Path) -> str:
 
 
 @dataclass
+class Result:
+    """One stored result with its checkpoint and run (long format; tools/registry.py exports these)."""
+
+    checkpoint_id: int
+    run: str
+    model: str | None
+    dataset: str | None
+    step: int
+    path: str
+    sha256: str | None
+    run_commit: str | None
+    recipe_key: str | None  # the run's resolved config without train.seed: runs that differ only in seed share it
+    train_seed: int | None
+    metric: str
+    value: float
+    std: float | None
+    spread: str | None
+    n: int | None
+    seed: int | None  # the evaluation seed
+    protocol: dict[str, Any]
+    protocol_id: str
+    code_commit: str | None
+    zoo_version: str | None
+    complete: bool
+    created_at: str
+    metadata: dict[str, Any]
+    n_seeds: int = 1  # > 1 for a mean over training seeds (`aggregate_seeds`)
+    runs: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "std": self.std, "spread": self.spread, "n": self.n, "seed": self.seed,
+                "n_seeds": self.n_seeds, "protocol_id": self.protocol_id, "protocol": self.protocol,
+                "code_commit": self.code_commit, "zoo_version": self.zoo_version, "complete": self.complete,
+                "created_at": self.created_at}
+
+
+@dataclass
 class Row:
-    """One checkpoint with its run and its latest result per metric."""
+    """One checkpoint (or a mean over training seeds) with one result per metric, each under one protocol."""
 
     checkpoint_id: int
     run: str
@@ -113,28 +175,109 @@ class Row:
     path: str
     sha256: str | None
     git_commit: str | None
-    results: dict[str, dict[str, Any]]  # metric -> {value, std, protocol, created_at}
+    results: dict[str, dict[str, Any]]  # metric -> Result.as_dict(): value, std, spread, protocol_id, protocol, ...
+    n_seeds: int = 1
 
     def value(self, metric: str) -> float | None:
         return self.results[metric]["value"] if metric in self.results else None
 
+    def protocol_id(self, metric: str) -> str | None:
+        return self.results[metric]["protocol_id"] if metric in self.results else None
+
+
+class RegistryError(RuntimeError):
+    """The registry table cannot be opened or read: a damaged file, a missing one opened read-only, or a held lock."""
+
+
+LOCK_NOTICE_S = 2.0  # a writer that waits longer than this for the lock says so
+
+
+def describe_error(path: str | Path | None, err: Exception, lock_timeout: float = BUSY_TIMEOUT_S) -> RegistryError:
+    """A one-line RegistryError for an sqlite error on the table at `path`: what happened and what to do."""
+    path = Path(path) if path is not None else default_path()
+    text = str(err)
+    if "locked" in text or "busy" in text:
+        return RegistryError(f"registry table {str(path)!r} is locked by another process (waited "
+                             f"{lock_timeout:.0f} s); find the process holding it (e.g. `fuser "
+                             f"{path}`) or retry later")
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return RegistryError(f"registry table {str(path)!r} is damaged ({text}); move it away: runs are "
+                             f"re-recorded by `zoo train --resume auto` and results by `zoo evaluate`")
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        return RegistryError(f"registry table {str(path)!r} cannot be written ({text}); reading it still "
+                             f"works (`zoo registry list`); point ZOO_REGISTRY at a writable file to record")
+    return RegistryError(f"registry table {str(path)!r}: {text}")
+
 
 class Catalog:
-    """The registry table at `path` (default: ZOO_REGISTRY, else runs/registry.sqlite); created on first use."""
+    """The registry table at `path` (default: ZOO_REGISTRY, else runs/registry.sqlite); created on first use.
 
-    def __init__(self, path: str | Path | None = None):
+    Args:
+        readonly: open for reading only (listing, comparing, exporting): works on a read-only file or folder and
+            never creates or alters the table.
+        lock_timeout: seconds a write waits for another process's lock before failing (RegistryError naming the
+            file); waits longer than LOCK_NOTICE_S are announced on stderr.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, readonly: bool = False,
+                 lock_timeout: float = BUSY_TIMEOUT_S):
         self.path = Path(path) if path is not None else default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        self._retry(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
-        self._conn.execute("PRAGMA foreign_keys = ON")
-        with self._write() as db:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self.lock_timeout, self._announced = lock_timeout, False
+        try:
+            if readonly:
+                self._conn = self._open_readonly()
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._conn = sqlite3.connect(str(self.path), timeout=LOCK_NOTICE_S, isolation_level=None)
+            self._conn.row_factory = sqlite3.Row
+            if readonly:
+                self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # fails now on a damaged file
+                return
+            self._locked(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            with self._write() as db:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                have = {rec[1] for rec in db.execute("PRAGMA table_info(results)").fetchall()}
+                for column, kind in _RESULT_COLUMNS.items():  # a schema-1 table gains the new columns in place
+                    if column not in have:
+                        db.execute(f"ALTER TABLE results ADD COLUMN {column} {kind}")
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as err:
+            raise self._error(err) from None
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise RegistryError(f"registry table {str(self.path)!r} does not exist (set ZOO_REGISTRY or --registry to "
+                                f"the file that `zoo train` / `zoo evaluate` wrote)")
+        uri = self.path.resolve().as_uri()
+        try:  # a WAL database needs its -shm file: a read-only folder falls back to an immutable snapshot
+            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+
+    def _error(self, err: Exception) -> RegistryError:
+        return describe_error(self.path, err, self.lock_timeout)
+
+    def _locked(self, fn):
+        """Run a statement that may wait for another process's lock: after LOCK_NOTICE_S say so, then wait up to
+        `lock_timeout` in all (a silent wait once stalled a 3-step training run for 152 s)."""
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) and "busy" not in str(err) or time.monotonic() >= deadline:
+                    raise
+                if not self._announced:
+                    self._announced = True
+                    import sys
+                    print(f"zoo: the registry table {self.path} is locked by another process; waiting up to "
+                          f"{self.lock_timeout:.0f} s", file=sys.stderr, flush=True)
+                time.sleep(0.05)
 
     def close(self) -> None:
         self._conn.close()
@@ -146,30 +289,23 @@ class Catalog:
         self.close()
 
     # ---- transactions ---------------------------------------------------------------------------------------------
-    @staticmethod
-    def _retry(fn, attempts: int = 20):
-        """Run fn, retrying 'database is locked' (which the busy timeout does not cover for WAL set-up)."""
-        for i in range(attempts):
-            try:
-                return fn()
-            except sqlite3.OperationalError as err:
-                if "locked" not in str(err) or i == attempts - 1:
-                    raise
-                time.sleep(0.05 * (i + 1))
-
     class _Tx:
-        def __init__(self, conn: sqlite3.Connection):
-            self.conn = conn
+        def __init__(self, catalog: "Catalog"):
+            self.catalog = catalog
 
         def __enter__(self) -> sqlite3.Connection:
-            Catalog._retry(lambda: self.conn.execute("BEGIN IMMEDIATE"))  # take the write lock up front
-            return self.conn
+            conn = self.catalog._conn
+            try:
+                self.catalog._locked(lambda: conn.execute("BEGIN IMMEDIATE"))  # take the write lock up front
+            except sqlite3.DatabaseError as err:
+                raise self.catalog._error(err) from None
+            return conn
 
         def __exit__(self, exc_type, *rest) -> None:
-            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+            self.catalog._conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
     def _write(self) -> "_Tx":
-        return Catalog._Tx(self._conn)
+        return Catalog._Tx(self)
 
     # ---- writes ---------------------------------------------------------------------------------------------------
     def register_run(self, out_dir: str | Path, *, name: str | None = None, model: str | None = None,
@@ -223,12 +359,21 @@ class Catalog:
         return self.register_checkpoint(run_id, 0, label)
 
     def add_result(self, checkpoint_id: int, metric: str, value: float, std: float | None,
-                   protocol: dict[str, Any]) -> int:
+                   protocol: dict[str, Any], *, spread: str | None = None, code_commit: str | None = None,
+                   zoo_version: str | None = None, metadata: dict[str, Any] | None = None) -> int:
+        """Append one result (never replacing another): `spread` says what `std` is; `code_commit` and
+        `zoo_version` identify the evaluation code; `protocol["stopped_early"]` marks a protocol not run in full."""
+        text = json.dumps(protocol, sort_keys=True, default=str)
+        protocol = json.loads(text)
+        seed = protocol.get("seed")
         with self._write() as db:
-            cur = db.execute("INSERT INTO results (checkpoint_id, metric, value, std, protocol, created_at) VALUES "
-                             "(?, ?, ?, ?, ?, ?)", (checkpoint_id, metric, float(value),
-                                                    None if std is None else float(std),
-                                                    json.dumps(protocol, sort_keys=True, default=str), now()))
+            cur = db.execute(
+                "INSERT INTO results (checkpoint_id, metric, value, std, protocol, created_at, spread, n, seed, "
+                "protocol_id, code_commit, zoo_version, complete, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                "?, ?)", (checkpoint_id, metric, float(value), None if std is None else float(std), text, now(), spread,
+                          protocol_n(protocol), None if seed is None else int(seed), protocol_id(protocol),
+                          code_commit, zoo_version, 0 if protocol.get("stopped_early") else 1,
+                          json.dumps(metadata, default=str) if metadata else None))
             return int(cur.lastrowid)
 
     # ---- reads ----------------------------------------------------------------------------------------------------
@@ -238,31 +383,143 @@ class Catalog:
     def runs(self) -> list[sqlite3.Row]:
         return self.query("SELECT * FROM runs ORDER BY id")
 
-    def rows(self, model: str | None = None, dataset: str | None = None) -> list[Row]:
-        """Every checkpoint with its run and its latest result per metric, oldest checkpoint first."""
+    def results(self, model: str | None = None, dataset: str | None = None, metrics: Sequence[str] | None = None,
+                protocol: str | None = None) -> list[Result]:
+        """Every result (all of them, oldest first) with its checkpoint and run. `protocol` keeps results whose
+        protocol id starts with it, or whose protocol has every `key=value` of a comma-separated list."""
         where, args = [], []
         for column, value in (("r.model", model), ("r.dataset", dataset)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
+        if metrics:
+            where.append(f"s.metric IN ({', '.join('?' for _ in metrics)})")
+            args += list(metrics)
+        sql = ("SELECT c.id, r.name, r.model, r.dataset, c.step, c.path, c.sha256, r.git_commit, r.config, s.* "
+               "FROM results s JOIN checkpoints c ON c.id = s.checkpoint_id JOIN runs r ON r.id = c.run_id" +
+               (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY s.id")
+        out = []
+        for rec in self.query(sql, args):
+            proto = json.loads(rec["protocol"])
+            out.append(Result(
+                checkpoint_id=rec[0], run=rec[1], model=rec[2], dataset=rec[3], step=rec[4], path=rec[5],
+                sha256=rec[6], run_commit=rec[7], recipe_key=recipe_key(rec[8]), train_seed=train_seed(rec[8]),
+                metric=rec["metric"], value=rec["value"], std=rec["std"], spread=rec["spread"],
+                n=rec["n"] if rec["n"] is not None else protocol_n(proto),
+                seed=rec["seed"] if rec["seed"] is not None else proto.get("seed"), protocol=proto,
+                protocol_id=rec["protocol_id"] or protocol_id(proto), code_commit=rec["code_commit"],
+                zoo_version=rec["zoo_version"], complete=rec["complete"] != 0, created_at=rec["created_at"],
+                metadata=json.loads(rec["metadata"]) if rec["metadata"] else {}))
+        return [r for r in out if protocol is None or matches(r, protocol)]
+
+    def rows(self, model: str | None = None, dataset: str | None = None, protocol: str | None = None) -> list[Row]:
+        """Every checkpoint with its results: one row per combination of protocols of its metrics (one row when
+        each metric was run under one protocol), checkpoints without results included, oldest first."""
         sql = ("SELECT c.id, r.name, r.model, r.dataset, c.step, c.path, c.sha256, r.git_commit FROM checkpoints c "
-               "JOIN runs r ON r.id = c.run_id" + (" WHERE " + " AND ".join(where) if where else "") +
-               " ORDER BY c.id")
-        rows = {rec[0]: Row(rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[7], {})
+               "JOIN runs r ON r.id = c.run_id" + "".join(f" AND {col} = ?" for col, v in (("r.model", model),
+                                                                                           ("r.dataset", dataset))
+                                                          if v is not None) + " ORDER BY c.id")
+        args = [v for v in (model, dataset) if v is not None]
+        bare = {rec[0]: Row(rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[7], {})
                 for rec in self.query(sql, args)}
-        latest = ("SELECT s.checkpoint_id, s.metric, s.value, s.std, s.protocol, s.created_at FROM results s WHERE "
-                  "s.id = (SELECT MAX(t.id) FROM results t WHERE t.checkpoint_id = s.checkpoint_id AND t.metric = "
-                  "s.metric)")
-        for rec in self.query(latest):
-            if rec[0] in rows:
-                rows[rec[0]].results[rec[1]] = {"value": rec[2], "std": rec[3], "protocol": json.loads(rec[4]),
-                                                "created_at": rec[5]}
-        return list(rows.values())
+        results = self.results(model, dataset, protocol=protocol)
+        with_results = {r.checkpoint_id for r in results}
+        return wide_rows(results) + [row for cid, row in bare.items() if cid not in with_results and protocol is None]
 
     def count(self, table: str) -> int:
         if table not in ("runs", "checkpoints", "results"):
             raise ValueError(f"unknown table {table!r}; tables: runs, checkpoints, results")
         return int(self.query(f"SELECT COUNT(*) FROM {table}")[0][0])
+
+
+def recipe_key(config: str | None) -> str | None:
+    """A hash of a run's resolved config without `train.seed`: runs of one recipe that differ only in seed share it."""
+    if not config:
+        return None
+    import hashlib
+    tree = yaml.safe_load(config) or {}
+    (tree.get("train") or {}).pop("seed", None)
+    return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def train_seed(config: str | None) -> int | None:
+    seed = ((yaml.safe_load(config) or {}).get("train") or {}).get("seed") if config else None
+    return None if seed is None else int(seed)
+
+
+def matches(result: Result, protocol: str) -> bool:
+    """--protocol: an id prefix, or comma-separated key=value pairs that must all hold."""
+    if "=" not in protocol:
+        return result.protocol_id.startswith(protocol)
+    for pair in protocol.split(","):
+        key, _, value = pair.partition("=")
+        if str(result.protocol.get(key.strip())) != value.strip():
+            return False
+    return True
+
+
+def aggregate_seeds(results: list[Result]) -> list[Result]:
+    """Results of runs of one recipe that differ only in training seed, at one step, under one protocol and metric,
+    become one result: mean, std over seeds (ddof 1), n_seeds. Others pass through."""
+    groups: dict[tuple, list[Result]] = {}
+    for r in results:
+        key = (r.recipe_key or f"run:{r.checkpoint_id}", r.dataset, r.model, r.step, r.metric, r.protocol_id)
+        groups.setdefault(key, []).append(r)
+    out = []
+    for members in groups.values():
+        latest = {}  # one result per checkpoint (a repeated evaluation under one protocol: the newest)
+        for r in members:
+            latest[r.checkpoint_id] = r
+        members = list(latest.values())
+        if len(members) == 1 or len({r.train_seed for r in members}) != len(members):
+            out += members
+            continue
+        values = [r.value for r in members]
+        mean = sum(values) / len(values)
+        std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+        first = members[0]
+        seeds = sorted(r.train_seed for r in members)
+        out.append(dataclasses.replace(first, value=mean, std=std, spread=f"std over {len(values)} training seeds",
+                                       n_seeds=len(values), runs=tuple(r.run for r in members),
+                                       run=f"{first.run} (+{len(values) - 1}, seeds {','.join(map(str, seeds))})",
+                                       checkpoint_id=-min(r.checkpoint_id for r in members),
+                                       complete=all(r.complete for r in members)))
+    return out
+
+
+def wide_rows(results: list[Result]) -> list[Row]:
+    """One Row per checkpoint and combination of its metrics' protocols; of repeated results of one metric under
+    one protocol the newest counts (the same protocol measured twice)."""
+    import itertools
+    by_ckpt: dict[int, dict[str, dict[str, Result]]] = {}
+    for r in results:
+        by_ckpt.setdefault(r.checkpoint_id, {}).setdefault(r.metric, {})[r.protocol_id] = r
+    rows = []
+    for cid, metrics in by_ckpt.items():
+        names = sorted(metrics)
+        for combo in itertools.product(*(list(metrics[m].values()) for m in names)):
+            if not _consistent(combo):
+                continue
+            first = combo[0]
+            rows.append(Row(cid, first.run, first.model, first.dataset, first.step, first.path, first.sha256,
+                            first.run_commit, {r.metric: r.as_dict() for r in combo}, first.n_seeds))
+    return rows
+
+
+_SIZE_KEYS = frozenset({"n_samples", "n_real", "n_test", "n_train", "n_fake", "pairs", "reference_split"})
+
+
+def _consistent(combo: Sequence[Result]) -> bool:
+    """Results of one metric family in one row ("msssim" and "msssim.reference") must come from one protocol: no
+    key they share (sizes aside) may differ, so a small3 diversity never sits beside a tf5 reference."""
+    for i, a in enumerate(combo):
+        for b in combo[i + 1:]:
+            if a.metric.split(".")[0] != b.metric.split(".")[0]:
+                continue
+            shared = (a.protocol.keys() & b.protocol.keys()) - NON_PROTOCOL_KEYS - _SIZE_KEYS
+            if any(a.protocol[k] != b.protocol[k] for k in shared):
+                return False
+    return True
 
 
 def _key(path: str | Path) -> str:
@@ -272,13 +529,14 @@ def _key(path: str | Path) -> str:
 
 
 def best_per_model(rows: list[Row], metric: str, higher: bool | None) -> list[Row]:
-    """The best row for each (model, dataset) by `metric` (rows without it are dropped)."""
-    best: dict[tuple[Any, Any], Row] = {}
+    """The best row for each (model, dataset, protocol of `metric`) by `metric` (rows without it are dropped):
+    results under different protocols are never ranked against each other."""
+    best: dict[tuple[Any, Any, Any], Row] = {}
     for row in rows:
         value = row.value(metric)
         if value is None:
             continue
-        key = (row.model, row.dataset)
+        key = (row.model, row.dataset, row.protocol_id(metric))
         if key not in best or _better(value, best[key].value(metric), higher):
             best[key] = row
     return list(best.values())
@@ -308,11 +566,21 @@ def pareto_front(points: Sequence[tuple[float, float]], higher_x: bool = True, h
     return sorted(front, key=lambda i: points[i][0])
 
 
-def iter_json_rows(rows: list[Row], metrics: Sequence[str]) -> Iterator[dict[str, Any]]:
-    for r in rows:
-        yield {"run": r.run, "model": r.model, "dataset": r.dataset, "step": r.step, "path": r.path,
-               "sha256": r.sha256, "git_commit": r.git_commit,
-               "results": {m: r.results[m] for m in metrics if m in r.results}}
+def relocate_checkpoints(moves: dict[Path, Path], path: str | Path | None = None) -> None:
+    """Point the registry rows of moved checkpoint directories (a resumed run's abandoned branch) at their new place,
+    so that results measured on them stay with them and a new checkpoint at the old path gets its own row. Only an
+    existing table is touched; a failure warns and training goes on."""
+    table = Path(path) if path is not None else default_path()
+    if not moves or not table.is_file():
+        return
+    try:
+        with Catalog(table, lock_timeout=RECORD_LOCK_TIMEOUT_S) as catalog, catalog._write() as db:
+            for old, new in moves.items():
+                db.execute("UPDATE checkpoints SET path = ? WHERE path = ?", (_key(new), _key(old)))
+    except Exception as err:  # noqa: BLE001 - the registry must never stop a training run
+        import sys
+        print(f"zoo: warning: could not update the registry table {table} for the moved checkpoints: "
+              f"{type(err).__name__}: {err} (training is unaffected)", file=sys.stderr)
 
 
 def record_training(out_dir: str | Path, recipe: str | None = None, path: str | Path | None = None) -> bool:
@@ -323,7 +591,7 @@ def record_training(out_dir: str | Path, recipe: str | None = None, path: str | 
     try:
         config = (out / CONFIG).read_text()
         tree = yaml.safe_load(config) or {}
-        with Catalog(path) as catalog:
+        with Catalog(path, lock_timeout=RECORD_LOCK_TIMEOUT_S) as catalog:
             run_id = catalog.register_run(out, model=(tree.get("model") or {}).get("name"),
                                           dataset=(tree.get("data") or {}).get("name"), recipe=recipe, config=config,
                                           git_commit=git_commit())

@@ -227,6 +227,7 @@ class TrainConfig:
     ema: EMAConfig | None = None
     progress: bool = True
     tensorboard: bool = True
+    collective_timeout_s: float = 600.0  # multi-process: a peer silent this long is gone, and every process exits
 
 
 @dataclass
@@ -275,6 +276,45 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"recipe {str(path)!r}: expected a mapping with sections model, data, optim, train, eval")
     return tree
 
+
+# Model options that may be 0; every other integer model option (sizes, widths, counts) must be >= 1.
+_MODEL_INT_MINIMUM = {"max_shift": 0}
+
+
+def check_ranges(recipe: Recipe) -> None:
+    """Reject values of the right type that make no sense and would change training silently (a negative grad_clip
+    flips the gradient; latent_dim 0 trains a model without a latent; log_every 0 divides by zero)."""
+    checks: list[tuple[str, Any, bool, str]] = [
+        ("data.batch_size", recipe.data.batch_size, recipe.data.batch_size >= 1, ">= 1"),
+        ("data.num_workers", recipe.data.num_workers, recipe.data.num_workers >= 0, ">= 0"),
+        ("eval.n_samples", recipe.eval.n_samples, recipe.eval.n_samples >= 1, ">= 1"),
+        ("eval.batch_size", recipe.eval.batch_size, recipe.eval.batch_size >= 1, ">= 1"),
+    ]
+    t = recipe.train
+    checks += [(f"train.{k}", getattr(t, k), getattr(t, k) >= low, f">= {low}")
+               for k, low in (("max_steps", 0), ("log_every", 1), ("sample_every", 0), ("n_samples", 1),
+                              ("checkpoint_every", 0), ("keep_last", 0), ("collective_timeout_s", 1))]
+    if t.ema is not None:
+        checks += [("train.ema.decay", t.ema.decay, 0.0 <= t.ema.decay <= 1.0, "in [0, 1]"),
+                   ("train.ema.start_step", t.ema.start_step, t.ema.start_step >= 0, ">= 0")]
+    for key, o in recipe.optim.items():
+        k = f"optim.{key}"
+        checks += [(f"{k}.lr", o.lr, o.lr >= 0, ">= 0"),
+                   (f"{k}.betas", list(o.betas), all(0.0 <= b < 1.0 for b in o.betas), "each in [0, 1)"),
+                   (f"{k}.eps", o.eps, o.eps >= 0, ">= 0"),
+                   (f"{k}.weight_decay", o.weight_decay, o.weight_decay >= 0, ">= 0"),
+                   (f"{k}.grad_clip", o.grad_clip, o.grad_clip is None or o.grad_clip > 0, "> 0, or null for none"),
+                   (f"{k}.accumulation", o.accumulation, o.accumulation >= 1, ">= 1"),
+                   (f"{k}.schedule.warmup_steps", o.schedule.warmup_steps, o.schedule.warmup_steps >= 0, ">= 0"),
+                   (f"{k}.schedule.final_factor", o.schedule.final_factor, o.schedule.final_factor >= 0, ">= 0")]
+    for name, value in to_dict(recipe.model.config).items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            low = _MODEL_INT_MINIMUM.get(name, 1)
+            checks.append((f"model.{name}", value, all(v >= low for v in values), f">= {low}"))
+    for key, value, ok, allowed in checks:
+        if not ok:
+            raise ConfigError(f"{key}: got {value!r}, expected {allowed}")
 
 def save_recipe(recipe: Recipe, path: str | os.PathLike) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))

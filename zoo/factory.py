@@ -6,6 +6,7 @@ from names, recipes and checkpoints (`create_model`, `load_checkpoint`) and expa
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 from dataclasses import dataclass
@@ -14,11 +15,12 @@ from typing import Any, Mapping, NamedTuple
 
 import torch
 
-from zoo.config import ConfigError, ModelSection, Recipe, apply_overrides, from_dict, read_yaml, to_dict
+from zoo.config import (ConfigError, ModelSection, Recipe, apply_overrides, check_ranges, from_dict, read_yaml,
+                        to_dict)
 from zoo.models.base import GenerativeModel
 from zoo.registry import MODELS
-from zoo.training.checkpoint import (CONFIG, EMA_WEIGHTS, WEIGHTS, CheckpointError, load_state_into_players,
-                                     read_trainer_state, read_weights, resolve_checkpoint)
+from zoo.training.checkpoint import (CONFIG, EMA_WEIGHTS, WEIGHTS, CheckpointError, check_finite,
+                                     load_state_into_players, read_trainer_state, read_weights, resolve_checkpoint)
 
 
 def discover() -> None:
@@ -66,7 +68,9 @@ def load_recipe(source: str | os.PathLike | Mapping[str, Any], overrides: list[s
     tree = apply_overrides(tree, overrides or [])
     model = resolve_model(tree.get("model"))
     defaults = to_dict(model_class(model.name).default_optim(model.config))
-    return from_dict(Recipe, {**tree, "model": model, "optim": _merge(defaults, tree.get("optim") or {})})
+    recipe = from_dict(Recipe, {**tree, "model": model, "optim": _merge(defaults, tree.get("optim") or {})})
+    check_ranges(recipe)
+    return recipe
 
 
 def _deep_copy(tree: Any) -> Any:
@@ -84,28 +88,50 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def create_model(source: str | Mapping[str, Any] | Recipe | ModelSection | os.PathLike, **overrides: Any
-                 ) -> GenerativeModel:
+def init_seed(seed: int) -> int:
+    """The seed of a model's initialisation, derived from the recipe's `train.seed` (a stream of its own, apart from
+    the trainer's per-step noise seeds)."""
+    digest = hashlib.sha256(f"init:{int(seed)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
+
+
+def create_model(source: str | Mapping[str, Any] | Recipe | ModelSection | os.PathLike, *, seed: int | None = None,
+                 **overrides: Any) -> GenerativeModel:
     """Build a model from a registered name, a model section / recipe mapping, a `Recipe`, or a YAML path.
 
     Keyword overrides replace fields of the model config, e.g. ``create_model("vae", latent_dim=8)``.
+
+    Args:
+        seed: seeds everything drawn at construction (player initialisation), so one seed gives bit-identical initial
+            weights in any process. Default: the recipe's `train.seed` when `source` is a `Recipe`, a YAML path or a
+            recipe mapping with `train.seed`; else unseeded (the global torch RNG, as `nn.Module` does). The caller's
+            global RNG is left as it was either way.
     """
     if isinstance(source, (str, os.PathLike)) and str(source).endswith((".yaml", ".yml")):
         source = load_recipe(source)
     if isinstance(source, Recipe):
+        seed = source.train.seed if seed is None else seed
         source = source.model
     if isinstance(source, ModelSection) and not overrides:
-        return model_class(source.name)(source.config)  # validated already: built as is
-    if isinstance(source, ModelSection):
-        section = {"name": source.name, **to_dict(source.config)}
-    elif isinstance(source, Mapping):
-        section = dict(source.get("model", source))
-    elif isinstance(source, str):
-        section = {"name": source}
+        model = source  # validated already: built as is
+    elif isinstance(source, (ModelSection, Mapping, str)):
+        if isinstance(source, ModelSection):
+            section = {"name": source.name, **to_dict(source.config)}
+        elif isinstance(source, Mapping):
+            section = dict(source.get("model", source))
+            train = source.get("train") if "model" in source else None
+            if seed is None and isinstance(train, Mapping) and isinstance(train.get("seed"), int):
+                seed = train["seed"]
+        else:
+            section = {"name": source}
+        model = resolve_model({**section, **overrides})
     else:
         raise TypeError(f"create_model: expected a model name, recipe or mapping, got {type(source).__name__}")
-    model = resolve_model({**section, **overrides})
-    return model_class(model.name)(model.config)
+    if seed is None:
+        return model_class(model.name)(model.config)
+    with torch.random.fork_rng(devices=[]):  # construction happens on the CPU; the caller's RNG stays untouched
+        torch.manual_seed(init_seed(seed))
+        return model_class(model.name)(model.config)
 
 
 class Checkpoint(NamedTuple):
@@ -123,12 +149,18 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu", ema
     ckpt = resolve_checkpoint(path)
     if not (ckpt / CONFIG).is_file():
         raise CheckpointError(f"{str(ckpt)!r} has weights but no {CONFIG}; it was not written by zoo")
-    recipe = load_recipe(ckpt / CONFIG)
+    try:
+        recipe = load_recipe(ckpt / CONFIG)
+    except ConfigError as err:
+        raise CheckpointError(f"{str(ckpt / CONFIG)!r} does not describe a model this zoo can build: {err}") from None
     model = create_model(recipe)
     players = dict(model.players.items())
-    load_state_into_players(players, read_weights(ckpt), str(ckpt / WEIGHTS))
+    weights = read_weights(ckpt)
+    check_finite(weights, str(ckpt / WEIGHTS))
+    load_state_into_players(players, weights, str(ckpt / WEIGHTS))
     if ema and (ckpt / EMA_WEIGHTS).is_file():
         averaged = read_weights(ckpt, ema=True)
+        check_finite(averaged, str(ckpt / EMA_WEIGHTS))
         names = {k.split(".", 1)[0] for k in averaged}
         load_state_into_players({n: players[n] for n in names},
                                 {f"players.{k}": v for k, v in averaged.items()}, str(ckpt / EMA_WEIGHTS))

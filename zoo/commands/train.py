@@ -4,8 +4,14 @@
     accelerate launch -m zoo.cli train recipes/tiny_vae.yaml [--out runs/x] [--resume auto|PATH] [train.max_steps=20]
 
 Plain `zoo train ...` works too (one process). The run directory gets config.yaml (the resolved recipe),
-metrics.jsonl, tb/ (TensorBoard), samples/ and reconstructions/ (PNG grids) and checkpoints/step_XXXXXXXX/. The run
-and its checkpoints are recorded in the registry table (runs/registry.sqlite, or ZOO_REGISTRY; see zoo/catalog.py).
+history.jsonl (starts and resumes, with changed settings), metrics.jsonl, tb/ (TensorBoard), samples/ and
+reconstructions/ (PNG grids) and checkpoints/step_XXXXXXXX/; a resume from an earlier checkpoint moves the later
+ones to abandoned/. The run and its checkpoints are recorded in the registry table (runs/registry.sqlite, or
+ZOO_REGISTRY; see zoo/catalog.py).
+
+Exit status: 0 done (or stopped by a signal / a gone launcher, with a checkpoint), 2 a bad recipe, option, run
+directory or checkpoint, 3 a non-finite loss or weights, 4 a failed write (full disk, permissions), 5 a peer process
+lost (collective timeout). Each failure is one `error:` line.
 """
 from __future__ import annotations
 
@@ -13,10 +19,10 @@ import argparse
 import sys
 from pathlib import Path
 
-
 from zoo.config import ConfigError
 from zoo.factory import load_recipe
-from zoo.training.checkpoint import CheckpointError, checkpoint_dirs
+from zoo.training.checkpoint import CheckpointError, CheckpointWriteError
+from zoo.training.rundir import RunDirError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,51 +36,66 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Train; every failure a user can cause ends in one `error:` line and a non-zero status, not a traceback."""
     args = parse_args(argv)
     try:
-        recipe = load_recipe(args.recipe, args.overrides)
-    except ConfigError as err:
-        print(f"error: {args.recipe}: {err}", file=sys.stderr)
-        return 2
-    out = Path(args.out) if args.out else Path("runs") / Path(args.recipe).stem
-    existing = checkpoint_dirs(out)
-    if existing and args.resume is None:
-        print(f"error: {out} already holds checkpoints (latest {existing[-1].name}); pass --resume auto to continue "
-              f"it, or --out to start a new run elsewhere (nothing was overwritten)", file=sys.stderr)
-        return 2
-
-    from zoo.factory import create_model
-    from zoo.training import NonFiniteLossError, Trainer
-
-    from zoo.data import DatasetNotFoundError
-
-    try:
-        trainer = Trainer(create_model(recipe), recipe, out)
-    except (ConfigError, DatasetNotFoundError) as err:
+        return train(args)
+    except CheckpointWriteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 4
+    except (ConfigError, CheckpointError, RunDirError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk or a read-only folder while logging or writing samples
+        print(f"error: {err.filename or 'the run directory'}: {err.strerror or err} (free disk space or fix the "
+              f"folder's permissions, then resume with --resume auto)", file=sys.stderr)
+        return 4
+
+
+def train(args: argparse.Namespace) -> int:
+    from zoo.training.rundir import check_out_dir, refuse_other_run
+    recipe = load_recipe(args.recipe, args.overrides)
+    out = Path(args.out) if args.out else Path("runs") / Path(args.recipe).stem
+    check_out_dir(out)
+    if args.resume is None:
+        refuse_other_run(out)  # before building anything
+
+    from zoo.data import DatasetNotFoundError
+    from zoo.factory import create_model
+    from zoo.training import NonFiniteLossError, Trainer
+    from zoo.training.distributed import PeerLostError
+
+    try:
+        trainer = Trainer(create_model(recipe), recipe, out)  # initialised from train.seed
+    except DatasetNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.resume is not None:
+        auto = args.resume == "auto"
+        if not auto or out.exists():
+            ckpt = trainer.resume(out if auto else Path(args.resume), missing_ok=auto)
+            if trainer.is_main and ckpt is not None:
+                print(f"zoo: resumed from {ckpt} at step {trainer.step}")
+    trainer.begin()
     from zoo.catalog import record_training
     if trainer.is_main:
         record_training(out, args.recipe)  # the registry table; a failure only warns
-    if args.resume is not None:
-        source = out if args.resume == "auto" else Path(args.resume)
-        if args.resume != "auto" or existing:
-            try:
-                ckpt = trainer.resume(source)
-            except CheckpointError as err:
-                print(f"error: {err}", file=sys.stderr)
-                return 2
-            if trainer.is_main:
-                print(f"zoo: resumed from {ckpt} at step {trainer.step}")
     try:
         final = trainer.train()
     except NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
+    except PeerLostError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 5
     finally:
         if trainer.is_main:
             record_training(out, args.recipe)  # the checkpoints written, including the last good one
     if trainer.is_main:
         summary = ", ".join(f"{k}={v:.4g}" for k, v in final.items() if not k.startswith("lr/"))
         print(f"zoo: finished {trainer.step} steps in {out}: {summary}")
+        if trainer.diverging:
+            print(f"zoo: warning: the run finished with diverging losses "
+                  f"({', '.join(f'{k} = {v:.3g}' for k, v in trainer.diverging.items())}); its checkpoints are "
+                  f"finite but probably useless", file=sys.stderr)
     return 0

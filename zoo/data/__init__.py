@@ -12,6 +12,7 @@ from zoo.data.base import (
     TensorImages,
     cache_dir,
     load_dataset,
+    open_split,
     resolve_root,
 )
 from zoo.data.files import ImageFiles
@@ -32,5 +33,6 @@ __all__ = [
     "VectorDataset",
     "cache_dir",
     "load_dataset",
+    "open_split",
     "resolve_root",
 ]

@@ -16,7 +16,7 @@ import hashlib
 import os
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
@@ -52,6 +52,28 @@ def resolve_root(root: str | os.PathLike | None) -> Path:
 def load_dataset(name: str, split: str = "train", root: str | os.PathLike | None = None, **options) -> Dataset:
     """Build the registered dataset `name` for `split` from the resolved data root (see `resolve_root`)."""
     return DATASETS.get(name)(resolve_root(root), split, **options)
+
+
+def open_split(data: Any) -> Dataset:
+    """The split a recipe's `data` section names, with a ConfigError naming the data.* key for a wrong dataset name,
+    option or split (the mistakes a user makes in a recipe or an override)."""
+    import inspect
+
+    from zoo.config import ConfigError
+    from zoo.registry import UnknownNameError
+
+    try:
+        return load_dataset(data.name, data.split, data.root, **data.options)
+    except UnknownNameError as err:
+        raise ConfigError(f"data.name: {err}") from None
+    except TypeError as err:
+        if "keyword argument" not in str(err):
+            raise
+        params = [n for n, p in inspect.signature(DATASETS.get(data.name)).parameters.items()
+                  if p.kind == p.KEYWORD_ONLY or n not in ("root", "split")]
+        raise ConfigError(f"data.options: {err}; options of dataset {data.name!r}: {', '.join(params)}") from None
+    except ValueError as err:
+        raise ConfigError(f"data: {err}") from None
 
 
 def check_split(name: str, split: str, allowed: Sequence[str]) -> str:

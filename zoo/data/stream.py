@@ -78,7 +78,11 @@ class BatchStream:
             self._order = order.to(self.device)
             return
         batches = order.view(-1, self.batch_size)[self.position:].tolist()
-        loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers,
+        # A generator of the loader's own: creating an iterator draws its workers' base seed from it, and from the
+        # global torch RNG without one, which would shift the noise of the step that opens the iterator (a resumed
+        # run opens it inside a different step than the uninterrupted run).
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers, generator=generator,
                             pin_memory=self.device.type == "cuda", persistent_workers=False)
         self._loader_iter = iter(loader)
 

@@ -31,6 +31,10 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, incomplete or unreadable."""
 
 
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (a full disk, a read-only folder); nothing partial is left behind."""
+
+
 def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
     """Complete checkpoints of a run, oldest first."""
     root = Path(run_dir) / CHECKPOINTS
@@ -65,16 +69,38 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def make_group_readable(path: Path) -> None:
+    """`tempfile.mkdtemp` creates 0700 directories; a checkpoint gets the umask's permissions like the rest of the
+    run (group-readable under the usual 022 / 002)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o777 & ~mask)
+
+
+def _free_space(path: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(path if path.is_dir() else path.parent).free / 2**20:.1f} MiB free there"
+    except OSError:
+        return "free space unknown"
+
+
 def write_checkpoint(run_dir: str | Path, step: int, *, weights: dict[str, Tensor], trainer_state: dict[str, Any],
                      config_yaml: str, ema: dict[str, Tensor] | None = None, keep_last: int = 0) -> Path:
-    """Write checkpoint `step` atomically and delete all but the newest `keep_last` (0 keeps all)."""
+    """Write checkpoint `step` atomically and delete all but the newest `keep_last` (0 keeps all).
+
+    Raises CheckpointError, leaving no partial files, when `step` exists already (never silently kept) or the write
+    fails (a full disk, a read-only folder).
+    """
     root = Path(run_dir) / CHECKPOINTS
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
-    if final.exists():  # the same step was saved already (e.g. checkpoint_every divides max_steps)
-        return final
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
+    if final.exists():
+        raise CheckpointError(f"checkpoint {str(final)!r} exists already; a run never overwrites or keeps an older "
+                              f"checkpoint in place of a new one (move it away to write this step)")
+    tmp = None
     try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
+        make_group_readable(tmp)
         save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / WEIGHTS))
         if ema is not None:
             save_file({k: v.detach().contiguous().cpu() for k, v in ema.items()}, str(tmp / EMA_WEIGHTS))
@@ -85,8 +111,16 @@ def write_checkpoint(run_dir: str | Path, step: int, *, weights: dict[str, Tenso
                 os.fsync(fh.fileno())
         os.rename(tmp, final)
         _fsync_dir(root)
+    except Exception as err:  # noqa: BLE001 - a full disk surfaces as OSError, RuntimeError (torch) or SafetensorError
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointWriteError(f"could not write checkpoint {str(final)!r} ({type(err).__name__}: "
+                                   f"{str(err).splitlines()[0] if str(err) else 'no detail'}; {_free_space(root)}): "
+                                   f"free disk space or fix the folder's permissions, then resume from the last "
+                                   f"complete checkpoint (--resume auto)") from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     if keep_last > 0:
         for old in checkpoint_dirs(run_dir)[:-keep_last]:
@@ -103,12 +137,36 @@ def read_weights(ckpt: Path, ema: bool = False) -> dict[str, Tensor]:
                               f"checkpoint; resume from an earlier checkpoint in {str(ckpt.parent)!r}") from None
 
 
+TRAINER_STATE_KEYS = ("step", "optimizers", "schedulers", "data", "rng")
+
+
 def read_trainer_state(ckpt: Path) -> dict[str, Any]:
     path = ckpt / STATE
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types for damaged files
-        raise CheckpointError(f"cannot read trainer state {str(path)!r}: {err}") from None
+        raise CheckpointError(f"cannot read trainer state {str(path)!r}: {str(err).splitlines()[0]}. The file is "
+                              f"damaged or not a zoo checkpoint; resume from an earlier checkpoint in "
+                              f"{str(ckpt.parent)!r}") from None
+    missing = [k for k in TRAINER_STATE_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"trainer state {str(path)!r} lacks {', '.join(missing)} (expected keys: "
+                              f"{', '.join(TRAINER_STATE_KEYS)}); it is damaged or from another program: resume from "
+                              f"an earlier checkpoint in {str(ckpt.parent)!r}")
+    return state
+
+
+def first_nonfinite(weights: dict[str, Tensor]) -> str | None:
+    """The key of the first floating-point tensor holding NaN or inf, else None."""
+    return next((k for k, v in weights.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+
+
+def check_finite(weights: dict[str, Tensor], source: str) -> None:
+    """Refuse weights holding NaN or inf, naming the first such tensor."""
+    if (key := first_nonfinite(weights)) is not None:
+        bad = int((~torch.isfinite(weights[key])).sum())
+        raise CheckpointError(f"{source}: {key} holds {bad} non-finite value(s) (NaN/inf); these weights are "
+                              f"unusable: use an earlier checkpoint of the run")
 
 
 def load_state_into_players(players: dict[str, torch.nn.Module], weights: dict[str, Tensor], source: str) -> None:

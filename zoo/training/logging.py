@@ -54,3 +54,18 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 def interleave(a: Tensor, b: Tensor) -> Tensor:
     """(B, ...) and (B, ...) -> (2B, ...) as a0, b0, a1, b1, ... (originals beside reconstructions)."""
     return torch.stack([a, b], dim=1).flatten(0, 1)
+
+
+def note_diverging(scalars: dict[str, float], seen: dict[str, float], step: int, optimizer_of: dict[str, str],
+                   limit: float, announce: bool) -> None:
+    """Record in `seen` (and warn once on stderr about) each logged loss beyond `limit` in magnitude: finite, but the
+    run is no longer training (a loss of 3.8e29 once ended a run with exit 0 and no word)."""
+    import sys
+
+    for key, value in scalars.items():
+        if key.endswith("/loss") and abs(value) > limit and key not in seen:
+            seen[key] = value
+            if announce:
+                opt = optimizer_of.get(key.split("/")[0], "*")
+                print(f"zoo: warning: {key} = {value:.3g} at step {step}: training is diverging (try a lower "
+                      f"optim.{opt}.lr or set optim.{opt}.grad_clip)", file=sys.stderr, flush=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import signal
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,17 +18,23 @@ from accelerate import Accelerator
 from torch import Tensor
 
 from zoo.config import ConfigError, Recipe, ScheduleConfig, to_dict
+from zoo.data.base import open_split
 from zoo.data.stream import BatchStream
 from zoo.models.base import GenerativeModel, Phase, PhaseOutput, validate_schedule
-from zoo.training.checkpoint import (load_state_into_players, read_trainer_state, read_weights, resolve_checkpoint,
-                                     write_checkpoint)
-from zoo.training.distributed import all_reduce_grads, autocast_dtype, broadcast_from_main, default_accelerator
+from zoo.training import rundir
+from zoo.training.checkpoint import (CheckpointError, check_finite, checkpoint_dirs, first_nonfinite, load_state_into_players,
+                                     read_trainer_state, read_weights, resolve_checkpoint, write_checkpoint)
+from zoo.training.distributed import (StopRequests, all_reduce_grads, autocast_dtype, broadcast_from_main,
+                                     default_accelerator, peer_lost)
 from zoo.training.ema import EMA
-from zoo.training.logging import RunLogger, interleave, save_grid
+from zoo.training.logging import RunLogger, interleave, note_diverging, save_grid
 
 
 class NonFiniteLossError(FloatingPointError):
-    """A phase produced a NaN/inf loss; the run stops and its last good checkpoint stays intact."""
+    """A phase produced a NaN/inf loss, or the weights hold NaN/inf; the run stops without saving them."""
+
+
+DIVERGING = 1e10  # a logged loss beyond this magnitude is reported as diverging (finite, but no longer training)
 
 
 def check_data_shape(model: GenerativeModel, dataset: Any, recipe: Recipe) -> None:
@@ -84,7 +89,7 @@ class Trainer:
     def __init__(self, model: GenerativeModel, recipe: Recipe, out_dir: str | Path | None = None, *,
                  dataset: Any = None, accelerator: Accelerator | None = None):
         self.recipe, self.model = recipe, model
-        self.accelerator = accelerator or default_accelerator()
+        self.accelerator = accelerator or default_accelerator(recipe.train.collective_timeout_s)
         self.device = self.accelerator.device
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.is_main = self.accelerator.is_main_process
@@ -94,12 +99,16 @@ class Trainer:
         model.to(self.device).train()
 
         self.players_of = {k: list(cfg.players) for k, cfg in recipe.optim.items()}
-        self.optimizers = {k: torch.optim.Adam([p for n in cfg.players for p in model.players[n].parameters()],
+        # one state per optim entry, plus one per phase that asks for its own (Phase.own_state) over its players
+        states = {k: (cfg, cfg.players) for k, cfg in recipe.optim.items()}
+        states.update({p.state_key: (recipe.optim[p.optimizer], self.trained_players(p)) for p in self.phases
+                       if p.own_state})
+        self.optimizers = {k: torch.optim.Adam([p for n in players for p in model.players[n].parameters()],
                                                lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
-                           for k, cfg in recipe.optim.items()}
-        self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(recipe.optim[k].schedule,
-                                                                                recipe.train.max_steps))
-                           for k, opt in self.optimizers.items()}
+                           for k, (cfg, players) in states.items()}
+        self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(self.optimizers[k], lr_factor(cfg.schedule,
+                                                                                             recipe.train.max_steps))
+                           for k, (cfg, _) in states.items()}
         self.players = dict(model.players.items())  # never wrapped (see `zoo.training.distributed.all_reduce_grads`)
         self.distributed = self.accelerator.num_processes > 1
         if self.distributed:
@@ -108,26 +117,29 @@ class Trainer:
         self.ema = EMA({n: self.players[n] for n in ema_cfg.players}, ema_cfg.decay, ema_cfg.start_step) if ema_cfg \
             else None
 
-        if dataset is None:
-            from zoo.data import load_dataset
-            dataset = load_dataset(recipe.data.name, recipe.data.split, recipe.data.root, **recipe.data.options)
-        self.dataset = dataset
-        check_data_shape(model, dataset, recipe)
-        self.stream = BatchStream(dataset, recipe.data.batch_size, seed=recipe.train.seed, device=self.device,
-                                  rank=self.accelerator.process_index, world_size=self.accelerator.num_processes,
-                                  on_device=recipe.data.on_device, num_workers=recipe.data.num_workers)
+        self.dataset = dataset if dataset is not None else open_split(recipe.data)
+        check_data_shape(model, self.dataset, recipe)
+        try:
+            self.stream = BatchStream(self.dataset, recipe.data.batch_size, seed=recipe.train.seed, device=self.device,
+                                      rank=self.accelerator.process_index, world_size=self.accelerator.num_processes,
+                                      on_device=recipe.data.on_device, num_workers=recipe.data.num_workers)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         self.step = 0
         self._trainable: frozenset[str] | None = None
         self._running: dict[str, Tensor] = {}
         self._counts: dict[str, int] = {}
-        self._stop_requested = False
+        self.stops = StopRequests(self.accelerator, recipe.train.log_every)
+        self.last_checkpoint: Path | None = None  # the newest checkpoint of this run, written or resumed from
+        self.resumed_from: Path | None = None
+        self.diverging: dict[str, float] = {}  # loss -> the first logged value beyond DIVERGING
+        self._changes: dict[str, tuple[Any, Any]] = {}  # settings changed at resume: key -> (checkpoint's, now)
+        self._restart = self._begun = False
+        self._saved_step: int | None = None
         # CPU: .item() costs no device sync, so every loss is checked before its optimizer step. Accelerators: the
         # check runs at logging steps so the step loop never waits on the device.
         self._check_every_phase = self.device.type == "cpu"
-        self.logger = RunLogger(self.out_dir, recipe.train.tensorboard) if (self.out_dir and self.is_main) else None
-        if self.out_dir is not None and self.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "config.yaml").write_text(self.config_yaml)
+        self.logger: RunLogger | None = None  # opened by `begin`, when the run directory is claimed
 
     @property
     def config_yaml(self) -> str:
@@ -154,7 +166,7 @@ class Trainer:
     def run_phase(self, phase: Phase, batch: Tensor, step: int) -> PhaseOutput:
         """One optimizer update of `phase` on `batch` (split into micro-batches when accumulating)."""
         cfg = self.recipe.optim[phase.optimizer]
-        optimizer = self.optimizers[phase.optimizer]
+        optimizer = self.optimizers[phase.state_key]
         trained = self.trained_players(phase)
         self._set_trainable(trained)
         optimizer.zero_grad(set_to_none=True)
@@ -165,7 +177,7 @@ class Trainer:
                 out = self.model.phase_loss(phase.name, chunk, step)
             if self._check_every_phase and not math.isfinite(out.loss.item()):
                 raise NonFiniteLossError(f"non-finite loss {out.loss.item()} in phase {phase.name!r} at step {step}; "
-                                         f"the run stopped and its last checkpoint is intact (try a lower optim."
+                                         f"the run stopped; {self._last_good()} (try a lower optim."
                                          f"{phase.optimizer}.lr or optim.{phase.optimizer}.grad_clip)")
             self.accelerator.backward(out.loss / len(chunks) if len(chunks) > 1 else out.loss)
             outs.append(out)
@@ -215,66 +227,55 @@ class Trainer:
         if bad:
             raise NonFiniteLossError(f"non-finite loss in phase {bad[0].split('/')[0]!r} at or before step "
                                      f"{self.step - 1} (checked every train.log_every={self.recipe.train.log_every} "
-                                     f"steps; set it to 1 to pinpoint); the last checkpoint is intact")
+                                     f"steps; set it to 1 to pinpoint); {self._last_good()}")
+        note_diverging(scalars, self.diverging, self.step, {p.name: p.optimizer for p in self.phases}, DIVERGING,
+                       self.is_main)
         for key, scheduler in self.schedulers.items():
             scalars[f"lr/{key}"] = scheduler.get_last_lr()[0]
         return scalars
 
     def train(self) -> dict[str, float]:
-        """Run until `train.max_steps` (or a stop signal); returns the last logged scalars."""
+        """Run until `train.max_steps` (or a stop signal, or the launcher gone); returns the last logged scalars."""
         cfg = self.recipe.train
         last: dict[str, float] = {}
+        self.begin()
         bar = None
         if cfg.progress and self.is_main:
             from tqdm.auto import tqdm
             bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", dynamic_ncols=True)
-        previous = {s: signal.signal(s, self._request_stop) for s in (signal.SIGTERM, signal.SIGINT)} \
-            if _in_main_thread() else {}
         try:
-            while self.step < cfg.max_steps:
-                self.train_step()
-                if bar is not None:
-                    bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
-                    last = self._flush_logs()
-                    if self.logger is not None:
-                        self.logger.log(self.step, last)
+            with self.stops.handling_signals(lambda: self.step):
+                while self.step < cfg.max_steps:
+                    self.train_step()
                     if bar is not None:
-                        bar.set_postfix({k.replace("/loss", ""): f"{v:.3g}" for k, v in last.items()
-                                         if k.endswith("/loss")}, refresh=False)
-                if cfg.sample_every and self.step % cfg.sample_every == 0:
-                    self.write_samples()
-                if self._should_stop():
-                    break
-                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                    self.save_checkpoint()
-            if self._running:
-                last = self._flush_logs()  # also the final non-finite check before the last save
-            self.save_checkpoint()
+                        bar.update(1)
+                    if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                        last = self._flush_logs()
+                        if self.logger is not None:
+                            self.logger.log(self.step, last)
+                        if bar is not None:
+                            bar.set_postfix({k.replace("/loss", ""): f"{v:.3g}" for k, v in last.items()
+                                             if k.endswith("/loss")}, refresh=False)
+                    if cfg.sample_every and self.step % cfg.sample_every == 0:
+                        self.write_samples()
+                    if self.stops.should_stop(self.step):
+                        break
+                    if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                        self.save_checkpoint()
+                if self._running:
+                    last = self._flush_logs()  # also the final non-finite check before the last save
+                self.save_checkpoint()
+        except RuntimeError as err:  # a peer stalled or died: name it, instead of a gloo/NCCL traceback
+            lost = peer_lost(err, cfg.collective_timeout_s)
+            if lost is None:
+                raise
+            raise lost from None
         finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
             if bar is not None:
                 bar.close()
             if self.logger is not None:
                 self.logger.close()
         return last
-
-    def _request_stop(self, signum: int, frame: Any) -> None:
-        if self._stop_requested:  # second signal: the user insists
-            raise KeyboardInterrupt
-        self._stop_requested = True
-        if self.is_main:
-            print(f"\nzoo: received signal {signum}; saving a checkpoint at the end of step {self.step} and exiting",
-                  flush=True)
-
-    def _should_stop(self) -> bool:
-        if not self.distributed:
-            return self._stop_requested
-        if self.step % self.recipe.train.log_every:  # agree across processes only at logging steps
-            return False
-        flag = torch.tensor([float(self._stop_requested)], device=self.device)
-        return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
 
     # ---- samples and checkpoints ----------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -324,34 +325,70 @@ class Trainer:
         return {f"players.{n}.{k}": v for n, m in self.players.items() for k, v in m.state_dict().items()}
 
     def save_checkpoint(self) -> Path | None:
-        if self.out_dir is None or not self.is_main:
+        """Write the checkpoint of the current step (once), after checking that the weights are finite."""
+        if self.out_dir is None or self._saved_step == self.step:
+            return self.last_checkpoint if self.out_dir is not None else None
+        weights, ema = self.weights(), (self.ema.state_dict() if self.ema else None)
+        if bad := first_nonfinite(weights) or first_nonfinite(ema or {}):
+            raise NonFiniteLossError(f"the weights hold NaN/inf at step {self.step} ({bad}), so no checkpoint was "
+                                     f"written; {self._last_good()} (try a lower lr, optim.*.grad_clip, or a larger "
+                                     f"optim.*.eps)")
+        if not self.is_main:
             return None
-        return write_checkpoint(self.out_dir, self.step, weights=self.weights(), trainer_state=self.state_dict(),
-                                config_yaml=self.config_yaml, ema=self.ema.state_dict() if self.ema else None,
-                                keep_last=self.recipe.train.keep_last)
+        self.begin()
+        self.last_checkpoint = write_checkpoint(self.out_dir, self.step, weights=weights,
+                                                trainer_state=self.state_dict(), config_yaml=self.config_yaml,
+                                                ema=ema, keep_last=self.recipe.train.keep_last)
+        self._saved_step = self.step
+        return self.last_checkpoint
 
-    def resume(self, path: str | Path) -> Path:
+    def _last_good(self) -> str:
+        if self.last_checkpoint is not None and self.last_checkpoint.is_dir():
+            return f"the last checkpoint, {self.last_checkpoint}, is intact"
+        return "no checkpoint of this run was saved before this step"
+
+    def begin(self) -> None:
+        """Claim the run directory once, before anything is written (see `rundir.claim`), and open the logs."""
+        if not self._begun and self.out_dir is not None:
+            if rundir.claim(self.out_dir, step=self.step, resumed_from=self.resumed_from, restart=self._restart,
+                            changes=self._changes, config_yaml=self.config_yaml, is_main=self.is_main,
+                            sync=self.accelerator.wait_for_everyone):
+                self.logger = RunLogger(self.out_dir, self.recipe.train.tensorboard)
+        self._begun = True
+
+    def resume(self, path: str | Path, *, missing_ok: bool = False) -> Path | None:
         """Continue from a checkpoint (or a run directory's latest): weights, optimizers, schedulers, EMA, data
-        position, step and RNG."""
+        position, step and RNG. Settings that define the run (`rundir.IMMUTABLE`) must agree with the checkpoint's;
+        the others take the recipe's values, announced and recorded in history.jsonl.
+
+        With `missing_ok`, a path that is this trainer's own run directory without a checkpoint (a run killed before
+        its first save) restarts it from step 0, moving its files aside; returns None then.
+        """
+        own_dir = self.out_dir is not None and Path(path).resolve() == self.out_dir.resolve()
+        if missing_ok and own_dir and not checkpoint_dirs(path):
+            self._restart = True
+            return None
         ckpt = resolve_checkpoint(path)
-        load_state_into_players(self.players, read_weights(ckpt), str(ckpt))
+        self._changes = rundir.changed_settings(ckpt, self.recipe)
+        weights = read_weights(ckpt)
+        check_finite(weights, str(ckpt))
+        load_state_into_players(self.players, weights, str(ckpt))
         state = read_trainer_state(ckpt)
         for key, opt in self.optimizers.items():
-            if key not in state["optimizers"]:
-                raise ConfigError(f"{ckpt}: has no state for optimizer {key!r} (it has "
-                                  f"{', '.join(state['optimizers'])}); was the recipe's optim section changed?")
+            if key not in state["optimizers"] or key not in state["schedulers"]:
+                raise CheckpointError(f"{ckpt}: has no state for optimizer {key!r} (it has "
+                                      f"{', '.join(state['optimizers'])}); the trainer state is damaged")
             opt.load_state_dict(state["optimizers"][key])
             self.schedulers[key].load_state_dict(state["schedulers"][key])
+        rundir.apply_optimizer_settings(self.optimizers, self.schedulers, self.recipe, self._changes)
         if self.ema is not None:
-            self.ema.load_state_dict({k: v for k, v in read_weights(ckpt, ema=True).items()})
+            self.ema.load_state_dict(read_weights(ckpt, ema=True))
         self.stream.load_state_dict(state["data"])
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.step = int(state["step"])
+        self.resumed_from = self.last_checkpoint = ckpt
+        if own_dir or ckpt.parent.parent.resolve() == (self.out_dir or Path("/nonexistent")).resolve():
+            self._saved_step = self.step  # this step's checkpoint exists: the end-of-run save does not rewrite it
         return ckpt
-
-
-def _in_main_thread() -> bool:
-    import threading
-    return threading.current_thread() is threading.main_thread()
