@@ -25,7 +25,7 @@ from pathlib import Path
 
 
 from zoo.studies.density_ratio import appendix_d_run
-from zoo.studies.plot import Panel, Series, save_line_plots
+from zoo.figures import Panel, Series, save_line_plots
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -4,7 +4,7 @@
     zoo registry models                      # name, paper, players, phases of every registered model
     zoo registry list                        # runs and checkpoints with their latest results
     zoo registry compare --metric is,lpips --sort is [--best] [--format markdown|csv|json]
-    zoo registry plot --x is --y lpips --out runs/plots/is_lpips.png   # with the Pareto front
+    zoo registry plot --x is --y lpips --out runs/plots/is_lpips.png   # with the Pareto front (+ .pdf)
     zoo registry export [--out docs/model_zoo.md] [--note @NOTE.md]
 
 The table is runs/registry.sqlite, or ZOO_REGISTRY, or --registry PATH (see zoo/catalog.py).
@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 
 from zoo.catalog import Catalog, Row, best_per_model, iter_json_rows, pareto_front, sort_rows
+from zoo.figures.style import FORMATS
 
 HEADLINE = ("is", "is_cifar", "fid", "lpips", "wcritic", "modes", "elbo")  # export: which number picks the best
 PROTOCOL_KEYS = ("n_samples", "n_real", "pairs", "splits", "reference_split", "sample_split", "backbone", "weights",
@@ -124,7 +125,7 @@ def cmd_compare(args: argparse.Namespace, catalog: Catalog) -> str:
 
 
 def cmd_plot(args: argparse.Namespace, catalog: Catalog) -> str:
-    from zoo.studies.plot import scatter_png
+    from zoo.figures import scatter_plot
     rows = [r for r in catalog.rows(args.model, args.dataset) if r.value(args.x) is not None
             and r.value(args.y) is not None]
     if args.best:
@@ -137,9 +138,9 @@ def cmd_plot(args: argparse.Namespace, catalog: Catalog) -> str:
     out = Path(args.out or f"runs/plots/{args.x}_vs_{args.y}.png")
     arrow = {True: " (higher is better)", False: " (lower is better)", None: ""}
     datasets = ", ".join(sorted({str(r.dataset) for r in rows}))
-    scatter_png(out, points, [f"{r.run}@{r.step}" for r in rows], [r.model or "?" for r in rows], front,
+    scatter_plot(out, points, [f"{r.run}@{r.step}" for r in rows], [r.model or "?" for r in rows], front,
                 args.x + arrow[direction(args.x)], args.y + arrow[direction(args.y)],
-                title=f"{args.y} against {args.x}, Pareto front joined ({datasets})")
+                title=f"{args.y} against {args.x}, Pareto front joined ({datasets})", formats=args.formats)
     names = ", ".join(f"{rows[i].run}@{rows[i].step}" for i in front)
     return f"wrote {out} ({len(rows)} checkpoints; Pareto front: {names})"
 
@@ -207,6 +208,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.add_argument("--y", default="lpips")
             p.add_argument("--best", action="store_true", help="only the best checkpoint per model (by --x)")
             p.add_argument("--out", help="PNG path (default runs/plots/<x>_vs_<y>.png)")
+            p.add_argument("--formats", nargs="*", default=["pdf"], choices=FORMATS,
+                           help="also write the figure in these formats beside --out (default: pdf)")
         if name == "export":
             p.add_argument("--out", default="docs/model_zoo.md")
             p.add_argument("--note", help="Markdown placed under the title, e.g. how the runs were made (@FILE: read "

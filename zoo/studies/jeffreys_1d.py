@@ -29,7 +29,7 @@ from torch import Tensor
 
 
 from zoo.data.synthetic import IJAE_MEANS, IJAE_STDS, IJAE_WEIGHTS
-from zoo.studies.plot import Panel, Series, save_line_plots
+from zoo.figures import Panel, Series, save_line_plots
 
 DIVERGENCES = ("forward_kl", "reverse_kl", "jsd", "jeffreys")
 LABELS = {"forward_kl": "Forward KL", "reverse_kl": "Reverse KL", "jsd": "JSD", "jeffreys": "lambda-Jeffreys"}
