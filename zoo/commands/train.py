@@ -77,4 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     if trainer.is_main:
         summary = ", ".join(f"{k}={v:.4g}" for k, v in final.items() if not k.startswith("lr/"))
         print(f"zoo: finished {trainer.step} steps in {out}: {summary}")
+        write_loss_curves(out)
     return 0
+
+
+def write_loss_curves(out: Path) -> Path | None:
+    """<out>/loss_curves.png and .pdf from the run's metrics.jsonl; a run too short to log anything gets none."""
+    from zoo.figures import loss_curves
+    from zoo.training.logging import read_metrics
+
+    if not (out / "metrics.jsonl").is_file() or not (records := read_metrics(out)):
+        return None
+    return loss_curves([{k: v for k, v in r.items() if not k.startswith("lr/")} for r in records],
+                       out / "loss_curves.png", title=out.name, formats=("pdf",))
