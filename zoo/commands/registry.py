@@ -6,6 +6,7 @@
     zoo registry compare --metric is,lpips --sort is [--best] [--format markdown|csv|json]
     zoo registry plot --x is --y lpips --out runs/plots/is_lpips.png   # with the Pareto front (+ .pdf)
     zoo registry export [--out docs/model_zoo.md] [--note @NOTE.md]
+    zoo registry report [--out runs/report.html]     # one offline HTML page: sortable table, samples, plots
 
 The table is runs/registry.sqlite, or ZOO_REGISTRY, or --registry PATH (see zoo/catalog.py).
 """
@@ -186,6 +187,14 @@ def cmd_export(args: argparse.Namespace, catalog: Catalog) -> str:
     return f"wrote {out}"
 
 
+def cmd_report(args: argparse.Namespace, catalog: Catalog) -> str:
+    from zoo.commands.report import build_report
+    out = Path(args.out)
+    counts = build_report(catalog, out, direction, args.model, args.dataset)
+    return (f"wrote {out} ({counts['rows']} checkpoints, {counts['grids']} sample grids, {counts['pareto']} Pareto "
+            f"plots, {counts['curves']} loss-curve figures; self-contained, opens offline)")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="zoo registry", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -193,7 +202,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="the code registry").add_argument("--format", choices=("markdown", "csv", "json"),
                                                                      default="markdown")
-    for name in ("list", "compare", "plot", "export"):
+    for name in ("list", "compare", "plot", "export", "report"):
         p = sub.add_parser(name)
         p.add_argument("--model", help="only runs of this registered model")
         p.add_argument("--dataset", help="only runs on this dataset")
@@ -210,6 +219,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.add_argument("--out", help="PNG path (default runs/plots/<x>_vs_<y>.png)")
             p.add_argument("--formats", nargs="*", default=["pdf"], choices=FORMATS,
                            help="also write the figure in these formats beside --out (default: pdf)")
+        if name == "report":
+            p.add_argument("--out", default="runs/report.html", help="the HTML file to write")
         if name == "export":
             p.add_argument("--out", default="docs/model_zoo.md")
             p.add_argument("--note", help="Markdown placed under the title, e.g. how the runs were made (@FILE: read "
@@ -223,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         print(cmd_models(args))
         return 0
     with Catalog(args.registry) as catalog:
-        print({"list": cmd_list, "compare": cmd_compare, "plot": cmd_plot, "export": cmd_export}[args.command](
+        print({"list": cmd_list, "compare": cmd_compare, "plot": cmd_plot, "export": cmd_export,
+               "report": cmd_report}[args.command](
             args, catalog))
     return 0

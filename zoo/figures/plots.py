@@ -122,6 +122,7 @@ def scatter_plot(path: str | Path, points: Sequence[tuple[float, float]], labels
                        edgecolors=["black" if i in front else colour for i in mine], zorder=2)
         for (x, y), label in zip(points, labels):
             ax.annotate(label, (x, y), xytext=(5, 4), textcoords="offset points", fontsize=8, color="#333333")
+        ax.margins(x=0.15, y=0.1)  # room for the labels of the outermost points
         ax.set_xlabel(x_label)
         ax.set_ylabel(y_label)
         ax.set_title(title, loc="left")
