@@ -261,6 +261,9 @@ class Recipe:
     optim: dict[str, OptimizerConfig] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # Python modules (or .py files) imported before the model is resolved: models, backbones or datasets defined
+    # outside the package (`zoo train --import MODULE` adds to it, so a checkpoint's config.yaml records them).
+    imports: list[str] = field(default_factory=list)
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 """Train a model from a recipe.
 
     accelerate launch -m zoo.cli train recipes/tiny_vae.yaml [--out runs/x] [--resume auto|PATH] [train.max_steps=20]
+    zoo train my_recipe.yaml --import my_model      # a model defined in my_model.py, outside the package
 
 Plain `zoo train ...` works too (one process). The run directory gets config.yaml (the resolved recipe),
 metrics.jsonl, tb/ (TensorBoard), samples/ and reconstructions/ (PNG grids) and checkpoints/step_XXXXXXXX/. The run
@@ -15,7 +16,7 @@ from pathlib import Path
 
 
 from zoo.config import ConfigError
-from zoo.factory import load_recipe
+from zoo.factory import import_modules, load_recipe
 from zoo.training.checkpoint import CheckpointError, checkpoint_dirs
 
 
@@ -26,13 +27,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("overrides", nargs="*", help="typed overrides KEY=VALUE, e.g. train.max_steps=20")
     parser.add_argument("--out", help="run directory (default: runs/<recipe name>)")
     parser.add_argument("--resume", help="'auto' (latest checkpoint in --out, if any) or a checkpoint / run path")
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                        help="import this module (or .py file) first: a model defined outside the package; recorded "
+                             "in the run's config.yaml (`imports`) so its checkpoints load anywhere (repeatable)")
     return parser.parse_intermixed_args(argv)  # overrides may come before or after the options
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        imported = import_modules(args.imports)
         recipe = load_recipe(args.recipe, args.overrides)
+        recipe.imports = list(dict.fromkeys([*recipe.imports, *imported]))
     except ConfigError as err:
         print(f"error: {args.recipe}: {err}", file=sys.stderr)
         return 2
