@@ -226,7 +226,11 @@ class TrainConfig:
     keep_last: int = 3
     ema: EMAConfig | None = None
     progress: bool = True
-    tensorboard: bool = True
+    tensorboard: bool = True  # false drops "tensorboard" from `loggers` (the older switch, kept for recipes using it)
+    # Where scalars, sample / reconstruction grids and the resolved recipe go besides metrics.jsonl and the PNGs:
+    # tensorboard (<run>/tb) and / or wandb (Weights & Biases; `pip install "zoo[wandb]"`; WANDB_MODE=offline works).
+    loggers: list[Literal["tensorboard", "wandb"]] = field(default_factory=lambda: ["tensorboard"])
+    wandb_project: str = "zoo"
 
 
 @dataclass

@@ -124,7 +124,9 @@ class Trainer:
         # CPU: .item() costs no device sync, so every loss is checked before its optimizer step. Accelerators: the
         # check runs at logging steps so the step loop never waits on the device.
         self._check_every_phase = self.device.type == "cpu"
-        self.logger = RunLogger(self.out_dir, recipe.train.tensorboard) if (self.out_dir and self.is_main) else None
+        loggers = [k for k in recipe.train.loggers if recipe.train.tensorboard or k != "tensorboard"]
+        self.logger = RunLogger(self.out_dir, loggers, to_dict(recipe), recipe.train.wandb_project) if (
+            self.out_dir and self.is_main) else None
         if self.out_dir is not None and self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "config.yaml").write_text(self.config_yaml)
@@ -302,12 +304,16 @@ class Trainer:
             samples = model.sample(n, generator=generator)
             if samples.dim() == 4:
                 save_grid(samples, self.out_dir / "samples" / f"step_{self.step:08d}.png")
+                if self.logger is not None:
+                    self.logger.log_images("samples", samples, self.step)
             if model.has_encoder and samples.dim() == 4:
                 x = torch.stack([self.dataset[i] for i in range(min(n // 2, len(self.dataset)))]).to(self.device)
                 from zoo.data.stream import to_model_range
                 x = to_model_range(x)
-                save_grid(interleave(x, model.reconstruct(x)), self.out_dir / "reconstructions" /
-                          f"step_{self.step:08d}.png", nrow=2 * max(1, int(math.sqrt(x.shape[0] / 2))))
+                pairs, nrow = interleave(x, model.reconstruct(x)), 2 * max(1, int(math.sqrt(x.shape[0] / 2)))
+                save_grid(pairs, self.out_dir / "reconstructions" / f"step_{self.step:08d}.png", nrow=nrow)
+                if self.logger is not None:
+                    self.logger.log_images("reconstructions", pairs, self.step, nrow)
 
     def state_dict(self) -> dict[str, Any]:
         return {
