@@ -63,7 +63,9 @@ def _draw_panel(ax, panel: Panel) -> None:
         color = _color(s.color, i)
         if s.band is not None:  # under the curves
             ax.fill_between(_floats(s.x), _floats(s.band[0]), _floats(s.band[1]), color=color, alpha=0.2, lw=0)
-        ax.plot(_floats(s.x), _floats(s.y), color=color, ls="--" if s.dashed else "-", label=s.label or None)
+        x = _floats(s.x)
+        ax.plot(x, _floats(s.y), color=color, ls="--" if s.dashed else "-", label=s.label or None,
+                marker="o" if len(x) < 30 else None, ms=3)  # markers: a short run's few points stay visible
     for j, (label, value) in enumerate(panel.hlines.items()):
         ax.axhline(value, color=PALETTE[(len(panel.series) + j) % len(PALETTE)], ls=":", lw=1.5,
                    label=f"{label} = {value:.4g}")
