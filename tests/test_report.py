@@ -53,6 +53,7 @@ def make_registry(tmp_path):
             catalog.add_result(ckpt, "is", is_, 0.1, {"n_samples": 50000, "splits": 10})
             if lpips is not None:
                 catalog.add_result(ckpt, "lpips", lpips, 0.01, {"pairs": 1000})
+                catalog.add_result(ckpt, "lpips.reference", 0.5, 0.01, {"pairs": 1000})  # real data: in no Pareto plot
     return path
 
 
@@ -63,7 +64,7 @@ def run_order(dom: str) -> list[str]:
 def test_report_in_headless_chromium(tmp_path, capsys):
     out = tmp_path / "report.html"
     assert registry.main(["--registry", str(make_registry(tmp_path)), "report", "--out", str(out)]) == 0
-    assert "(3 checkpoints, 3 sample grids, 1 Pareto plots, 3 loss-curve figures" in capsys.readouterr().out
+    assert "(3 checkpoints, 3 sample grids, 1 Pareto plots, 3 loss-curve figures" in capsys.readouterr().out  # is-lpips
     page = out.read_text()
     assert not re.findall(r'(?:src|href)="(?!data:)', page)  # self-contained: every image is a data: URI
     assert "n_samples=50000, splits=10" in page and "pairs=1000" in page  # each metric's protocol

@@ -7,7 +7,8 @@ embedded as base64, the script and styles are inline; nothing is fetched from th
 The page holds: a table of every checkpoint with its run, model, dataset, step, latest result per metric (mean ± std,
 the metric's protocol in the column's tooltip and listed under the table) and its sample grid; click a column to sort
 (best first for metrics, again to reverse), type in the filter box to keep matching rows; the Pareto plot of every
-pair of metrics two or more checkpoints share; each run's loss curves from its metrics.jsonl.
+pair of metrics two or more checkpoints share (`*.reference` values, measured on real data, left out); each run's loss
+curves from its metrics.jsonl.
 """
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ STYLE = """
 body { font-family: system-ui, 'DejaVu Sans', sans-serif; margin: 1.5em; color: #222; }
 table { border-collapse: collapse; font-size: 0.9em; } th, td { border: 1px solid #ccc; padding: 4px 8px; }
 th { background: #f2f2f2; cursor: pointer; position: sticky; top: 0; } td.num { text-align: right; }
-td img { width: 96px; image-rendering: pixelated; } figure { display: inline-block; margin: 0.5em; }
+td img { width: 128px; image-rendering: pixelated; } figure { display: inline-block; margin: 0.5em; }
 figure img { max-width: 640px; } #filter { margin: 0.5em 0; width: 24em; }
 """
 
@@ -115,7 +116,8 @@ def build_report(catalog: Catalog, out: Path, direction: Callable[[str], bool | 
         body.append(f'<tr data-run="{html.escape(r.run)}">' + "".join(cells) + "</tr>")
     figures = []
     with tempfile.TemporaryDirectory() as tmp:
-        for x, y in itertools.islice(((x, y) for x, y in itertools.combinations(metrics, 2)
+        scores = [m for m in metrics if not m.endswith(".reference")]  # a real-data reference is no model's result
+        for x, y in itertools.islice(((x, y) for x, y in itertools.combinations(scores, 2)
                                       if sum(r.value(x) is not None and r.value(y) is not None for r in rows) > 1),
                                      MAX_PARETO):
             both = [r for r in rows if r.value(x) is not None and r.value(y) is not None]
