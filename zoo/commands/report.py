@@ -83,16 +83,18 @@ def sample_grid(out_dir: Path, step: int) -> Path | None:
 
 
 def build_report(catalog: Catalog, out: Path, direction: Callable[[str], bool | None], model: str | None = None,
-                 dataset: str | None = None) -> dict[str, int]:
-    """Write the report to `out`; returns what it holds (rows, sample grids, Pareto plots, loss curves)."""
+                 dataset: str | None = None, protocol: str | None = None) -> dict[str, int]:
+    """Write the report to `out`; returns what it holds (rows, sample grids, Pareto plots, loss curves). A column
+    whose results mix protocols tags each value with its protocol id; a Pareto plot holds one protocol per axis."""
     from zoo.commands.registry import cell, protocol_summary
 
-    rows = [r for r in catalog.rows(model, dataset)]
+    rows = catalog.rows(model, dataset, protocol)
     run_dirs = {run["name"]: Path(run["out_dir"]) for run in catalog.runs()}
     metrics = sorted({m for r in rows for m in r.results})
     higher = {m: direction(m) for m in metrics}
     protocols = {m: sorted({protocol_summary(r.results[m]["protocol"]) for r in rows if m in r.results})
                  for m in metrics}
+    mixed = {m for m in metrics if len({r.protocol_id(m) for r in rows if m in r.results}) > 1}
     counts = {"rows": len(rows), "grids": 0, "pareto": 0, "curves": 0}
     arrow = {True: " ↑", False: " ↓", None: ""}
     head = "".join(f'<th data-key="{k}" data-numeric="{int(k == "step")}" data-higher="1">{k}</th>'
@@ -107,7 +109,7 @@ def build_report(catalog: Catalog, out: Path, direction: Callable[[str], bool | 
         cells.append(f'<td class="num" data-value="{r.step}">{r.step}</td>')
         for m in metrics:
             value = r.value(m)
-            cells.append(f'<td class="num" data-value="{value!r}">{cell(r, m)}</td>' if value is not None
+            cells.append(f'<td class="num" data-value="{value!r}">{cell(r, m, m in mixed)}</td>' if value is not None
                          else "<td></td>")
         grid = sample_grid(run_dirs.get(r.run, Path(r.path).parent.parent), r.step)
         counts["grids"] += grid is not None
@@ -117,16 +119,21 @@ def build_report(catalog: Catalog, out: Path, direction: Callable[[str], bool | 
     figures = []
     with tempfile.TemporaryDirectory() as tmp:
         scores = [m for m in metrics if not m.endswith(".reference")]  # a real-data reference is no model's result
-        for x, y in itertools.islice(((x, y) for x, y in itertools.combinations(scores, 2)
-                                      if sum(r.value(x) is not None and r.value(y) is not None for r in rows) > 1),
-                                     MAX_PARETO):
-            both = [r for r in rows if r.value(x) is not None and r.value(y) is not None]
+        plots = []  # (x, y, rows): one plot per metric pair and protocol pair with two or more checkpoints
+        for x, y in itertools.combinations(scores, 2):
+            groups: dict[tuple, list[Row]] = {}
+            for r in rows:
+                if r.value(x) is not None and r.value(y) is not None:
+                    groups.setdefault((r.protocol_id(x), r.protocol_id(y)), []).append(r)
+            plots += [(x, y, group) for group in groups.values() if len(group) > 1]
+        for x, y, both in plots[:MAX_PARETO]:
             points = [(r.value(x), r.value(y)) for r in both]
             front = pareto_front(points, higher[x] is not False, higher[y] is not False)
             png = scatter_plot(Path(tmp) / f"pareto_{counts['pareto']}.png", points, [f"{r.run}@{r.step}" for r in both],
                                [r.model or "?" for r in both], front, x + arrow[higher[x]], y + arrow[higher[y]],
                                title=f"{y} against {x}", size=(800, 520))
-            figures.append(("pareto", f"{y} against {x}", png))
+            tags = f" (protocols {both[0].protocol_id(x)[:6]}, {both[0].protocol_id(y)[:6]})" if {x, y} & mixed else ""
+            figures.append(("pareto", f"{y} against {x}{tags}", png))
             counts["pareto"] += 1
         for name in dict.fromkeys(r.run for r in rows):
             run_dir = run_dirs.get(name)

@@ -108,9 +108,10 @@ def save_line_plots(panels: Sequence[Panel], path: str | Path, columns: int = 2,
 
 def scatter_plot(path: str | Path, points: Sequence[tuple[float, float]], labels: Sequence[str],
                  groups: Sequence[str], front: Sequence[int], x_label: str, y_label: str, title: str = "",
-                 size: tuple[int, int] = (900, 650), formats: Sequence[str] = ()) -> Path:
+                 size: tuple[int, int] = (900, 650), formats: Sequence[str] = (),
+                 errors: Sequence[tuple[float, float]] | None = None) -> Path:
     """A scatter plot: one colour per group (legend), a text label per point, the `front` points (indices, in order
-    of x) outlined and joined by a line. Returns `path`."""
+    of x) outlined and joined by a line, and +- `errors` (x, y) bars per point when given. Returns `path`."""
     with style():
         fig, ax = plt.subplots(figsize=(size[0] / DPI, size[1] / DPI), layout="constrained")
         colours = {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(dict.fromkeys(groups))}
@@ -119,6 +120,9 @@ def scatter_plot(path: str | Path, points: Sequence[tuple[float, float]], labels
                     zorder=1, label="Pareto front")
         for group, colour in colours.items():
             mine = [i for i, g in enumerate(groups) if g == group]
+            if errors is not None and any(errors[i] != (0.0, 0.0) for i in mine):
+                ax.errorbar([points[i][0] for i in mine], [points[i][1] for i in mine], xerr=[errors[i][0] for i in mine],
+                            yerr=[errors[i][1] for i in mine], fmt="none", ecolor=colour, elinewidth=1, zorder=1.5)
             ax.scatter([points[i][0] for i in mine], [points[i][1] for i in mine], color=colour, label=group,
                        s=[70 if i in front else 30 for i in mine],
                        edgecolors=["black" if i in front else colour for i in mine], zorder=2)
