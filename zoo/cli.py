@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "latent_analysis": ("zoo.commands.latent_analysis", "Rosca et al. section 3: marginal KL, low-posterior samples"),
     "evidence": ("zoo.commands.evidence", "importance-sampled log evidence with a bootstrap interval"),
     "traverse": ("zoo.commands.traverse", "latent traversals of an encoder-decoder checkpoint"),
+    "interpolate": ("zoo.commands.interpolate", "linear / spherical latent interpolation grids of a checkpoint"),
+    "sample": ("zoo.commands.sample", "export N samples as PNG files or one .npz (torch-fidelity, clean-fid)"),
 }
 
 

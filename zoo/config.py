@@ -226,7 +226,11 @@ class TrainConfig:
     keep_last: int = 3
     ema: EMAConfig | None = None
     progress: bool = True
-    tensorboard: bool = True
+    tensorboard: bool = True  # false drops "tensorboard" from `loggers` (the older switch, kept for recipes using it)
+    # Where scalars, sample / reconstruction grids and the resolved recipe go besides metrics.jsonl and the PNGs:
+    # tensorboard (<run>/tb) and / or wandb (Weights & Biases; `pip install "zoo[wandb]"`; WANDB_MODE=offline works).
+    loggers: list[Literal["tensorboard", "wandb"]] = field(default_factory=lambda: ["tensorboard"])
+    wandb_project: str = "zoo"
     collective_timeout_s: float = 600.0  # multi-process: a peer silent this long is gone, and every process exits
 
 
@@ -262,6 +266,9 @@ class Recipe:
     optim: dict[str, OptimizerConfig] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # Python modules (or .py files) imported before the model is resolved: models, backbones or datasets defined
+    # outside the package (`zoo train --import MODULE` adds to it, so a checkpoint's config.yaml records them).
+    imports: list[str] = field(default_factory=list)
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:

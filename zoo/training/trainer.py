@@ -303,12 +303,16 @@ class Trainer:
             samples = model.sample(n, generator=generator)
             if samples.dim() == 4:
                 save_grid(samples, self.out_dir / "samples" / f"step_{self.step:08d}.png")
+                if self.logger is not None:
+                    self.logger.log_images("samples", samples, self.step)
             if model.has_encoder and samples.dim() == 4:
                 x = torch.stack([self.dataset[i] for i in range(min(n // 2, len(self.dataset)))]).to(self.device)
                 from zoo.data.stream import to_model_range
                 x = to_model_range(x)
-                save_grid(interleave(x, model.reconstruct(x)), self.out_dir / "reconstructions" /
-                          f"step_{self.step:08d}.png", nrow=2 * max(1, int(math.sqrt(x.shape[0] / 2))))
+                pairs, nrow = interleave(x, model.reconstruct(x)), 2 * max(1, int(math.sqrt(x.shape[0] / 2)))
+                save_grid(pairs, self.out_dir / "reconstructions" / f"step_{self.step:08d}.png", nrow=nrow)
+                if self.logger is not None:
+                    self.logger.log_images("reconstructions", pairs, self.step, nrow)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -353,7 +357,9 @@ class Trainer:
             if rundir.claim(self.out_dir, step=self.step, resumed_from=self.resumed_from, restart=self._restart,
                             changes=self._changes, config_yaml=self.config_yaml, is_main=self.is_main,
                             sync=self.accelerator.wait_for_everyone):
-                self.logger = RunLogger(self.out_dir, self.recipe.train.tensorboard)
+                train = self.recipe.train
+                loggers = [k for k in train.loggers if train.tensorboard or k != "tensorboard"]
+                self.logger = RunLogger(self.out_dir, loggers, to_dict(self.recipe), train.wandb_project)
         self._begun = True
 
     def resume(self, path: str | Path, *, missing_ok: bool = False) -> Path | None:
