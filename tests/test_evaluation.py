@@ -16,6 +16,7 @@ from zoo.config import DataConfig
 from zoo.data import TensorImages
 from zoo.evaluation import EvalContext, WeightsNotFoundError, lpips_distance
 from zoo.evaluation import inception
+from zoo.evaluation.inception import random_inception_weights
 from zoo.registry import METRICS
 
 ALEXNET = SHARED / "weights" / "lpips" / "alexnet_features.pth"
@@ -89,22 +90,6 @@ def test_is_metric_closed_forms_through_the_feature_path(tmp_path, monkeypatch, 
     assert result.value == pytest.approx(expected, rel=1e-9)  # 6 classes evenly: IS = 6; uniform predictions: 1
     assert result.protocol["n_samples"] == 60 and result.protocol["splits"] == 1
     assert result.protocol["weights_sha256"] == hashlib.sha256(b"weights").hexdigest()
-
-
-def random_inception_weights(path):
-    """torch-fidelity's FeatureExtractorInceptionV3 with random He-initialised convolutions (so features neither
-    vanish nor explode), its state dict saved to `path`: the shapes of the real file, none of its values."""
-    import torch_fidelity.feature_extractor_inceptionv3 as fe
-    with mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: None), \
-            mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None):
-        net = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["logits_unbiased", "2048"])
-    g = torch.Generator().manual_seed(0)
-    for module in net.modules():
-        if isinstance(module, nn.Conv2d):
-            module.weight.data = torch.randn(module.weight.shape, generator=g) * math.sqrt(2 / module.weight[0].numel())
-    net.fc.weight.data = torch.randn(net.fc.weight.shape, generator=g) * 4 / math.sqrt(2048)
-    torch.save(net.state_dict(), path)
-    return path
 
 
 def test_torch_fidelity_inception_path_with_a_local_weights_file(tmp_path, one_thread):

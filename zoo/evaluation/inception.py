@@ -9,6 +9,7 @@ supply it.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,25 @@ def build_extractor(path: Path) -> nn.Module:
     load_state_dict_file(path, "Inception weights")  # refuse anything that is not plain tensors before torch-fidelity
     return FeatureExtractorInceptionV3("inception-v3-compat", ["logits_unbiased", "2048"],
                                        feature_extractor_weights_path=str(path))
+
+
+def random_inception_weights(path: str | Path, seed: int = 0) -> Path:
+    """torch-fidelity's FeatureExtractorInceptionV3 with random He-initialised convolutions (so features neither
+    vanish nor explode), its state dict saved to `path`: the shapes of the real file, none of its values. For tests
+    and throughput checks where the real file is absent; never for reported scores."""
+    from unittest import mock
+
+    import torch_fidelity.feature_extractor_inceptionv3 as fe
+    with mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: None), \
+            mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None):
+        net = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["logits_unbiased", "2048"])
+    g = torch.Generator().manual_seed(seed)
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d):
+            module.weight.data = torch.randn(module.weight.shape, generator=g) * math.sqrt(2 / module.weight[0].numel())
+    net.fc.weight.data = torch.randn(net.fc.weight.shape, generator=g) * 4 / math.sqrt(2048)
+    torch.save(net.state_dict(), path)
+    return Path(path)
 
 
 def _extractor(ctx: EvalContext) -> tuple[nn.Module, dict[str, str]]:

@@ -12,6 +12,7 @@ import math
 import os
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, NoReturn
 
@@ -27,6 +28,7 @@ from zoo.training.checkpoint import (load_state_into_players, read_trainer_state
                                      write_checkpoint)
 from zoo.training.ema import EMA
 from zoo.training.logging import RunLogger, interleave, save_grid
+from zoo.training.speed import adam, prepare_players, resolve_speed, set_tf32, to_memory_format
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -121,9 +123,13 @@ class Trainer:
         self.autocast_dtype = _resolve_precision(recipe.train.mixed_precision, self.device)
         model.to(self.device).train()
 
+        self.speed = resolve_speed(recipe.train, self.device, model, self.autocast_dtype is not None)
+        if self.device.type == "cuda":
+            set_tf32(self.speed.tf32)
+        prepare_players(model.players.values(), replace(self.speed, compile=False))  # compiled after the EMA copy
+
         self.players_of = {k: list(cfg.players) for k, cfg in recipe.optim.items()}
-        self.optimizers = {k: torch.optim.Adam([p for n in cfg.players for p in model.players[n].parameters()],
-                                               lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+        self.optimizers = {k: adam([p for n in cfg.players for p in model.players[n].parameters()], cfg, self.speed)
                            for k, cfg in recipe.optim.items()}
         self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(recipe.optim[k].schedule,
                                                                                 recipe.train.max_steps))
@@ -135,6 +141,8 @@ class Trainer:
         ema_cfg = recipe.train.ema
         self.ema = EMA({n: self.plain[n] for n in ema_cfg.players}, ema_cfg.decay, ema_cfg.start_step) if ema_cfg \
             else None
+        if self.speed.compile:
+            prepare_players(model.players.values(), replace(self.speed, channels_last=False))
 
         if dataset is None:
             from zoo.data import load_dataset
@@ -211,6 +219,7 @@ class Trainer:
         trained = self.trained_players(phase)
         self._set_trainable(trained)
         optimizer.zero_grad(set_to_none=True)
+        batch = to_memory_format(batch, self.speed)
         chunks = batch.chunk(cfg.accumulation) if cfg.accumulation > 1 else (batch,)
         for i, chunk in enumerate(chunks):
             with self._autocast():
