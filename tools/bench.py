@@ -36,7 +36,9 @@ from zoo.training import Trainer  # noqa: E402
 from zoo.training.speed import SpeedPlan, adam, prepare_players, to_memory_format  # noqa: E402
 
 SWITCHES = ("tf32", "channels_last", "fused_adam", "compile")
-CONFIGS = ("off", *SWITCHES, "all")  # off: every switch off; a switch's name: that one alone; all: every one on
+# off: every switch off; a switch's name: that one alone; default: the recipe defaults ("auto": on CUDA everything
+# but compile); all: every switch on
+CONFIGS = ("off", *SWITCHES, "default", "all")
 MODELS = {  # name -> model section; widths are the papers' unless --width says otherwise
     "vae": {"backbone": "rosca_mnist", "channels": 3, "image_size": 28, "latent_dim": 50, "width": 32},
     "dcgan": {"backbone": "rosca_mnist", "channels": 3, "image_size": 28, "latent_dim": 50, "width": 32},
@@ -49,6 +51,8 @@ MODELS = {  # name -> model section; widths are the papers' unless --width says 
 def switches_of(config: str) -> dict[str, bool]:
     if config not in CONFIGS:
         raise SystemExit(f"--configs: unknown {config!r}; choose from {', '.join(CONFIGS)}")
+    if config == "default":
+        return {}
     return {s: config == "all" or config == s for s in SWITCHES}
 
 
