@@ -273,13 +273,15 @@ def check_inception(args: argparse.Namespace, rep: Report, device: torch.device)
 DEASY_WORKER = "--deasy-worker"
 
 
-def deasy_worker(steps: int, dry: bool) -> None:
+def deasy_worker(steps: int, dry: bool, compile_mode: str = "") -> None:
     """One Table 3 MNIST run on synthetic MNIST-shaped data: prints JSON {steps, seconds (steady), wall}."""
     wall = time.perf_counter()
     file = "tiny_jsg_vae" if dry else "jsg_vae_mnist_jsg"
+    compiled = [] if not compile_mode else (["train.compile=true", "train.compile_options={backend: aot_eager}"] if dry
+                                            else ["train.compile=true", f"train.compile_options={{mode: {compile_mode}}}"])
     recipe = load_recipe(REPO / "recipes" / f"{file}.yaml", ["train.progress=false", "train.tensorboard=false",
                                                             "train.sample_every=0", "train.checkpoint_every=0",
-                                                            "train.log_every=937"])
+                                                            "train.log_every=937", *compiled])
     model = create_model(recipe)
     n = 512 if dry else 60_000
     trainer = Trainer(model, recipe, dataset=synthetic(tuple(model.data_shape), n))
@@ -294,10 +296,10 @@ def deasy_worker(steps: int, dry: bool) -> None:
     print(json.dumps({"steps": steps, "seconds": time.perf_counter() - start, "wall": time.perf_counter() - wall}))
 
 
-def run_concurrent(n: int, steps: int, args: argparse.Namespace) -> tuple[float, list[dict[str, float]]]:
+def run_concurrent(n: int, steps: int, args: argparse.Namespace, compile_mode: str = "") -> tuple[float, list]:
     """n worker processes at once: (wall seconds from launch to the last exit, their reports)."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), DEASY_WORKER, str(steps)] + (["--dry-run"] if args.dry_run
-                                                                                       else [])
+    cmd = [sys.executable, str(Path(__file__).resolve()), DEASY_WORKER, str(steps), compile_mode or "-"] \
+        + (["--dry-run"] if args.dry_run else [])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     reports = []
     with tempfile.TemporaryDirectory() as tmp:  # files, not pipes: a full pipe would stall a worker
@@ -326,18 +328,20 @@ def run_concurrent(n: int, steps: int, args: argparse.Namespace) -> tuple[float,
 def check_deasy(args: argparse.Namespace, rep: Report, device: torch.device, deadline: float) -> None:
     steps = 4 if args.dry_run else args.deasy_steps
     counts = [1] + [int(c) for c in args.deasy_procs.split(",") if c]
-    for n in counts:
-        if time.monotonic() > deadline - 45:
-            rep.add("deasy", f"{n} concurrent run(s)", "skipped", "", "time budget")
+    runs = [(n, "") for n in counts] + ([(1, args.deasy_compile)] if args.deasy_compile else [])
+    for n, mode in runs:
+        item = f"{n} concurrent run(s)" + (f", compile {mode}" if mode else "")
+        if time.monotonic() > deadline - (100 if mode else 45):
+            rep.add("deasy", item, "skipped", "", "time budget")
             continue
-        wall, reports = run_concurrent(n, steps, args)
+        wall, reports = run_concurrent(n, steps, args, mode)
         rate = sum(r["steps"] / r["seconds"] for r in reports)  # steady-state steps/s, all runs together
         eta_min = DEASY_STEPS / rate / 60
-        rep.add("deasy", f"{n} concurrent run(s)", "ok", f"{rate:.0f} steps/s",
+        rep.add("deasy", item, "ok", f"{rate:.0f} steps/s",
                 f"per run {statistics.median(r['steps'] / r['seconds'] for r in reports):.0f} steps/s, "
                 f"{937 * 100 / (rate / n):.0f} s per 100-epoch run; EXTRAPOLATED 22x100 epochs: {eta_min:.1f} min "
                 f"(target 15); launch-to-exit {wall:.0f}s for {steps} steps each")
-        rep.details.setdefault("deasy", []).append({"processes": n, "wall": wall, "reports": reports})
+        rep.details.setdefault("deasy", []).append({"processes": n, "compile": mode, "wall": wall, "reports": reports})
 
 
 DDP_WORKER = "--ddp-worker"
@@ -395,6 +399,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--bench-rounds", type=int, default=5)
     p.add_argument("--deasy-steps", type=int, default=1500)
     p.add_argument("--deasy-procs", default="8,16", help="concurrent run counts to measure besides 1")
+    p.add_argument("--deasy-compile", default="", help="also time one run compiled in this torch.compile mode "
+                   "(e.g. reduce-overhead: CUDA graphs), when time is left")
     return p
 
 
@@ -404,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         ddp_worker()
         return 0
     if argv and argv[0] == DEASY_WORKER:
-        deasy_worker(int(argv[1]), "--dry-run" in argv)
+        deasy_worker(int(argv[1]), "--dry-run" in argv, "" if argv[2] == "-" else argv[2])
         return 0
     args = parser().parse_args(argv)
     t0 = time.monotonic()
