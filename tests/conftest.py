@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from zoo.config import load_recipe
 from zoo.data import TensorImages
+from zoo.factory import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
@@ -18,6 +18,13 @@ SHARED = Path(os.environ.get("ZOO_SHARED", REPO.parent / "shared"))
 # job when there is no CUDA.
 LAUNCH_TWO = ("-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
               "--mixed_precision", "no", "--dynamo_backend", "no")
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment of a tool started as a subprocess: this one, plus the checkout on PYTHONPATH (an editable
+    install does not need it; a bare checkout does, since the tools add nothing to sys.path) and `extra`."""
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **extra}
 
 
 def RandomImages(n: int, shape: tuple[int, ...], seed: int = 0) -> TensorImages:
@@ -33,8 +40,8 @@ def tiny_recipe(model: str, overrides: list[str] | None = None):
 
 
 def data_shape(recipe) -> tuple[int, int, int]:
-    m = recipe.model
-    return (m["channels"], m["image_size"], m["image_size"])
+    m = recipe.model.config
+    return (m.channels, m.image_size, m.image_size)
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ from zoo import create_model, load_recipe
 from zoo.data import load_dataset
 from zoo.data.stream import to_model_range
 from zoo.losses.likelihoods import VisibleDistribution
-from zoo.models.vae import Decoder
+from zoo.nn.decoder import Decoder
 from zoo.training import Trainer
 
 # x in [-1, 1], two 1x2x2 images; codes of size 2

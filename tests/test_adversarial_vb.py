@@ -11,7 +11,7 @@ from stubs import Affine, affine, bernoulli_nll, mean, rows, softplus
 from zoo import create_model
 from zoo.losses.divergences import kl_normal
 from zoo.losses.likelihoods import VisibleDistribution
-from zoo.models.vae import Decoder
+from zoo.nn.decoder import Decoder
 
 X = torch.tensor([[-1.0, 1.0, 0.0, 1.0], [1.0, -1.0, 1.0, 0.5]]).view(2, 1, 2, 2)
 # E(x, eps) = W [x, eps] + b: codes of size 2 from four pixels and two noise values

@@ -2,15 +2,13 @@
 estimation / minimisation study with a classifier in one dimension."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 
 import pytest
 import torch
 
-from conftest import REPO
-from zoo.evaluation.density_ratio import AffineGaussian, appendix_d_run
+from zoo.studies.density_ratio import AffineGaussian, appendix_d_run
 from zoo.losses.divergences import kl_mvn
 
 
@@ -52,9 +50,7 @@ def test_one_dimensional_study_estimates_and_minimises_the_kl(one_thread):
 
 
 def test_appendix_d_tool_writes_curves(tmp_path, one_thread):
-    spec = importlib.util.spec_from_file_location("appendix_d", REPO / "tools" / "appendix_d_study.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    from zoo.commands import appendix_d as tool
     assert tool.main(["--dims", "1", "2", "--seeds", "2", "--iterations", "20", "--eval-every", "10",
                       "--hidden", "16", "--eval-samples", "500", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "results.json").read_text())

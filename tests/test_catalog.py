@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 from conftest import REPO
 from zoo.catalog import Catalog, pareto_front, record_training
@@ -18,10 +17,9 @@ CATALOG = REPO / "zoo" / "catalog.py"
 
 
 def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The module behind `zoo NAME`."""
+    from zoo.cli import COMMANDS
+    return importlib.import_module(COMMANDS[name][0])
 
 
 WRITER = """

@@ -1,18 +1,15 @@
 """tools/train.py end to end: files written, resume auto, recipe errors, SIGTERM, and a 2-process CPU run."""
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
 import sys
 import time
 
-import pytest
 import torch
 import yaml
 
-from conftest import LAUNCH_TWO, REPO
+from conftest import LAUNCH_TWO, REPO, subprocess_env
 from zoo import load_checkpoint, load_recipe
 from zoo.training.checkpoint import checkpoint_dirs
 from zoo.training.logging import read_metrics
@@ -21,7 +18,7 @@ TRAIN = str(REPO / "tools" / "train.py")
 
 
 def run_train(args, env_data, **kwargs):
-    env = {**os.environ, "ZOO_DATA": str(env_data), "PYTHONUNBUFFERED": "1"}
+    env = subprocess_env(ZOO_DATA=str(env_data), PYTHONUNBUFFERED="1")
     return subprocess.run([sys.executable, TRAIN, *args], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=300, **kwargs)
 
@@ -34,7 +31,7 @@ def test_train_writes_run_and_resumes(tmp_path, shared_data):
     assert "finished 10 steps" in res.stdout
     assert [p.name for p in checkpoint_dirs(out)] == ["step_00000010"]
     saved = load_recipe(out / "config.yaml")
-    assert saved.train.max_steps == 10 and saved.model["name"] == "vae"
+    assert saved.train.max_steps == 10 and saved.model.name == "vae"
     steps = [r["step"] for r in read_metrics(out)]
     assert steps == [5, 10]
     assert {"vae/loss", "vae/elbo", "vae/kl", "lr/vae"} <= set(read_metrics(out)[-1])
@@ -73,7 +70,7 @@ def test_recipe_errors_exit_2_with_the_key(tmp_path, shared_data):
 
 def test_sigterm_saves_and_exits_cleanly(tmp_path, shared_data):
     out = tmp_path / "run"
-    env = {**os.environ, "ZOO_DATA": str(shared_data), "PYTHONUNBUFFERED": "1"}
+    env = subprocess_env(ZOO_DATA=str(shared_data), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, TRAIN, "recipes/tiny_vae.yaml", "--out", str(out),
                              "train.max_steps=100000", "train.log_every=1", "train.progress=false",
                              "train.checkpoint_every=0", "train.sample_every=0"],
@@ -94,7 +91,7 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, shared_data):
 
 def test_two_process_cpu_run(tmp_path, shared_data):
     out = tmp_path / "ddp"
-    env = {**os.environ, "ZOO_DATA": str(shared_data), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env = subprocess_env(ZOO_DATA=str(shared_data), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     cmd = [sys.executable, *LAUNCH_TWO, TRAIN, "recipes/tiny_dcgan.yaml", "--out", str(out), "train.max_steps=6",
            "train.checkpoint_every=3", "train.log_every=3", "train.progress=false"]
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -110,7 +107,7 @@ def test_two_process_cpu_run(tmp_path, shared_data):
 
 
 def test_two_processes_keep_identical_weights():
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env = subprocess_env(PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     cmd = [sys.executable, *LAUNCH_TWO, str(REPO / "tests" / "ddp_consistency.py"),
            "vae", "dcgan", "wgan_gp", "aae"]  # aae: phases that train a subset of their optimizer's players
     res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)

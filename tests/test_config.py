@@ -63,7 +63,7 @@ def test_every_recipe_file_is_valid():
     assert len(files) >= 15
     for path in files:
         recipe = load_recipe(path)
-        assert recipe.model["name"] in list_models(), path
+        assert recipe.model.name in list_models(), path
 
 
 def test_create_model_overrides_and_registry():

@@ -1,21 +1,20 @@
-"""tools/device_check.py's CPU dry run: the GPU check's code paths at tiny sizes, and its one summary table."""
+"""zoo/commands/device_check.py's CPU dry run: the GPU check's code paths at tiny sizes, and its one summary table."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, subprocess_env
 
 
 def test_device_check_dry_run_prints_one_table_with_every_section(tmp_path):
-    cmd = [sys.executable, str(REPO / "tools" / "device_check.py"), "--dry-run", "--out", str(tmp_path),
+    cmd = [sys.executable, "-m", "zoo.cli", "device_check", "--dry-run", "--out", str(tmp_path),
            "--models", "vae,wgan_gp", "--bench-models", "dcgan", "--deasy-procs", "",
            "--sections", "train,bf16,bench,wgan1000,inception,deasy,ddp"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = subprocess_env(OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     table = (tmp_path / "device_check.txt").read_text()

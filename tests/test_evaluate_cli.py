@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import LAUNCH_TWO, REPO, SHARED
+from conftest import LAUNCH_TWO, REPO, SHARED, subprocess_env
 from zoo.catalog import Catalog, checkpoint_sha256
 from zoo.training.checkpoint import checkpoint_dirs
 
@@ -21,7 +21,7 @@ RESNET56 = SHARED / "weights" / "cifar10_resnet" / "resnet56-4bfd9763.th"
 
 def tool(args, data, timeout=600):
     # one thread per process: the suite's processes share two cores, and oversubscribed threads slow torch ~10x
-    env = {**os.environ, "ZOO_DATA": str(data), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env = subprocess_env(ZOO_DATA=str(data), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -164,7 +164,7 @@ def test_cli_inception_metrics_equal_torch_fidelity_calculate_metrics(tmp_path, 
     import torch_fidelity
     from zoo.evaluation.inception import random_inception_weights
     from zoo.evaluation import EvalContext
-    from zoo.training import load_checkpoint
+    from zoo.factory import load_checkpoint
 
     ckpt = _tiny_vae_checkpoint(tmp_path)
     weights = random_inception_weights(tmp_path / "inception.pth")

@@ -112,8 +112,8 @@ def test_torch_fidelity_inception_path_with_a_local_weights_file(tmp_path, one_t
     saved = torch.load(weights, weights_only=True)
     assert all(torch.equal(saved[k], v) for k, v in extractor.state_dict().items())
     # ... its features carry information, and the numbers are torch-fidelity's functions of them
-    logits, pool, _ = inception.inception_features(ctx, "samples")
-    _, real_pool, _ = inception.inception_features(ctx, "real")
+    logits, pool, _ = inception.inception_features(ctx, "samples", str(weights))
+    _, real_pool, _ = inception.inception_features(ctx, "real", str(weights))
     assert logits.shape == (2, 1008) and pool.shape == real_pool.shape == (2, 2048) and logits.std() > 0.1
     ref_is = isc_features_to_metric(logits, splits=1, shuffle=False)["inception_score_mean"]
     assert results["is"].value == pytest.approx(ref_is, rel=1e-9) and results["is"].value > 1.0
@@ -246,7 +246,7 @@ def test_independent_critic_is_near_zero_for_one_distribution_and_negative_for_t
 
 # ------------------------------------------------------------------------------------------------------------ ELBO
 def test_elbo_metric_on_a_vae_tightens_with_k(one_thread):
-    from zoo.models.base import create_model
+    from zoo.factory import create_model
     model = create_model("vae", channels=1, image_size=28, latent_dim=4, width=8)
     images = RandomImages(24, (1, 28, 28), seed=5)
     values = {}
@@ -290,3 +290,23 @@ def test_sharded_streams_equal_the_single_process_ones(monkeypatch):
         batches = whole.split(5)
         assert torch.equal(shards[0][which], torch.cat(batches[0::2]))
         assert torch.equal(shards[1][which], torch.cat(batches[1::2]))
+
+
+def test_metric_options_are_typed_per_metric():
+    """A misspelt option or a wrong type fails before any work, naming the option and the allowed ones."""
+    from zoo.evaluation import EvaluationError
+    from zoo.evaluation.core import check_options
+
+    images = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
+    with pytest.raises(EvaluationError, match=r"unknown metric option 'spilts' \(did you mean 'splits'\?\)"):
+        run("is", data_source(images, options={"spilts": 2}))
+    with pytest.raises(EvaluationError, match=r"is option\.splits: got 'ten' \(str\), expected int.*"
+                                              r"the options of is are inception_weights, splits"):
+        run("is", data_source(images, options={"splits": "ten"}))
+    with pytest.raises(EvaluationError, match=r"'critic_steps' for is, fid; their options: inception_weights, splits"):
+        check_options([METRICS.get("is"), METRICS.get("fid")], {"critic_steps": 10, "splits": None})
+    check_options([METRICS.get("is"), METRICS.get("wcritic")], {"critic_steps": 10, "splits": 2})  # both known
+    spec = METRICS.get("wcritic")
+    opts = spec.parse_options({"critic_steps": 7, "critic_lr": 1, "splits": 3, "critic_width": None})
+    assert (opts.critic_steps, opts.critic_lr, opts.critic_width) == (7, 1.0, 64)  # int lr -> float, None -> default
+    assert isinstance(opts.critic_lr, float)

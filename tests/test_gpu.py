@@ -1,21 +1,18 @@
-"""The GPU claims of tools/device_check.py as tests (`pytest -m gpu` on a CUDA machine; skipped elsewhere): bf16
+"""The GPU claims of `zoo device_check` as tests (`pytest -m gpu` on a CUDA machine; skipped elsewhere): bf16
 training with finite losses and reloadable checkpoints for every model, no host sync inside the step loop, bf16 vs
 fp32 agreement on the first steps, the speed switches giving the plain run, Inception features batched on the
 device."""
 from __future__ import annotations
 
 import math
-import sys
 
 import pytest
 import torch
 
-from conftest import REPO, RandomImages, data_shape, tiny_recipe
+from conftest import RandomImages, data_shape, tiny_recipe
 from zoo import create_model, list_models, load_checkpoint
+from zoo.commands import device_check
 from zoo.training import Trainer
-
-sys.path.insert(0, str(REPO / "tools"))
-import device_check  # noqa: E402
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(),
@@ -95,8 +92,7 @@ def test_inception_features_batched_on_the_device_equal_the_cpu_ones(tmp_path):
     out = {}
     for device in ("cpu", "cuda"):
         ctx = EvalContext(None, DataConfig(name="tensor"), source="data:tensor:train", sample_split="train",
-                          datasets={"train": images}, n_samples=16, batch_size=8, device=device,
-                          options={"inception_weights": str(weights)})
-        out[device] = inception.inception_features(ctx, "samples")[:2]
+                          datasets={"train": images}, n_samples=16, batch_size=8, device=device)
+        out[device] = inception.inception_features(ctx, "samples", str(weights))[:2]
     for cpu, gpu in zip(out["cpu"], out["cuda"]):
         torch.testing.assert_close(gpu, cpu, rtol=1e-3, atol=1e-3)

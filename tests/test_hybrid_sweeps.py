@@ -6,7 +6,7 @@ from collections import Counter
 
 from conftest import RECIPES
 from zoo import load_recipe
-from zoo.config import expand_sweep
+from zoo.factory import expand_sweep
 
 SWEEPS = RECIPES / "sweeps"
 
@@ -19,7 +19,7 @@ def resolved(name: str, *keys: str) -> dict[str, set[tuple]]:
         values = []
         for key in keys:
             section, *path = key.split(".")
-            node = recipe.model if section == "model" else recipe.optim
+            node = recipe.model.config if section == "model" else recipe.optim
             for part in path:
                 node = node[part] if isinstance(node, dict) else getattr(node, part)
             values.append(node)

@@ -2,21 +2,16 @@
 quadrature, and the fitted two-Gaussian models' mode-seeking vs mass-covering behaviour (reduced settings)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 
 import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO
 from zoo.losses.divergences import kl_normal
 
-_spec = importlib.util.spec_from_file_location("zoo_tools_jeffreys_1d", REPO / "tools" / "jeffreys_1d.py")
-j1d = sys.modules["zoo_tools_jeffreys_1d"] = importlib.util.module_from_spec(_spec)  # dataclasses need the module
-_spec.loader.exec_module(j1d)
+from zoo.studies import jeffreys_1d as j1d
 
 SIDE_MODES = (-8.0, 8.0)
 # App. B asks for 10,000 iterations, batch 1,000, 50 restarts, 100,000 evaluation draws; the test uses fewer

@@ -11,18 +11,17 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, tiny_recipe
+from conftest import tiny_recipe
 from zoo import create_model
-from zoo.evaluation.evidence import bootstrap_interval, evidence_estimate, log_evidence
-from zoo.evaluation.traversal import PRIOR_95, latent_traversal, traversal_codes
+from zoo.studies.evidence import bootstrap_interval, evidence_estimate, log_evidence
+from zoo.studies.traversal import PRIOR_95, latent_traversal, traversal_codes
 from zoo.training import Trainer
 
 
 def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The module behind `zoo NAME`."""
+    from zoo.cli import COMMANDS
+    return importlib.import_module(COMMANDS[name][0])
 
 
 class LinearGaussian(torch.nn.Module):

@@ -141,17 +141,17 @@ def test_recipes_follow_the_paper():
     for dataset in best:
         for reg in ("kl_qp", "kl_pq", "beta4", "mmd", "jsg", "jsg_dual"):
             r = load_recipe(RECIPES / f"jsg_vae_{dataset}_{reg}.yaml")
-            m, small = r.model, dataset in ("mnist", "fashion_mnist")
-            assert (m["backbone"], m["width"], m["channels"]) == ("jsg", 32, 1)
-            assert m["image_size"] == (32 if small else 64) and m["latent_dim"] == (32 if dataset == "chairs" else 10)
+            m, small = r.model.config, dataset in ("mnist", "fashion_mnist")
+            assert (m.backbone, m.width, m.channels) == ("jsg", 32, 1)
+            assert m.image_size == (32 if small else 64) and m.latent_dim == (32 if dataset == "chairs" else 10)
             assert r.data.options.get("pad_to") == (32 if small else None)
-            assert m["likelihood"] == ("mse" if dataset == "mnist" else "bernoulli")
+            assert m.likelihood == ("mse" if dataset == "mnist" else "bernoulli")
             assert r.data.batch_size == (64 if small else 256) and r.train.max_steps == steps[dataset]
             assert r.optim["vae"].lr == 1e-4 and r.optim["vae"].betas == (0.9, 0.999)
-            assert m["divergence"] == {"beta4": "kl_qp"}.get(reg, reg)
-            assert m["beta"] == {"beta4": 4.0, "mmd": 500.0}.get(reg, 1.0) and m["primed"] and not m["learn_alpha"]
+            assert m.divergence == {"beta4": "kl_qp"}.get(reg, reg)
+            assert m.beta == {"beta4": 4.0, "mmd": 500.0}.get(reg, 1.0) and m.primed and not m.learn_alpha
             if reg in ("jsg", "jsg_dual"):
-                assert m["alpha"] == best[dataset][reg == "jsg_dual"]
+                assert m.alpha == best[dataset][reg == "jsg_dual"]
 
 
 def test_reconstruction_error_is_the_summed_squared_error_of_the_posterior_mean():

@@ -2,7 +2,6 @@
 trained VAE checkpoint; bounded memory over 60k posteriors."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 
@@ -10,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import REPO, tiny_recipe
+from conftest import tiny_recipe
 from zoo import create_model
 from zoo.data import TensorImages
 from zoo.evaluation import latent
@@ -138,9 +137,7 @@ def test_latent_analysis_tool_on_a_vae_checkpoint(tmp_path, shared_data, capsys,
     recipe = tiny_recipe("vae", [f"data.root={shared_data}", "train.max_steps=10", "data.options={limit: 256}"])
     torch.manual_seed(0)
     Trainer(create_model(recipe), recipe, tmp_path / "run").train()
-    spec = importlib.util.spec_from_file_location("latent_tool", REPO / "tools" / "latent_analysis.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    from zoo.commands import latent_analysis as tool
     out = tmp_path / "latent"
     assert tool.main([str(tmp_path / "run"), "--num-z", "1000", "--ratio-steps", "50", "--ratio-hidden", "32",
                       "--low-posterior", "9", "--low-posterior-pool", "500", "--out", str(out)]) == 0

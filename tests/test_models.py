@@ -53,9 +53,9 @@ def test_phase_gradient_isolation_and_coverage(name):
         trained = set(phase.players or recipe.optim[phase.optimizer].players)
         for p in model.parameters():
             p.grad = None
-        before = {n: [p.detach().clone() for p in m.parameters()] for n, m in trainer.plain.items()}
+        before = {n: [p.detach().clone() for p in m.parameters()] for n, m in trainer.players.items()}
         trainer.run_phase(phase, trainer.stream.next(), step=0)
-        for player_name, player in trainer.plain.items():
+        for player_name, player in trainer.players.items():
             grads = [p.grad for p in player.parameters()]
             if player_name in trained:
                 assert all(g is not None and torch.isfinite(g).all() for g in grads), \

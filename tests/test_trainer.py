@@ -9,13 +9,15 @@ from torch import nn
 
 from conftest import RECIPES as RECIPES_DIR, RandomImages, data_shape, tiny_recipe
 from zoo import create_model, load_checkpoint
-from zoo.config import ConfigError, OptimizerConfig, ScheduleConfig, load_recipe
+from zoo.config import ConfigError, OptimizerConfig, ScheduleConfig
+from zoo.factory import load_recipe
 from zoo.data.stream import BatchStream, to_model_range
 from zoo.models.base import GenerativeModel, Phase, PhaseOutput
 from zoo.registry import MODELS, register_model
 from zoo.training import NonFiniteLossError, Trainer
 from zoo.training.checkpoint import checkpoint_dirs
-from zoo.training.trainer import lr_factor, validate_schedule
+from zoo.models.base import validate_schedule
+from zoo.training.trainer import lr_factor
 
 
 def _state(model) -> dict[str, torch.Tensor]:
@@ -82,10 +84,10 @@ def test_checkpoint_roundtrip_and_keep_last(tmp_path):
     assert loaded.step == 6 and loaded.recipe.model == recipe.model
     for k, v in trainer.ema.shadow["generator"].state_dict().items():  # EMA weights are what load_checkpoint gives
         assert torch.equal(loaded.model.players["generator"].state_dict()[k], v)
-    for k, v in trainer.plain["discriminator"].state_dict().items():
+    for k, v in trainer.players["discriminator"].state_dict().items():
         assert torch.equal(loaded.model.players["discriminator"].state_dict()[k], v)
     raw = load_checkpoint(tmp_path, ema=False)
-    for k, v in trainer.plain["generator"].state_dict().items():
+    for k, v in trainer.players["generator"].state_dict().items():
         assert torch.equal(raw.model.players["generator"].state_dict()[k], v)
 
 
@@ -176,6 +178,18 @@ def test_accumulation_equals_one_big_batch(toy_model):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
 
 
+def test_accumulation_logs_the_mean_loss_over_micro_batches(toy_model):
+    trainer = _toy_trainer(["optim.a.accumulation=4"])
+    batch = trainer.stream.next()
+    a = trainer.players["a"]
+    with torch.no_grad():  # the four micro-batch losses at the weights before the step
+        losses = [(a(chunk.flatten(1)) - 3.0).pow(2).mean().item() for chunk in batch.chunk(4)]
+    assert len(set(losses)) == 4  # distinct, so "the last one" and "the mean" differ
+    out = trainer.run_phase(trainer.phases[0], batch, 0)
+    assert out.loss.item() == pytest.approx(sum(losses) / 4, rel=1e-6)
+    assert out.loss.item() != pytest.approx(losses[-1], rel=1e-3)
+
+
 def test_gradient_clipping_bounds_the_norm(toy_model):
     trainer = _toy_trainer(["optim.a.grad_clip=0.01"])
     opt = trainer.optimizers["a"]
@@ -198,9 +212,9 @@ def test_lr_schedules():
 
 def test_ema_average(toy_model):
     trainer = _toy_trainer(["train.ema={players: [a], decay: 0.75}"])
-    w0 = trainer.plain["a"].weight.detach().clone()
+    w0 = trainer.players["a"].weight.detach().clone()
     trainer.train_step()
-    w1 = trainer.plain["a"].weight.detach().clone()
+    w1 = trainer.players["a"].weight.detach().clone()
     torch.testing.assert_close(trainer.ema.shadow["a"].weight, 0.75 * w0 + 0.25 * w1)
 
 
@@ -244,7 +258,7 @@ def test_phase_players_subset_steps_only_those_and_keeps_the_others_optimizer_st
         trainer = Trainer(create_model(recipe), recipe, dataset=RandomImages(64, (1, 4, 4)))
         both, only_a = trainer.phases
         trainer.run_phase(both, trainer.stream.next(), 0)
-        a, b = trainer.plain["a"], trainer.plain["b"]
+        a, b = trainer.players["a"], trainer.players["b"]
         state = trainer.optimizers["ab"].state
         b_before = [p.detach().clone() for p in b.parameters()]
         b_state = {id(p): {k: v.clone() for k, v in state[p].items()} for p in b.parameters()}

@@ -2,10 +2,9 @@
 
 Public API: `create_model`, `list_models`, `load_recipe`, `load_checkpoint`, `Trainer`.
 """
-from zoo.config import ConfigError, load_recipe
-from zoo.models.base import create_model
-from zoo.registry import list_models
-from zoo.training import Trainer, load_checkpoint
+from zoo.config import ConfigError
+from zoo.factory import create_model, list_models, load_checkpoint, load_recipe
+from zoo.training import Trainer
 
 __version__ = "0.1.0"
 __all__ = ["ConfigError", "Trainer", "create_model", "list_models", "load_checkpoint", "load_recipe"]

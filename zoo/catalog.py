@@ -5,8 +5,8 @@
     results      id, checkpoint_id, metric, value, std, protocol (JSON), created_at
 
 Default file `runs/registry.sqlite` (relative to the working directory); the ZOO_REGISTRY environment variable or an
-explicit path overrides it. tools/train.py records runs and checkpoints, tools/evaluate.py results, and
-tools/registry.py reads it. Several processes may write at once: the database runs in WAL mode with a busy timeout,
+explicit path overrides it. `zoo train` records runs and checkpoints, `zoo evaluate` results, and
+`zoo registry` reads it. Several processes may write at once: the database runs in WAL mode with a busy timeout,
 and every write is one short `BEGIN IMMEDIATE` transaction, so concurrent writers queue instead of failing and no
 row is lost.
 """
@@ -316,7 +316,7 @@ def iter_json_rows(rows: list[Row], metrics: Sequence[str]) -> Iterator[dict[str
 
 
 def record_training(out_dir: str | Path, recipe: str | None = None, path: str | Path | None = None) -> bool:
-    """Record a training run and its checkpoints (tools/train.py calls this at the start and at the end of training).
+    """Record a training run and its checkpoints (`zoo train` calls this at the start and at the end of training).
     Never raises: an unreachable registry table prints a warning and training goes on. Returns success."""
     from zoo.training.checkpoint import CONFIG, checkpoint_dirs
     out = Path(out_dir)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import itertools
 import os
 import types
 import typing
@@ -129,6 +128,8 @@ def from_dict(cls: type, data: Mapping[str, Any], path: str = "") -> Any:
 
 def to_dict(obj: Any) -> Any:
     """Dataclasses -> plain dicts / lists (tuples become lists so the result is YAML- and JSON-safe)."""
+    if isinstance(obj, ModelSection):  # the recipe's flat `model: {name: ..., **options}`
+        return {"name": obj.name, **to_dict(obj.config)}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, Mapping):
@@ -244,11 +245,25 @@ class EvalConfig:
 
 
 @dataclass
-class Recipe:
-    """A whole run. `model` and `optim` stay plain mappings here; they are validated against the chosen model's
-    config dataclass and default optimizers by `resolve_recipe`."""
+class ModelConfig:
+    """Base of every model's config dataclass (a recipe's `model` section, less its `name`)."""
 
-    model: dict[str, Any]
+
+@dataclass
+class ModelSection:
+    """A recipe's `model` section: the registered model name and that model's validated config. In YAML it is one
+    flat mapping, `model: {name: vae, latent_dim: 8, ...}`; `zoo.factory.load_recipe` validates it once."""
+
+    name: str
+    config: ModelConfig
+
+
+@dataclass
+class Recipe:
+    """A whole run. Build it with `zoo.factory.load_recipe`, which validates `model` against the chosen model's
+    config dataclass and merges `optim` over the model's default optimizers."""
+
+    model: ModelSection
     data: DataConfig = field(default_factory=DataConfig)
     optim: dict[str, OptimizerConfig] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -268,91 +283,5 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return tree
 
 
-def load_recipe(source: str | os.PathLike | Mapping[str, Any], overrides: list[str] | None = None) -> Recipe:
-    """Read a recipe (YAML path or mapping), apply overrides and validate every section, the model's included.
-
-    The model section must name a registered model (`model.name`); its other keys are checked against that model's
-    config dataclass, and `optim` entries are merged over the model's default optimizers.
-    """
-    from zoo.models.base import resolve_model_section  # late: models import config
-
-    tree = dict(source) if isinstance(source, Mapping) else read_yaml(source)
-    tree = apply_overrides(_deep_copy(tree), overrides or [])
-    if "model" not in tree or not isinstance(tree["model"], Mapping) or "name" not in tree["model"]:
-        raise ConfigError("model.name: missing; a recipe must say which registered model to build")
-    model_cls, model_cfg = resolve_model_section(tree["model"])
-    optim_tree = _merge(to_dict(model_cls.default_optim(model_cfg)), tree.get("optim") or {})
-    recipe = from_dict(Recipe, {**tree, "model": {"name": tree["model"]["name"], **to_dict(model_cfg)},
-                                "optim": optim_tree})
-    return recipe
-
-
-def _deep_copy(tree: Any) -> Any:
-    if isinstance(tree, Mapping):
-        return {k: _deep_copy(v) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [_deep_copy(v) for v in tree]
-    return tree
-
-
-def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in update.items():
-        out[key] = _merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def save_recipe(recipe: Recipe, path: str | os.PathLike) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Sweeps: a grid of overrides over recipes (recipes/sweeps/*.yaml)
-# --------------------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SweepPoint:
-    """One run of a sweep: a recipe file, the overrides that make it this grid point, and a readable name."""
-
-    recipe: Path
-    overrides: tuple[str, ...]
-    name: str
-
-
-def expand_sweep(path: str | os.PathLike) -> list[SweepPoint]:
-    """The runs of a sweep file: for each block, every recipe times the Cartesian product of its grid.
-
-    Format (recipe paths relative to the sweep file)::
-
-        blocks:
-          - recipes: [../vgh_color_mnist.yaml]
-            grid:
-              optim.encoder.lr,optim.generator.lr: [1.0e-4, 5.0e-4]   # comma-joined keys take the same value
-              model.latent_dim: [10, 50, 75]
-
-    Every point is validated with `load_recipe`, so a typo fails here, naming the dotted key, not hours later.
-    """
-    path = Path(path)
-    tree = read_yaml(path)
-    blocks = tree.get("blocks")
-    if not isinstance(blocks, list) or not blocks:
-        raise ConfigError(f"sweep {str(path)!r}: expected a non-empty list under 'blocks', each with 'recipes' "
-                          f"and 'grid'")
-    points: list[SweepPoint] = []
-    for b, block in enumerate(blocks):
-        where = f"sweep {str(path)!r}, blocks[{b}]"
-        if not isinstance(block, Mapping) or set(block) - {"recipes", "grid"} or "recipes" not in block:
-            raise ConfigError(f"{where}: expected keys 'recipes' (a list of recipe files) and 'grid', got {block!r}")
-        grid = block.get("grid") or {}
-        axes = []
-        for keys, values in grid.items():
-            if not isinstance(values, list) or not values:
-                raise ConfigError(f"{where}.grid.{keys}: expected a non-empty list of values, got {values!r}")
-            axes.append((str(keys).split(","), values))
-        for recipe in block["recipes"]:
-            recipe_path = (path.parent / recipe).resolve()
-            for combo in itertools.product(*(values for _, values in axes)):
-                overrides = tuple(f"{k.strip()}={v}" for (keys, _), v in zip(axes, combo) for k in keys)
-                label = ",".join(f"{keys[0].strip().rsplit('.', 1)[-1]}={v}" for (keys, _), v in zip(axes, combo))
-                load_recipe(recipe_path, list(overrides))  # validate now
-                points.append(SweepPoint(recipe_path, overrides, f"{recipe_path.stem}/{label or 'base'}"))
-    return points

@@ -1,4 +1,7 @@
-"""One small generic registry: models, backbones, datasets and metrics are all looked up by name."""
+"""One small generic registry: models, backbones, datasets and metrics are all looked up by name.
+
+A leaf: it imports nothing of zoo. Resolving names to built objects (and importing the packages whose modules
+register themselves) is `zoo.factory`'s job."""
 from __future__ import annotations
 
 import difflib
@@ -68,8 +71,14 @@ METRICS = Registry("metric")
 
 
 def register_model(name: str):
-    """Class decorator registering a `GenerativeModel` subclass under `name`."""
-    return MODELS.register(name)
+    """Class decorator registering a `GenerativeModel` subclass under `name`; the class keeps its name in `cls.name`
+    so that a model knows what it is registered as (a subclass registered under another name gets its own)."""
+
+    def add(cls: T) -> T:
+        cls.name = name
+        return MODELS.register(name, cls)
+
+    return add
 
 
 def register_backbone(name: str):
@@ -84,11 +93,6 @@ def register_metric(name: str):
     return METRICS.register(name)
 
 
-def list_models(pattern: str | None = None) -> list[str]:
-    _import_all()
-    return MODELS.names(pattern)
-
-
 def import_submodules(package: str) -> None:
     """Import every module of `package` (a package's `__init__` calls this so that each file registers itself
     and adding a model, backbone or metric means adding one file)."""
@@ -99,10 +103,3 @@ def import_submodules(package: str) -> None:
         if not info.name.startswith("_"):
             importlib.import_module(f"{package}.{info.name}")
 
-
-def _import_all() -> None:
-    """Import the subpackages whose modules register themselves on import."""
-    import zoo.data  # noqa: F401
-    import zoo.evaluation  # noqa: F401
-    import zoo.models  # noqa: F401
-    import zoo.nn  # noqa: F401

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from zoo.data.base import ImageDataset, _check_count, _check_split, _holdout, _not_found, _split_seed
+from zoo.data.base import ImageDataset, check_count, check_split, holdout, not_found, split_seed
 from zoo.registry import register_dataset
 
 
@@ -101,23 +101,23 @@ class MNISTLike(_ArrayImages):
 
 
 def _mnist_like(name: str, folder: str, root: Path, split: str, download: bool, limit: int | None, **transform):
-    _check_split(name, split, ("train", "test"))
-    _check_count(name, "limit", limit)
+    check_split(name, split, ("train", "test"))
+    check_count(name, "limit", limit)
     raw = Path(root) / folder / "raw"
     prefix = "train" if split == "train" else "t10k"
     stems = [f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"]
     if any(_idx_file(raw, s) is None for s in stems):
         expected = [raw / f"{s}(.gz)" for s in stems]
         if not download:
-            raise _not_found(name, expected, "Or pass download=True to fetch them with torchvision.")
+            raise not_found(name, expected, "Or pass download=True to fetch them with torchvision.")
         import torchvision
 
         try:  # writes <root>/<folder>/raw, so only reached when the files are missing
             getattr(torchvision.datasets, folder)(str(root), train=split == "train", download=True)
         except Exception as exc:  # network failures take many forms; all of them mean "files still missing"
-            raise _not_found(name, expected, "Offline? Copy the files there instead.", cause=exc) from exc
+            raise not_found(name, expected, "Offline? Copy the files there instead.", cause=exc) from exc
         if any(_idx_file(raw, s) is None for s in stems):
-            raise _not_found(name, expected)
+            raise not_found(name, expected)
     return MNISTLike(name, raw, split, limit=limit, **transform)
 
 
@@ -173,11 +173,11 @@ def color_mnist(root: Path, split: str = "train", *, seed: int = 0, size: int | 
                 image_size: int | None = None, pad_to: int | None = None, download: bool = True,
                 limit: int | None = None) -> ColorMNIST:
     """Stacked MNIST (VEEGAN; ColorMNIST in Rosca et al.): `size` examples (default: as many as the MNIST split)."""
-    _check_count("color_mnist", "size", size)
-    _check_count("color_mnist", "limit", limit)
+    check_count("color_mnist", "size", size)
+    check_count("color_mnist", "limit", limit)
     source = _mnist_like("color_mnist", "MNIST", root, split, download, None)
     n = len(source) if size is None else size
-    generator = torch.Generator().manual_seed(_split_seed(seed, split, "color_mnist"))
+    generator = torch.Generator().manual_seed(split_seed(seed, split, "color_mnist"))
     indices = torch.randint(len(source), (n, 3), generator=generator)  # drawn in full, so limit keeps prefixes
     return ColorMNIST(source, indices[:limit], image_size=image_size, pad_to=pad_to)
 
@@ -271,20 +271,20 @@ class CIFAR10Batches(_ArrayImages):
 def cifar10(root: Path, split: str = "train", *, image_size: int | None = None, pad_to: int | None = None,
             download: bool = True, limit: int | None = None) -> CIFAR10Batches:
     """Official CIFAR-10 (3, 32, 32) from ``<root>/cifar-10-batches-py``; targets are the class labels."""
-    _check_split("cifar10", split, ("train", "test"))
-    _check_count("cifar10", "limit", limit)
+    check_split("cifar10", split, ("train", "test"))
+    check_count("cifar10", "limit", limit)
     folder = Path(root) / "cifar-10-batches-py"
     files = _CIFAR_TRAIN if split == "train" else _CIFAR_TEST
     expected = [folder / f for f in files]
     if not all(p.is_file() for p in expected):
         if not download:
-            raise _not_found("cifar10", expected, "Or pass download=True to fetch cifar-10-python.tar.gz.")
+            raise not_found("cifar10", expected, "Or pass download=True to fetch cifar-10-python.tar.gz.")
         import torchvision
 
         try:
             torchvision.datasets.CIFAR10(str(root), train=split == "train", download=True)
         except Exception as exc:  # any failure leaves the batches missing
-            raise _not_found("cifar10", expected, "Offline? Copy the extracted batches there.", cause=exc) from exc
+            raise not_found("cifar10", expected, "Offline? Copy the extracted batches there.", cause=exc) from exc
     return CIFAR10Batches(folder, files, limit=limit, image_size=image_size, pad_to=pad_to)
 
 
@@ -316,7 +316,7 @@ class DSprites(ImageDataset):
         self.path = path
         with self._open_imgs() as f:
             total, self._hw = self._header(f)
-        self.indices = (torch.arange(total) if split == "train" else _holdout(total, "test"))[:limit]
+        self.indices = (torch.arange(total) if split == "train" else holdout(total, "test"))[:limit]
         self._packed: np.ndarray | None = None
         self.shape  # noqa: B018 -- validates pad_to now
 
@@ -386,10 +386,10 @@ def dsprites(root: Path, split: str = "train", *, path: str | None = None, image
     Split "train" is ALL 737,280 images, as the beta-VAE line of work trains on all of them; "test" is a fixed 10 %
     subset (a permutation seeded with 0), for reconstruction checks only: it overlaps "train". `download` is ignored.
     """
-    _check_split("dsprites", split, ("train", "test"))
-    _check_count("dsprites", "limit", limit)
+    check_split("dsprites", split, ("train", "test"))
+    check_count("dsprites", "limit", limit)
     file = Path(root) / path if path is not None else Path(root) / "dsprites" / DSPRITES_FILE
     file = file / DSPRITES_FILE if file.is_dir() else file
     if not file.is_file():
-        raise _not_found("dsprites", [file], "Get it from github.com/deepmind/dsprites-dataset, or pass path=...")
+        raise not_found("dsprites", [file], "Get it from github.com/deepmind/dsprites-dataset, or pass path=...")
     return DSprites(file, split, limit=limit, image_size=image_size, pad_to=pad_to)

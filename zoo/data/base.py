@@ -54,19 +54,19 @@ def load_dataset(name: str, split: str = "train", root: str | os.PathLike | None
     return DATASETS.get(name)(resolve_root(root), split, **options)
 
 
-def _check_split(name: str, split: str, allowed: Sequence[str]) -> str:
+def check_split(name: str, split: str, allowed: Sequence[str]) -> str:
     if split not in allowed:
         raise ValueError(f"dataset {name!r} has no split {split!r}; allowed splits: {', '.join(map(repr, allowed))}")
     return split
 
 
-def _split_seed(seed: int, split: str, tag: str) -> int:
+def split_seed(seed: int, split: str, tag: str) -> int:
     """A 63-bit seed for (tag, seed, split), so train and test draw different but reproducible streams."""
     digest = hashlib.sha256(f"{tag}:{int(seed)}:{split}".encode()).digest()
     return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
 
 
-def _not_found(name: str, expected: Sequence[Path | str], hint: str = "", cause: BaseException | None = None):
+def not_found(name: str, expected: Sequence[Path | str], hint: str = "", cause: BaseException | None = None):
     where = "\n".join(f"  {p}" for p in expected)
     why = f"\nDownload failed: {type(cause).__name__}: {cause}" if cause is not None else ""
     return DatasetNotFoundError(
@@ -76,13 +76,13 @@ def _not_found(name: str, expected: Sequence[Path | str], hint: str = "", cause:
     )
 
 
-def _check_count(name: str, option: str, value: int | None, minimum: int = 1) -> int | None:
+def check_count(name: str, option: str, value: int | None, minimum: int = 1) -> int | None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
         raise ValueError(f"dataset {name!r}: {option} must be an integer >= {minimum} or None, got {value!r}")
     return value
 
 
-def _holdout(n: int, split: str, fraction: float = 0.1) -> Tensor:
+def holdout(n: int, split: str, fraction: float = 0.1) -> Tensor:
     """Sorted indices of a fixed seeded split: "test" is `fraction` of the permutation, "train" the rest."""
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(_HOLDOUT_SEED))
     n_test = max(1, round(n * fraction)) if n > 1 else 0
@@ -108,9 +108,9 @@ class ImageDataset(Dataset):
 
     def __init__(self, name: str, image_size: int | None = None, pad_to: int | None = None, crop: int | None = None):
         self.name = name
-        self.image_size = _check_count(name, "image_size", image_size)
-        self.pad_to = _check_count(name, "pad_to", pad_to)
-        self.crop = _check_count(name, "crop", crop)
+        self.image_size = check_count(name, "image_size", image_size)
+        self.pad_to = check_count(name, "pad_to", pad_to)
+        self.crop = check_count(name, "crop", crop)
         self._tensor: Tensor | None = None
 
     def __len__(self) -> int:
@@ -247,12 +247,12 @@ class TensorImages(ImageDataset):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _decoded_cache_path(name: str, key: str) -> Path:
+def decoded_cache_path(name: str, key: str) -> Path:
     """Where the decoded split of dataset `name` identified by `key` (files, sizes, transforms) is cached."""
     return cache_dir() / "decoded" / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.pt"
 
 
-def _load_decoded(path: Path | None, shape: tuple[int, ...]) -> Tensor | None:
+def load_decoded(path: Path | None, shape: tuple[int, ...]) -> Tensor | None:
     """The uint8 tensor of `shape` cached at `path`, or None when there is none or it does not match."""
     if path is not None and path.is_file():
         try:
@@ -264,7 +264,7 @@ def _load_decoded(path: Path | None, shape: tuple[int, ...]) -> Tensor | None:
     return None
 
 
-def _save_decoded(path: Path | None, tensor: Tensor, name: str) -> None:
+def save_decoded(path: Path | None, tensor: Tensor, name: str) -> None:
     """Cache `tensor` at `path` (no-op for None); a failure only warns, as the split is already decoded."""
     if path is None:
         return

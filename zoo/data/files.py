@@ -16,16 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from zoo.data.base import (
-    ImageDataset,
-    _check_count,
-    _check_split,
-    _decoded_cache_path,
-    _holdout,
-    _load_decoded,
-    _not_found,
-    _save_decoded,
-)
+from zoo.data.base import (ImageDataset, check_count, check_split, decoded_cache_path, holdout, load_decoded,
+                           not_found, save_decoded)
 from zoo.registry import register_dataset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -134,14 +126,14 @@ class ImageFiles(ImageDataset):
         if not (self.cache and self._cacheable):
             return None
         key = f"{self.source.fingerprint()}:{len(self)}:{self.mode}:{self._resized_shape()}:{self.crop}"
-        return _decoded_cache_path(self.name, key)
+        return decoded_cache_path(self.name, key)
 
     def _read_all(self) -> Tensor:
         path = self.cache_path()
-        tensor = _load_decoded(path, (len(self), *self._resized_shape()))
+        tensor = load_decoded(path, (len(self), *self._resized_shape()))
         if tensor is None:
             tensor = super()._read_all()
-            _save_decoded(path, tensor, self.name)
+            save_decoded(path, tensor, self.name)
         return tensor
 
 
@@ -154,7 +146,7 @@ def _image_folder(name: str, location: Path, split: str, limit: int | None, cach
     if location.is_dir():
         split_dir = location / split
         if not split_dir.is_dir():
-            raise _not_found(name, [split_dir / "<class>/*.png|jpg|jpeg"])
+            raise not_found(name, [split_dir / "<class>/*.png|jpg|jpeg"])
         classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
         files = [(c, f.name) for c in classes for f in sorted((split_dir / c).iterdir()) if _is_image(f.name)]
         source = FolderSource(split_dir, [f"{c}/{f}" for c, f in files[:limit]])
@@ -166,7 +158,7 @@ def _image_folder(name: str, location: Path, split: str, limit: int | None, cach
                 if m.isfile() and len(parts) == 3 and parts[0] == split and _is_image(parts[2]):
                     members[m.name.removeprefix("./")] = m
         if not members:
-            raise _not_found(name, [f"{location}:{split}/<class>/*.png|jpg|jpeg (tar members)"])
+            raise not_found(name, [f"{location}:{split}/<class>/*.png|jpg|jpeg (tar members)"])
         names = sorted(members)
         classes = sorted({n.split("/")[1] for n in names})
         files = [tuple(n.split("/")[1:]) for n in names]
@@ -190,14 +182,14 @@ def cifar10_folder(root: Path, split: str = "train", *, path: str | None = None,
     smoke training and pipeline tests only. NEVER report IS/FID from it as CIFAR-10 numbers: use the official
     ``cifar10`` dataset for those.
     """
-    _check_split("cifar10_folder", split, ("train", "test"))
-    _check_count("cifar10_folder", "limit", limit)
+    check_split("cifar10_folder", split, ("train", "test"))
+    check_count("cifar10_folder", "limit", limit)
     candidates = [Path(root) / path] if path is not None else [
         Path(root) / "cifar10_folder", Path(root) / "cifar10-jpeg-q75-lossy.tar"]
     location = next((c for c in candidates if c.is_dir() or (c.is_file() and tarfile.is_tarfile(c))), None)
     if location is None:
         expected = [f"{c}  (folder or .tar holding {split}/<class>/*.png|jpg)" for c in candidates]
-        raise _not_found("cifar10_folder", expected, "Or pass path=... to point at such a folder or tar.")
+        raise not_found("cifar10_folder", expected, "Or pass path=... to point at such a folder or tar.")
     return _image_folder("cifar10_folder", location, split, limit, cache, image_size=image_size, pad_to=pad_to)
 
 
@@ -215,19 +207,19 @@ def celeba64(root: Path, split: str = "train", *, image_size: int | None = None,
     usual DCGAN/WGAN-GP preprocessing: it keeps the face and drops most background. `image_size` defaults to 64.
     The train split (162,770 images, 2 GB at 64 px) is over the in-memory cap, so it streams.
     """
-    _check_split("celeba64", split, tuple(_CELEBA_SPLITS))
-    _check_count("celeba64", "limit", limit)
+    check_split("celeba64", split, tuple(_CELEBA_SPLITS))
+    check_count("celeba64", "limit", limit)
     base = Path(root) / "celeba"
     expected = [base / "img_align_celeba" / "*.jpg", base / "list_eval_partition.txt"]
     if not ((base / "img_align_celeba").is_dir() and (base / "list_eval_partition.txt").is_file()):
         if not download:
-            raise _not_found("celeba64", expected, "Or pass download=True (needs the gdown package).")
+            raise not_found("celeba64", expected, "Or pass download=True (needs the gdown package).")
         import torchvision
 
         try:
             torchvision.datasets.CelebA(str(root), split=split, target_type=[], download=True)
         except Exception as exc:  # Google Drive quota, no gdown, offline: all leave the files missing
-            raise _not_found("celeba64", expected, "Offline? Copy the files there.", cause=exc) from exc
+            raise not_found("celeba64", expected, "Offline? Copy the files there.", cause=exc) from exc
     files = []
     for line in (base / "list_eval_partition.txt").read_text().splitlines():
         parts = line.split()
@@ -245,12 +237,12 @@ def tinyimagenet(root: Path, split: str = "train", *, image_size: int | None = N
 
     Targets index the sorted ``train/<wnid>`` folders. `download` is ignored (no torchvision loader exists).
     """
-    _check_split("tinyimagenet", split, ("train", "test"))
-    _check_count("tinyimagenet", "limit", limit)
+    check_split("tinyimagenet", split, ("train", "test"))
+    check_count("tinyimagenet", "limit", limit)
     base = Path(root) / "tiny-imagenet-200"
     expected = [base / "train/<wnid>/images/*.JPEG", base / "val/images/*.JPEG", base / "val/val_annotations.txt"]
     if not (base / "train").is_dir() or (split == "test" and not (base / "val/val_annotations.txt").is_file()):
-        raise _not_found("tinyimagenet", expected, "Get tiny-imagenet-200.zip from the CS231n site and unzip it there.")
+        raise not_found("tinyimagenet", expected, "Get tiny-imagenet-200.zip from the CS231n site and unzip it there.")
     wnids = sorted(d.name for d in (base / "train").iterdir() if d.is_dir())
     index = {w: i for i, w in enumerate(wnids)}
     if split == "train":
@@ -278,15 +270,15 @@ def chairs(root: Path, split: str = "train", *, path: str | None = None, image_s
     no official split: "test" is a fixed 10 % of the files chosen by a permutation seeded with 0, "train" the other
     90 %. `image_size` defaults to 64; `download` is ignored (no torchvision loader exists).
     """
-    _check_split("chairs", split, ("train", "test"))
-    _check_count("chairs", "limit", limit)
+    check_split("chairs", split, ("train", "test"))
+    check_count("chairs", "limit", limit)
     base = Path(root) / (path if path is not None else "chairs")
     files = sorted(p.relative_to(base).as_posix() for p in base.rglob("*")
                    if p.suffix.lower() == ".png" and p.is_file()) if base.is_dir() else []
     if not files:
-        raise _not_found("chairs", [base / "**/*.png"], "Get rendered_chairs.tar from the 3D Chairs (Aubry et al.) "
+        raise not_found("chairs", [base / "**/*.png"], "Get rendered_chairs.tar from the 3D Chairs (Aubry et al.) "
                          "site and extract it there, or pass path=...")
-    selected = [files[i] for i in _holdout(len(files), split).tolist()][:limit]
+    selected = [files[i] for i in holdout(len(files), split).tolist()][:limit]
     return ImageFiles("chairs", FolderSource(base, selected), "L", cache=cache, cacheable=limit is None,
                       image_size=64 if image_size is None else image_size, pad_to=pad_to)
 

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from zoo.data.base import _check_count, _check_split, _split_seed
+from zoo.data.base import check_count, check_split, split_seed
 from zoo.registry import register_dataset
 
 IJAE_WEIGHTS = (0.15, 0.35, 0.3, 0.2)  # IJAE App. B target mixture
@@ -105,10 +105,10 @@ def mixture_1d(root: Path, split: str = "train", *, weights: Sequence[float] = I
                seed: int = 0) -> GaussianMixture:
     """1-D Gaussian mixture, by default the IJAE App. B target ``0.15 N(-8, .2^2) + 0.35 N(-3, .8^2) + 0.3 N(3, 1)
     + 0.2 N(8, .2^2)``; items have shape (1,). `root` is unused."""
-    _check_split("mixture_1d", split, ("train", "test"))
-    _check_count("mixture_1d", "size", size)
+    check_split("mixture_1d", split, ("train", "test"))
+    check_count("mixture_1d", "size", size)
     return GaussianMixture("mixture_1d", weights, [[float(m)] for m in means], stds, size,
-                           _split_seed(seed, split, "mixture_1d"))
+                           split_seed(seed, split, "mixture_1d"))
 
 
 @register_dataset("mixture_2d")
@@ -124,19 +124,19 @@ def mixture_2d(root: Path, split: str = "train", *, means: Sequence[Sequence[flo
         stds: one std for all components, or one per component.
         weights: mixture weights (default uniform).
     """
-    _check_split("mixture_2d", split, ("train", "test"))
-    _check_count("mixture_2d", "size", size)
+    check_split("mixture_2d", split, ("train", "test"))
+    check_count("mixture_2d", "size", size)
     if means is not None and (num_modes is not None or radius is not None):
         raise ValueError(f"mixture_2d: give either means (custom mixture) or num_modes/radius (ring), not both; "
                          f"got means={means!r}, num_modes={num_modes!r}, radius={radius!r}")
     if means is None:
         k, r = 8 if num_modes is None else num_modes, 2.0 if radius is None else radius
-        _check_count("mixture_2d", "num_modes", k)
+        check_count("mixture_2d", "num_modes", k)
         means = [[r * math.cos(2 * math.pi * i / k), r * math.sin(2 * math.pi * i / k)] for i in range(k)]
     k = len(means)
     stds = [float(stds)] * k if isinstance(stds, (int, float)) else stds
     weights = [1.0 / k] * k if weights is None else weights
-    return GaussianMixture("mixture_2d", weights, means, stds, size, _split_seed(seed, split, "mixture_2d"))
+    return GaussianMixture("mixture_2d", weights, means, stds, size, split_seed(seed, split, "mixture_2d"))
 
 
 class AffineGaussian(VectorDataset):
@@ -149,11 +149,11 @@ class AffineGaussian(VectorDataset):
     """
 
     def __init__(self, dim: int, latent_dim: int, size: int, seed: int, split: str):
-        params = torch.Generator().manual_seed(_split_seed(seed, "params", "affine_gaussian"))
+        params = torch.Generator().manual_seed(split_seed(seed, "params", "affine_gaussian"))
         mu = torch.randn(dim, generator=params, dtype=torch.float64)
         # 1/sqrt(k) keeps A A^T near the identity whatever k is, so the problem is well conditioned for any dim
         a = torch.randn(dim, latent_dim, generator=params, dtype=torch.float64) / math.sqrt(latent_dim)
-        sample = torch.Generator().manual_seed(_split_seed(seed, split, "affine_gaussian"))
+        sample = torch.Generator().manual_seed(split_seed(seed, split, "affine_gaussian"))
         eps = torch.randn(size, latent_dim, generator=sample, dtype=torch.float64)
         super().__init__("affine_gaussian", (eps @ a.T + mu).float())
         self._mu, self._cov = mu, a @ a.T
@@ -173,11 +173,11 @@ def affine_gaussian(root: Path, split: str = "train", *, dim: int = 10, latent_d
     """Gaussian ``N(mu, A A^T)`` in `dim` dimensions with a seeded random mean ``mu ~ N(0, I)`` and map A of i.i.d.
     ``N(0, 1/k)`` entries, k = `latent_dim` (default ``10 * dim``, as in Rosca et al., so ``A A^T`` has full rank).
     `root` is unused."""
-    _check_split("affine_gaussian", split, ("train", "test"))
-    _check_count("affine_gaussian", "dim", dim)
-    _check_count("affine_gaussian", "size", size)
+    check_split("affine_gaussian", split, ("train", "test"))
+    check_count("affine_gaussian", "dim", dim)
+    check_count("affine_gaussian", "size", size)
     latent_dim = 10 * dim if latent_dim is None else latent_dim
-    if _check_count("affine_gaussian", "latent_dim", latent_dim) < dim:
+    if check_count("affine_gaussian", "latent_dim", latent_dim) < dim:
         raise ValueError(f"affine_gaussian: latent_dim={latent_dim} < dim={dim} makes the covariance singular; "
                          f"use latent_dim >= dim (default 10 * dim)")
     return AffineGaussian(dim, latent_dim, size, seed, split)

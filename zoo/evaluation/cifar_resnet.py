@@ -10,6 +10,7 @@ each side. Inputs: [0, 1] RGB normalised with mean (0.485, 0.456, 0.406), std (0
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -95,8 +96,14 @@ def load_cifar_resnet(path: str | Path) -> CifarResNet:
     return net.eval()
 
 
-def _classifier(ctx: EvalContext) -> tuple[CifarResNet, dict[str, str]]:
-    path = resolve_weights(ctx.options.get("cifar_classifier"), CLASSIFIER_ENV,
+@dataclass
+class IsCifarOptions:
+    cifar_classifier: str | None = None  # the ResNet .th file; default ZOO_CIFAR_CLASSIFIER
+    splits: int = N_SPLITS
+
+
+def _classifier(ctx: EvalContext, weights: str | None) -> tuple[CifarResNet, dict[str, str]]:
+    path = resolve_weights(weights, CLASSIFIER_ENV,
                            "the CIFAR-10 ResNet weights (e.g. resnet56-4bfd9763.th of "
                            "akamaster/pytorch_resnet_cifar10)",
                            "--cifar-classifier")
@@ -109,12 +116,12 @@ def _classifier(ctx: EvalContext) -> tuple[CifarResNet, dict[str, str]]:
 
 
 @define_metric("is_cifar", "Inception Score with a CIFAR-10 ResNet classifier (Rosca App. I)", higher_is_better=True,
-               accuracy=True)
-def is_cifar_metric(ctx: EvalContext) -> list[MetricResult]:
+               options=IsCifarOptions, accuracy=True)
+def is_cifar_metric(ctx: EvalContext, opts: IsCifarOptions) -> list[MetricResult]:
     """IS over 10 splits from the classifier's logits; on labelled real data also its accuracy (`is_cifar.accuracy`).
     """
-    net, record = _classifier(ctx)
-    splits = int(ctx.options.get("splits") or N_SPLITS)
+    net, record = _classifier(ctx, opts.cifar_classifier)
+    splits = opts.splits
     labelled = ctx.model is None and getattr(ctx.dataset(ctx.sample_split), "targets", None) is not None
 
     def logits_and_labels(images: Tensor, labels: Tensor | None) -> Tensor:

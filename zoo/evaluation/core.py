@@ -2,15 +2,17 @@
 resolution and hashing, and 8-bit quantisation of images."""
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import Tensor
 
+from zoo.config import ConfigError, field_types, from_dict
 from zoo.registry import METRICS
 
 
@@ -56,26 +58,57 @@ class MetricSpec:
         fn: the wrapper; `ctx` is a `zoo.evaluation.sampling.EvalContext`.
         outputs: result name -> True when higher is better, False when lower is, None when neither (a diversity
             read against its reference), for every result the metric can return.
-        description: one line for `tools/registry.py` and docs.
+        description: one line for `zoo registry models` and docs.
+        options: the dataclass of the metric's options (`fn(ctx, options)`), or None for a metric without any
+            (`fn(ctx)`).
     """
 
     name: str
     fn: Callable[..., list[MetricResult]]
     outputs: dict[str, bool | None]
     description: str
+    options: type | None = None
+
+    def parse_options(self, given: Mapping[str, Any]) -> Any:
+        """This metric's options from the evaluation's `{name: value}` (None: not given, the default holds), typed:
+        a wrong type is an EvaluationError naming the option, the value and this metric's options."""
+        if self.options is None:
+            return None
+        fields = field_types(self.options)
+        try:
+            return from_dict(self.options, {k: v for k, v in given.items() if k in fields and v is not None},
+                             f"{self.name} option")
+        except ConfigError as err:
+            raise EvaluationError(f"metric {err}; the options of {self.name} are {', '.join(fields)}") from None
 
     def __call__(self, ctx: Any) -> list[MetricResult]:
-        return self.fn(ctx)
+        check_options([METRICS.get(n) for n in METRICS.names()], ctx.options)  # a misspelt one fails even here
+        return self.fn(ctx) if self.options is None else self.fn(ctx, self.parse_options(ctx.options))
 
 
-def define_metric(name: str, description: str, higher_is_better: bool | None, **extra_outputs: bool | None):
-    """Decorator registering `fn(ctx) -> list[MetricResult]` as metric `name`. Secondary results are named
-    ``name.key`` for each keyword ``key=higher_is_better``; None marks a number with no better direction (a
-    diversity read against its reference)."""
+def check_options(specs: Iterable[MetricSpec], given: Mapping[str, Any]) -> None:
+    """Every option given (not None) must belong to one of `specs`; an unknown one is an EvaluationError naming it
+    and the options those metrics take."""
+    specs = list(specs)
+    allowed = sorted({f for s in specs if s.options is not None for f in field_types(s.options)})
+    for key, value in given.items():
+        if value is not None and key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise EvaluationError(f"unknown metric option {key!r}{hint} for {', '.join(s.name for s in specs)}; "
+                                  f"their options: {', '.join(allowed) or '(none)'}")
+
+
+def define_metric(name: str, description: str, higher_is_better: bool | None, options: type | None = None,
+                  **extra_outputs: bool | None):
+    """Decorator registering `fn(ctx) -> list[MetricResult]` as metric `name`, or `fn(ctx, opts)` with `opts` an
+    instance of the dataclass `options`. Secondary results are named ``name.key`` for each keyword
+    ``key=higher_is_better``; None marks a number with no better direction (a diversity read against its
+    reference)."""
 
     def wrap(fn: Callable[..., list[MetricResult]]) -> Callable[..., list[MetricResult]]:
         outputs = {name: higher_is_better, **{f"{name}.{k}": v for k, v in extra_outputs.items()}}
-        METRICS.register(name, MetricSpec(name, fn, outputs, description))
+        METRICS.register(name, MetricSpec(name, fn, outputs, description, options))
         return fn
 
     return wrap

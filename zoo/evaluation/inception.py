@@ -10,6 +10,7 @@ supply it.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,18 +75,27 @@ def random_inception_weights(path: str | Path, seed: int = 0) -> Path:
     return Path(path)
 
 
-def _extractor(ctx: EvalContext) -> tuple[nn.Module, dict[str, str]]:
-    path = inception_weights(ctx.options.get("inception_weights"))
+@dataclass
+class InceptionOptions:
+    """Options of is, fid and kid."""
+
+    inception_weights: str | None = None  # torch-fidelity's Inception file; default ZOO_INCEPTION_WEIGHTS or download
+    splits: int = N_SPLITS  # IS splits (is only)
+
+
+def _extractor(ctx: EvalContext, weights: str | None) -> tuple[nn.Module, dict[str, str]]:
+    path = inception_weights(weights)
     key = ("inception", str(path))
     if key not in ctx.cache:
         ctx.cache[key] = (build_extractor(path).to(ctx.device).eval(), weights_record(path))
     return ctx.cache[key]
 
 
-def inception_features(ctx: EvalContext, which: str) -> tuple[Tensor, Tensor, dict[str, Any]]:
+def inception_features(ctx: EvalContext, which: str, weights: str | None = None
+                       ) -> tuple[Tensor, Tensor, dict[str, Any]]:
     """(logits (N, 1008), pool features (N, 2048), protocol) of the samples (`which="samples"`) or the reference
-    split (`"real"`), computed once per context."""
-    net, record = _extractor(ctx)
+    split (`"real"`), computed once per context; `weights` as `InceptionOptions.inception_weights`."""
+    net, record = _extractor(ctx, weights)
     key = ("inception-features", which, record["weights_sha256"], ctx.n(N_SAMPLES), ctx.n_real)
     if key not in ctx.cache:
         def features(images: Tensor, labels: Tensor | None) -> Tensor:
@@ -102,10 +112,11 @@ def inception_features(ctx: EvalContext, which: str) -> tuple[Tensor, Tensor, di
     return ctx.cache[key]
 
 
-@define_metric("is", "Inception Score of samples (TF-Inception, 1008 unbiased logits)", higher_is_better=True)
-def inception_score_metric(ctx: EvalContext) -> list[MetricResult]:
-    splits = int(ctx.options.get("splits") or N_SPLITS)
-    logits, _, info = inception_features(ctx, "samples")
+@define_metric("is", "Inception Score of samples (TF-Inception, 1008 unbiased logits)", higher_is_better=True,
+               options=InceptionOptions)
+def inception_score_metric(ctx: EvalContext, opts: InceptionOptions) -> list[MetricResult]:
+    splits = opts.splits
+    logits, _, info = inception_features(ctx, "samples", opts.inception_weights)
     mean, std, _ = inception_score(logits, splits)
     return [MetricResult("is", mean, std, ctx.protocol(**info, splits=splits, feature="logits_unbiased"))]
 
@@ -122,21 +133,23 @@ def kernel_inception_distance(features_1: Tensor, features_2: Tensor, subsets: i
     return float(out["kernel_inception_distance_mean"]), float(out["kernel_inception_distance_std"])
 
 
-def _paired_protocol(ctx: EvalContext) -> tuple[Tensor, Tensor, dict[str, Any]]:
-    _, fake, info = inception_features(ctx, "samples")
-    _, real, real_info = inception_features(ctx, "real")
+def _paired_protocol(ctx: EvalContext, weights: str | None) -> tuple[Tensor, Tensor, dict[str, Any]]:
+    _, fake, info = inception_features(ctx, "samples", weights)
+    _, real, real_info = inception_features(ctx, "real", weights)
     return fake, real, ctx.protocol(**{**info, **real_info}, feature="pool 2048")
 
 
-@define_metric("fid", "Frechet Inception Distance of samples to the reference split", higher_is_better=False)
-def fid_metric(ctx: EvalContext) -> list[MetricResult]:
-    fake, real, protocol = _paired_protocol(ctx)
+@define_metric("fid", "Frechet Inception Distance of samples to the reference split", higher_is_better=False,
+               options=InceptionOptions)
+def fid_metric(ctx: EvalContext, opts: InceptionOptions) -> list[MetricResult]:
+    fake, real, protocol = _paired_protocol(ctx, opts.inception_weights)
     return [MetricResult("fid", frechet_distance(fake, real), None, protocol)]
 
 
-@define_metric("kid", "Kernel Inception Distance of samples to the reference split", higher_is_better=False)
-def kid_metric(ctx: EvalContext) -> list[MetricResult]:
-    fake, real, protocol = _paired_protocol(ctx)
+@define_metric("kid", "Kernel Inception Distance of samples to the reference split", higher_is_better=False,
+               options=InceptionOptions)
+def kid_metric(ctx: EvalContext, opts: InceptionOptions) -> list[MetricResult]:
+    fake, real, protocol = _paired_protocol(ctx, opts.inception_weights)
     subset = min(1000, len(fake), len(real))
     mean, std = kernel_inception_distance(fake, real, subsets=100, subset_size=subset, seed=ctx.seed)
     return [MetricResult("kid", mean, std, {**protocol, "kid_subsets": 100, "kid_subset_size": subset})]

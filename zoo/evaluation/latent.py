@@ -7,15 +7,13 @@ the encoded posteriors, `mu` (N, D) and `logvar` (N, D) of diagonal Gaussians q(
   blocks, so memory is bounded by the block size whatever N is (60k MNIST points: a few MB per block).
 - `marginal_kl_mc`: KL[q(z) || p(z)] by Monte Carlo (Algorithm 2), beside the terms of eq. 5,
   E_x KL[q(z|x) || p(z)] = KL[q(z) || p(z)] + I[x; z], with I <= log N.
-- `marginal_kl_density_ratio`: the same KL from a classifier between q(z) and p(z) codes (Algorithm 3).
-- `low_posterior_codes`: prior codes with the lowest q(z) (Algorithm 1), to decode into "low posterior samples".
 - `encode_posteriors`: (mu, logvar) of a model over a dataset. Gaussian encoders define `posterior(x) -> (mu,
   logvar)`; a deterministic encoder (`posterior` returning logvar None, or only `encode`) has a point-mass q(z|x),
   for which q(z) is a sum of Dirac deltas and KL[q(z) || p(z)] is infinite. Such encoders are analysed with an
   explicit kernel: q(z|x) := N(E(x), s^2 I) with a user-chosen s (`smoothing_std`), i.e. q(z) becomes a Gaussian
-  kernel density estimate whose KL depends on s, so s is reported with every result. The density-ratio estimate
-  needs only samples and works with point masses directly.
-Nothing is registered as a metric; a metric wrapper can call these functions.
+  kernel density estimate whose KL depends on s, so s is reported with every result.
+The `marginal_kl` metric (`zoo.evaluation.marginal_kl`) wraps these; the studies built on them (Algorithms 1
+and 3) are in `zoo.studies.latent`.
 """
 from __future__ import annotations
 
@@ -26,14 +24,13 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from zoo.evaluation.density_ratio import mean_logit, ratio_classifier, train_ratio_classifier
 from zoo.losses.divergences import kl_normal
 
 LOG_2PI = math.log(2 * math.pi)
 Progress = bool | Callable[[int, int], None]
 
 
-def _check_posteriors(mu: Tensor, logvar: Tensor | None, what: str) -> Tensor:
+def check_posteriors(mu: Tensor, logvar: Tensor | None, what: str) -> Tensor:
     if logvar is None:
         raise ValueError(f"{what} needs the log-density of q(z|x), but logvar is None: the encoder is deterministic, "
                          f"q(z|x) is a point mass and KL[q(z) || p(z)] is infinite. Pass smoothing_std=s to "
@@ -76,7 +73,7 @@ def log_marginal_posterior(z: Tensor, mu: Tensor, logvar: Tensor, *, code_chunk:
     The log-sum-exp is accumulated over data blocks (running `logaddexp`), so at most code_chunk x data_chunk
     log-densities exist at a time. `progress`: True for a progress bar, or a callable(done, total) over blocks.
     """
-    logvar = _check_posteriors(mu, logvar, "log_marginal_posterior")
+    logvar = check_posteriors(mu, logvar, "log_marginal_posterior")
     if z.dim() != 2 or z.shape[1] != mu.shape[1]:
         raise ValueError(f"log_marginal_posterior: codes must be (M, {mu.shape[1]}), got {tuple(z.shape)}")
     n = mu.shape[0]
@@ -102,7 +99,7 @@ def log_marginal_posterior(z: Tensor, mu: Tensor, logvar: Tensor, *, code_chunk:
     return torch.cat(out)
 
 
-def _randn(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> Tensor:
+def randn_on(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> Tensor:
     """Standard normal draws from `generator` (on its own device) moved to `device`."""
     where = generator.device if generator is not None else device
     return torch.randn(shape, generator=generator, device=where).to(device)
@@ -115,7 +112,7 @@ def sample_posteriors(mu: Tensor, logvar: Tensor | None, n: int, generator: torc
     idx = torch.randint(mu.shape[0], (n,), generator=generator, device=where).to(mu.device)
     z = mu[idx]
     if logvar is not None:
-        z = z + _randn(z.shape, generator, mu.device).to(mu.dtype) * torch.exp(0.5 * logvar[idx])
+        z = z + randn_on(z.shape, generator, mu.device).to(mu.dtype) * torch.exp(0.5 * logvar[idx])
     return idx, z
 
 
@@ -156,7 +153,7 @@ def marginal_kl_mc(mu: Tensor, logvar: Tensor | None, *, num_z: int = 10_000,
     q(z) = (1/N) sum_n q(z|x_n) over all N points. Decision: Algorithm 2, line 9 writes log q(z_i) as the plain
     log-sum-exp; the mixture's 1/N (section 3: "(1/N) sum_n q(z|x_n)") is included here, else the KL is off by log N.
     """
-    logvar = _check_posteriors(mu, logvar, "marginal_kl_mc")
+    logvar = check_posteriors(mu, logvar, "marginal_kl_mc")
     if num_z < 2:
         raise ValueError(f"marginal_kl_mc: num_z must be >= 2 for a standard error, got {num_z}")
     idx, z = sample_posteriors(mu, logvar, num_z, generator)
@@ -169,51 +166,6 @@ def marginal_kl_mc(mu: Tensor, logvar: Tensor | None, *, num_z: int = 10_000,
     return MarginalKL(marginal_kl=ratio.mean().item(), marginal_kl_stderr=(ratio.std() / math.sqrt(num_z)).item(),
                       mutual_information=(log_q_given_x - log_q).mean().item(), avg_posterior_kl=avg_kl,
                       log_n=math.log(n), marginal_kl_lower_bound=avg_kl - math.log(n), num_points=n, num_z=num_z)
-
-
-def marginal_kl_density_ratio(mu: Tensor, logvar: Tensor | None, *, steps: int = 5000, batch_size: int = 64,
-                              hidden: int = 1000, layers: int = 3, lr: float = 5e-4,
-                              betas: tuple[float, float] = (0.9, 0.9), num_z: int = 10_000,
-                              generator: torch.Generator | None = None, progress: bool = False) -> dict[str, Any]:
-    """KL[q(z) || p(z)] by the density-ratio trick (Rosca et al. Algorithm 3).
-
-    A LeakyReLU(0.2) MLP C is trained `steps` times to label codes z ~ q(z|x), x uniform over the data, 1 and prior
-    codes 0; then KL = mean logit C(z_i) over `num_z` fresh codes from q (eq. 6). App. E.2 defaults: Adam with
-    beta1 = beta2 = 0.9 (as printed), lr 5e-4 (Tables 1-2), 3 hidden layers; hidden 1000 is the App. K code
-    discriminator (Tables 1-2 use 5000) and `steps` is far below the paper's 5 * 10^5 (printed "5 * 10 * 5").
-    Works for point-mass posteriors (logvar None). Call `torch.manual_seed` first for a reproducible classifier.
-
-    Returns:
-        {"marginal_kl", "final_loss" (mean of the last 100 classifier losses; log 4 = chance), "steps", "hidden",
-         "layers", "lr", "num_z"}.
-    """
-    dim = mu.shape[1]
-    classifier = ratio_classifier(dim, hidden, layers).to(mu.device)
-    sample_q = lambda n: sample_posteriors(mu, logvar, n, generator)[1].float()  # noqa: E731
-    sample_p = lambda n: _randn((n, dim), generator, mu.device)  # noqa: E731
-    losses = train_ratio_classifier(classifier, sample_q, sample_p, steps=steps, batch_size=batch_size, lr=lr,
-                                    betas=betas, progress=progress, desc="Algorithm 3 classifier")
-    classifier.eval()
-    kl = mean_logit(classifier, sample_q(num_z))
-    return {"marginal_kl": kl, "final_loss": sum(losses[-100:]) / len(losses[-100:]), "steps": steps,
-            "hidden": hidden, "layers": layers, "lr": lr, "num_z": num_z}
-
-
-def low_posterior_codes(mu: Tensor, logvar: Tensor | None, n: int, *, num_z: int = 10_000,
-                        generator: torch.Generator | None = None, code_chunk: int = 1024, data_chunk: int = 8192,
-                        progress: Progress = False) -> tuple[Tensor, Tensor]:
-    """The n of `num_z` prior codes z ~ p(z) with the lowest log q(z) (Rosca et al. Algorithm 1).
-
-    Returns:
-        (codes (n, D) float32, their log q(z) (n,) float64), lowest first.
-    """
-    logvar = _check_posteriors(mu, logvar, "low_posterior_codes")
-    if not 1 <= n <= num_z:
-        raise ValueError(f"low_posterior_codes: need 1 <= n <= num_z, got n={n}, num_z={num_z}")
-    z = _randn((num_z, mu.shape[1]), generator, mu.device)
-    log_q = log_marginal_posterior(z, mu, logvar, code_chunk=code_chunk, data_chunk=data_chunk, progress=progress)
-    order = torch.argsort(log_q)[:n]
-    return z[order].float(), log_q[order]
 
 
 @torch.no_grad()

@@ -7,6 +7,7 @@ al. section 6 warn that hybrids cannot estimate this for implicit parts; it is o
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -50,11 +51,16 @@ def importance_weighted_log_likelihood(model: Any, x: Tensor, k: int, generator:
     return importance_weighted_bound(torch.cat(log_w, dim=1))
 
 
+@dataclass
+class ElboOptions:
+    iw_samples: int = IW_SAMPLES  # importance samples K of the bound L_K
+
+
 @define_metric("elbo", "importance-weighted log-likelihood bound L_K of test images, nats (Burda et al. 2016)",
-               higher_is_better=True)
-def elbo_metric(ctx: EvalContext) -> list[MetricResult]:
+               higher_is_better=True, options=ElboOptions)
+def elbo_metric(ctx: EvalContext, opts: ElboOptions) -> list[MetricResult]:
     model = ctx.require_model("elbo", "log_px_given_z", "an explicit likelihood (posterior and log_px_given_z)")
-    k = int(ctx.options.get("iw_samples") or IW_SAMPLES)
+    k = opts.iw_samples
 
     def bounds(images: Tensor, labels: Tensor | None) -> Tensor:  # draws from the per-batch seeded default RNG
         return importance_weighted_log_likelihood(model, images.float() / 127.5 - 1, k)

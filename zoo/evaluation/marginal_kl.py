@@ -3,9 +3,11 @@ eq. 5 terms beside it: the average posterior KL, the mutual information estimate
 
 q(z) = (1/N) sum_n q(z|x_n) is the aggregate posterior over the N training images (Rosca section 3 and App. E use the
 training set: N = 60,000 for ColorMNIST). Deterministic encoders have no density; pass `--smoothing-std` (metric
-option `smoothing_std`) to treat q(z|x) as N(E(x), s^2 I), as tools/latent_analysis.py does.
+option `smoothing_std`) to treat q(z|x) as N(E(x), s^2 I), as `zoo latent_analysis` does.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -14,16 +16,22 @@ from zoo.evaluation.latent import encode_posteriors, marginal_kl_mc
 from zoo.evaluation.sampling import EvalContext
 
 
+@dataclass
+class MarginalKLOptions:
+    latent_split: str = "train"  # the N images whose posteriors make q(z)
+    smoothing_std: float | None = None  # s of q(z|x) := N(E(x), s^2 I) for a deterministic encoder
+
+
 @define_metric("marginal_kl", "KL[q(z)||p(z)] by Monte Carlo over the training split (Rosca Alg. 2), nats",
-               higher_is_better=False, avg_posterior_kl=None, mutual_information=None, lower_bound=None)
-def marginal_kl_metric(ctx: EvalContext) -> list[MetricResult]:
+               higher_is_better=False, options=MarginalKLOptions, avg_posterior_kl=None, mutual_information=None,
+               lower_bound=None)
+def marginal_kl_metric(ctx: EvalContext, opts: MarginalKLOptions) -> list[MetricResult]:
     model = ctx.require_model("marginal_kl", "has_encoder", "an encoder q(z|x)")
-    split = str(ctx.options.get("latent_split") or "train")
+    split = opts.latent_split
     index = ctx.indices(split, ctx.n_real)
     images = torch.cat([ctx.real_batch(split, chunk)[0] for chunk in index.split(ctx.batch_size)])
-    smoothing = ctx.options.get("smoothing_std")
-    mu, logvar = encode_posteriors(model, images, batch_size=ctx.batch_size,
-                                   smoothing_std=float(smoothing) if smoothing else None)
+    smoothing = opts.smoothing_std
+    mu, logvar = encode_posteriors(model, images, batch_size=ctx.batch_size, smoothing_std=smoothing)
     if logvar is None:
         raise MetricNotApplicable(f"marginal_kl: {ctx.model_name} has a deterministic encoder (q(z|x) is a point "
                                   f"mass); pass the option smoothing_std (e.g. 0.1) to smooth it, see docs/metrics.md")

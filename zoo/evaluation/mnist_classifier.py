@@ -1,5 +1,5 @@
 """The MNIST digit classifier the `modes` metric reads stacked-MNIST samples with, trained from
-`recipes/classifiers/mnist_classifier.yaml` by `tools/train_mnist_classifier.py`.
+`recipes/classifiers/mnist_classifier.yaml` by `zoo train_mnist_classifier`.
 
 It is an evaluation instrument, kept out of the generative model registry. Network: conv 5x5 (width) -> ReLU ->
 max-pool 2 -> conv 5x5 (2 width) -> ReLU -> max-pool 2 -> linear 128 -> ReLU -> linear 10, on 28x28 images in
@@ -119,7 +119,7 @@ def load_mnist_classifier(path: str | Path) -> tuple[MNISTClassifier, dict[str, 
         state = load_file(str(path))
     except Exception as err:  # noqa: BLE001 - safetensors raises several types
         raise EvaluationError(f"cannot read the MNIST classifier {str(path)!r}: {err}; train one with "
-                              f"python tools/train_mnist_classifier.py") from None
+                              f"zoo train_mnist_classifier") from None
     net = MNISTClassifier(int(meta.get("width", 32)))
     net.load_state_dict(state, strict=True)
     return net.eval(), meta

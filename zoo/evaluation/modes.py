@@ -7,6 +7,7 @@ labelled real data the fraction of images whose predicted mode is their true mod
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,7 +19,7 @@ from zoo.evaluation.mnist_classifier import load_mnist_classifier
 from zoo.evaluation.sampling import EvalContext
 
 CLASSIFIER_ENV = "ZOO_MNIST_CLASSIFIER"
-DEFAULT_CLASSIFIER = Path("runs") / "classifiers" / "mnist_classifier.safetensors"  # tools/train_mnist_classifier.py
+DEFAULT_CLASSIFIER = Path("runs") / "classifiers" / "mnist_classifier.safetensors"  # `zoo train_mnist_classifier`
 N_SAMPLES, N_MODES = 26_000, 1000
 
 
@@ -28,13 +29,18 @@ def classify_modes(net: torch.nn.Module, images: Tensor) -> Tensor:
     return (digits * torch.tensor([100, 10, 1], device=digits.device)).sum(dim=1)  # no integer matmul on CUDA
 
 
+@dataclass
+class ModesOptions:
+    mnist_classifier: str | None = None  # safetensors of `zoo train_mnist_classifier`; default ZOO_MNIST_CLASSIFIER
+
+
 @define_metric("modes", "stacked-MNIST modes covered (of 1000) and KL of the mode histogram to uniform",
-               higher_is_better=True, kl=False, accuracy=True)
-def modes_metric(ctx: EvalContext) -> list[MetricResult]:
+               higher_is_better=True, options=ModesOptions, kl=False, accuracy=True)
+def modes_metric(ctx: EvalContext, opts: ModesOptions) -> list[MetricResult]:
     if ctx.data.name != "color_mnist":
         raise MetricNotApplicable(f"modes is defined on color_mnist (stacked MNIST), not {ctx.data.name!r}")
-    path = resolve_weights(ctx.options.get("mnist_classifier"), CLASSIFIER_ENV, "the MNIST classifier (train it with "
-                           "python tools/train_mnist_classifier.py)", "--mnist-classifier",
+    path = resolve_weights(opts.mnist_classifier, CLASSIFIER_ENV, "the MNIST classifier (train it with "
+                           "zoo train_mnist_classifier)", "--mnist-classifier",
                            lambda: str(DEFAULT_CLASSIFIER) if DEFAULT_CLASSIFIER.is_file() else None)
     net, meta = load_mnist_classifier(path)
     net = net.to(ctx.device)

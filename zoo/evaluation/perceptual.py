@@ -8,6 +8,7 @@ ZOO_LPIPS_WEIGHTS, or `weights=` of `lpips_distance`), e.g. the shared `weights/
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -105,12 +106,17 @@ def lpips_distance(x: Tensor, y: Tensor, weights: str | Path | None = None) -> T
     return net(x, y).flatten()  # (B, 1, 1, 1) -> (B,)
 
 
+@dataclass
+class LpipsOptions:
+    lpips_weights: str | None = None  # AlexNet features.* weights; default ZOO_LPIPS_WEIGHTS or download
+
+
 @define_metric("lpips", "mean LPIPS-alex v0.1 of test images and their reconstructions (IJAE section 5)",
-               higher_is_better=False)
-def lpips_metric(ctx: EvalContext) -> list[MetricResult]:
+               higher_is_better=False, options=LpipsOptions)
+def lpips_metric(ctx: EvalContext, opts: LpipsOptions) -> list[MetricResult]:
     """Mean and std over the test images of LPIPS(x, reconstruct(x)); both 8-bit images mapped to [-1, 1]."""
     model = ctx.require_model("lpips", "has_encoder", "an encoder (reconstruct)")
-    weights = ctx.options.get("lpips_weights")
+    weights = opts.lpips_weights
     _, record = _network(weights)
 
     def distances(images: Tensor, labels: Tensor | None) -> Tensor:

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from accelerate import Accelerator
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from zoo.config import DataConfig
 from zoo.evaluation.core import EvaluationError, MetricNotApplicable, quantize
+from zoo.models.base import GenerativeModel
 
 BatchFn = Callable[[Tensor, "Tensor | None"], Tensor]
 
@@ -46,17 +48,17 @@ class EvalContext:
         n_real: reference images; None uses the whole split (a seeded random subset otherwise).
         batch_size: images per batch, for sampling and feature networks.
         seed: fixes every random draw of the evaluation.
-        options: metric options (weights paths, critic budget, ...), see tools/evaluate.py.
+        options: metric options (weights paths, critic budget, ...), see `zoo evaluate`.
         accelerator: an `accelerate.Accelerator` to shard across processes; None runs one process.
         device: where networks run (default: the accelerator's device, else CPU).
         datasets: split -> dataset overrides (tests, in-memory data); other splits load from `data`.
         progress: show progress bars (main process only).
     """
 
-    def __init__(self, model: Any, data: DataConfig, *, source: str = "", split: str = "test",
+    def __init__(self, model: GenerativeModel | None, data: DataConfig, *, source: str = "", split: str = "test",
                  sample_split: str | None = None, n_samples: int | None = None, n_real: int | None = None,
                  batch_size: int = 100, seed: int = 0, options: dict[str, Any] | None = None,
-                 accelerator: Any = None, device: str | torch.device | None = None,
+                 accelerator: Accelerator | None = None, device: str | torch.device | None = None,
                  datasets: dict[str, Dataset] | None = None, progress: bool = False):
         self.model, self.data, self.source = model, data, source
         self.split, self.sample_split = split, sample_split or split
@@ -88,8 +90,7 @@ class EvalContext:
     def model_name(self) -> str:
         if self.model is None:
             return "data"
-        from zoo.registry import MODELS
-        return next((n for n in MODELS.names() if MODELS.get(n) is type(self.model)), type(self.model).__name__)
+        return getattr(type(self.model), "name", "") or type(self.model).__name__
 
     def require_model(self, metric: str, attribute: str | None = None, why: str = "") -> Any:
         """The model, or MetricNotApplicable when the source is data or the model lacks `attribute`."""

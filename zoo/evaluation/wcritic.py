@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from zoo.config import DataConfig, OptimizerConfig, Recipe, TrainConfig
+from zoo.config import DataConfig, ModelConfig, ModelSection, OptimizerConfig, Recipe, TrainConfig
 from zoo.data import TensorImages
 from zoo.evaluation.core import EvaluationError, MetricResult, define_metric
 from zoo.evaluation.functional import wasserstein_estimate
@@ -25,13 +25,15 @@ from zoo.evaluation.sampling import EvalContext
 from zoo.losses.adversarial import critic_loss_wasserstein
 from zoo.losses.penalties import gradient_penalty
 from zoo.models.base import GenerativeModel, Phase, PhaseOutput
-from zoo.registry import BACKBONES, _import_all
+import zoo.nn  # noqa: F401  (importing it registers the backbones)
+from zoo.registry import BACKBONES
+from zoo.training import Trainer
 
 CRITIC_STEPS = 2000  # our budget; the papers do not state one (docs/metrics.md)
 
 
 @dataclass
-class CriticConfig:
+class CriticConfig(ModelConfig):
     channels: int = 3
     image_size: int = 32
     backbone: str = "dcgan"  # family in zoo.nn with a `<family>.discriminator`
@@ -49,11 +51,11 @@ class IndependentCritic(GenerativeModel):
     """
 
     config_class = CriticConfig
+    name = "independent_critic"  # not registered: built here, never from a recipe
     paper = "Danihelka et al. 2017; Rosca et al. 2018 App. I"
 
     def __init__(self, config: CriticConfig, draw: Callable[[int], Tensor]):
         super().__init__(config)
-        _import_all()  # the backbones register on import of zoo.nn
         self.players["critic"] = BACKBONES.get(f"{config.backbone}.discriminator")(
             channels=config.channels, image_size=config.image_size, width=config.width, norm="none")
         self.draw = draw
@@ -103,18 +105,24 @@ def _split_data(ctx: EvalContext) -> tuple[Tensor, Tensor, str]:
             f"half of {ctx.split} (seeded permutation), evaluated on the other half")
 
 
+@dataclass
+class WCriticOptions:
+    critic_steps: int = CRITIC_STEPS
+    critic_backbone: str | None = None  # discriminator family; default from the image size
+    critic_width: int = 64
+    critic_batch_size: int = 64  # global batch, split over processes
+    critic_lr: float = 1e-4
+
+
 @define_metric("wcritic", "negative Wasserstein estimate of an independent WGAN-GP critic (Rosca App. I)",
-               higher_is_better=True)
-def wcritic_metric(ctx: EvalContext) -> list[MetricResult]:
+               higher_is_better=True, options=WCriticOptions)
+def wcritic_metric(ctx: EvalContext, opts: WCriticOptions) -> list[MetricResult]:
     ctx.require_model("wcritic")
-    opts = ctx.options
-    steps = int(opts.get("critic_steps") or CRITIC_STEPS)
-    batch_size = int(opts.get("critic_batch_size") or 64)
-    lr = float(opts.get("critic_lr") or 1e-4)
+    steps, batch_size, lr = opts.critic_steps, opts.critic_batch_size, opts.critic_lr
     train_images, test_images, train_desc = _split_data(ctx)
     config = CriticConfig(channels=train_images.shape[1], image_size=train_images.shape[-1],
-                          backbone=opts.get("critic_backbone") or critic_backbone(tuple(train_images.shape)),
-                          width=int(opts.get("critic_width") or 64))
+                          backbone=opts.critic_backbone or critic_backbone(tuple(train_images.shape)),
+                          width=opts.critic_width)
     critic = IndependentCritic(config, ctx.sampler("wcritic-train"))
     # batch_size is the critic's batch per step over all processes (the trainer's data.batch_size is per process), so
     # a sharded run trains the critic the recorded protocol says
@@ -123,17 +131,16 @@ def wcritic_metric(ctx: EvalContext) -> list[MetricResult]:
     if batch_size % processes:
         raise EvaluationError(f"wcritic: --critic-batch-size {batch_size} does not split evenly over {processes} "
                               f"processes; pass a multiple of {processes}")
-    recipe = Recipe(model={"name": "independent_critic"},
+    recipe = Recipe(model=ModelSection(IndependentCritic.name, config),
                     data=DataConfig(name="wcritic", batch_size=batch_size // processes),
                     optim={"critic": OptimizerConfig(players=["critic"], lr=lr, betas=(0.5, 0.9))},
                     train=TrainConfig(max_steps=steps, seed=ctx.seed, mixed_precision="no", log_every=max(1, steps),
                                       sample_every=0, checkpoint_every=0, progress=ctx.progress and ctx.is_main,
                                       tensorboard=False))
-    from zoo.training import Trainer
     trainer = Trainer(critic, recipe, dataset=TensorImages(train_images, name="wcritic-train"),
                       accelerator=ctx.accelerator)
     trainer.train()
-    net = trainer.plain["critic"].eval()
+    net = trainer.players["critic"].eval()
     draw = ctx.sampler("wcritic-test")  # fresh samples, never seen in training
     with torch.no_grad():
         real = torch.cat([net(x.to(ctx.device).float() / 127.5 - 1) for x in test_images.split(ctx.batch_size)])

@@ -19,6 +19,12 @@ _BINS = 256  # 8-bit pixels
 MSE_VARIANCE = 1.0 / 510  # the `mse` kind: 255 * (sum of squared errors) = SSE / (2 * MSE_VARIANCE)
 
 
+def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
+    """One draw z = mu + sigma * eps, eps ~ N(0, I), of N(mu, diag exp(logvar)): the reparameterisation trick
+    (Kingma & Welling 2014, eq. 10), differentiable in mu and logvar."""
+    return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+
+
 def bernoulli_log_prob(x: Tensor, logits: Tensor) -> Tensor:
     """sum_i x_i log sigmoid(l_i) + (1 - x_i) log(1 - sigmoid(l_i)); grey values act as soft targets (Rosca App. G)."""
     return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)

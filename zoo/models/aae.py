@@ -20,15 +20,14 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from zoo.config import OptimizerConfig
+from zoo.config import ModelConfig, OptimizerConfig
 from zoo.losses.adversarial import discriminator_loss, generator_loss_nonsaturating
-from zoo.models.base import Phase, PhaseOutput
-from zoo.models.vae import VAE
+from zoo.models.base import GaussianLatentModel, Phase, PhaseOutput
 from zoo.registry import BACKBONES, register_model
 
 
 @dataclass
-class AAEConfig:
+class AAEConfig(ModelConfig):
     backbone: str = "rosca_mnist"  # family in zoo.nn: rosca_mnist (ColorMNIST), dcgan (CelebA, CIFAR-10)
     channels: int = 3
     image_size: int = 28
@@ -42,9 +41,9 @@ class AAEConfig:
 
 
 @register_model("aae")
-class AAE(VAE):
-    """The VAE's encoder and decoder (`posterior`, `encode` = posterior mean, `reconstruct`, `decode`, `elbo` are the
-    VAE's) plus a code discriminator; the analytic KL is gone from the loss."""
+class AAE(GaussianLatentModel):
+    """The VAE's Gaussian encoder and explicit decoder (`posterior`, `encode` = posterior mean, `reconstruct`,
+    `decode`, `elbo` from `GaussianLatentModel`) plus a code discriminator; the analytic KL is gone from the loss."""
 
     config_class = AAEConfig
     paper = "Makhzani et al. 2015; Rosca et al. 2018"
@@ -63,11 +62,6 @@ class AAE(VAE):
     def phases(self) -> tuple[Phase, ...]:
         return (Phase("recon", "autoencoder"), Phase("code_disc", "code_disc"),
                 Phase("enc_adv", "autoencoder", players=("encoder",)))
-
-    def encode_sample(self, x: Tensor) -> Tensor:
-        """One reparameterised draw z ~ q(z|x), (B, latent_dim)."""
-        mu, logvar = self.posterior(x)
-        return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
 
     def phase_loss(self, phase: str, batch: Tensor, step: int) -> PhaseOutput:
         C = self.players["code_discriminator"]

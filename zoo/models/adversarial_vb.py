@@ -22,11 +22,10 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from zoo.config import OptimizerConfig
+from zoo.config import ModelConfig, OptimizerConfig
 from zoo.losses.adversarial import discriminator_loss
-from zoo.losses.likelihoods import VisibleDistribution
 from zoo.models.base import GenerativeModel, Phase, PhaseOutput
-from zoo.models.vae import VAE, Decoder
+from zoo.nn.decoder import Decoder
 from zoo.nn.heads import joint_discriminator_for
 from zoo.registry import BACKBONES, register_model
 
@@ -34,7 +33,7 @@ AC_MIN_STD = 1e-4  # floor of the estimated sigma(x): an encoder that ignores it
 
 
 @dataclass
-class AdversarialVBConfig:
+class AdversarialVBConfig(ModelConfig):
     backbone: str = "rosca_mnist"  # family in zoo.nn: rosca_mnist (ColorMNIST), dcgan (CelebA, CIFAR-10)
     channels: int = 3
     image_size: int = 28
@@ -75,9 +74,6 @@ class AdversarialVB(GenerativeModel):
     config_class = AdversarialVBConfig
     paper = "Mescheder et al. 2017; Rosca et al. 2018"
     has_encoder = True
-    # the explicit decoder p(x|z) is the VAE's (players["decoder"] a `Decoder`): its mean and log-density
-    decode = VAE.decode
-    log_px_given_z = VAE.log_px_given_z
 
     def __init__(self, config: AdversarialVBConfig):
         super().__init__(config)
@@ -89,11 +85,10 @@ class AdversarialVB(GenerativeModel):
         net = BACKBONES.get(f"{c.backbone}.encoder")(
             out_features=c.latent_dim, channels=c.channels + self.noise_dim, image_size=c.image_size, width=c.width)
         self.players["encoder"] = ImplicitEncoder(net, self.noise_dim)
-        net = BACKBONES.get(f"{c.backbone}.generator")(
-            latent_dim=c.latent_dim, channels=c.channels, image_size=c.image_size, width=c.width,
-            output_activation=None)
-        self.players["decoder"] = Decoder(net, VisibleDistribution(c.likelihood, c.channels, c.init_scale,
-                                                                   c.learn_scale))
+        self.players["decoder"] = Decoder.from_backbone(c.backbone, latent_dim=c.latent_dim, channels=c.channels,
+                                                        image_size=c.image_size, width=c.width,
+                                                        likelihood=c.likelihood, init_scale=c.init_scale,
+                                                        learn_scale=c.learn_scale)
         self.players["discriminator"] = joint_discriminator_for(c)  # Rosca Table 6 head
 
     @classmethod
@@ -105,6 +100,15 @@ class AdversarialVB(GenerativeModel):
 
     def phases(self) -> tuple[Phase, ...]:
         return (Phase("disc", "disc"), Phase("vae", "vae"))
+
+    # ---- the explicit decoder p(x|z) --------------------------------------------------------------------------------
+    def decode(self, z: Tensor) -> Tensor:
+        """Mean of p(x|z) in [-1, 1]."""
+        return self.players["decoder"].mean(z)
+
+    def log_px_given_z(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x|z) per example (nats) for images x in [-1, 1] and codes z (B, latent_dim)."""
+        return self.players["decoder"].log_prob(x, z)
 
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
         return self.decode(self.prior(n, self.config.latent_dim, generator))

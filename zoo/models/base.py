@@ -7,15 +7,17 @@ distributed training, checkpoints) lives in `zoo.training`.
 from __future__ import annotations
 
 import abc
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from zoo.config import ConfigError, OptimizerConfig, from_dict, to_dict
-from zoo.registry import MODELS, _import_all
+from zoo.config import ConfigError, ModelConfig, OptimizerConfig
+from zoo.losses.divergences import kl_normal
+from zoo.losses.likelihoods import reparameterize
+from zoo.nn.decoder import Decoder
+from zoo.registry import BACKBONES
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,11 @@ class GenerativeModel(nn.Module, abc.ABC):
     `__init__(config)`, and implement `phases`, `phase_loss` and `sample` (plus `encode`/`reconstruct` where an
     encoder exists). Images go in and come out in [-1, 1], shape (B, C, H, W)."""
 
-    config_class: ClassVar[type]
+    config_class: ClassVar[type[ModelConfig]]
+    name: ClassVar[str] = ""  # the registered name, set by `zoo.registry.register_model`
     paper: ClassVar[str] = ""
 
-    def __init__(self, config: Any):
+    def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         self.players = nn.ModuleDict()
@@ -64,7 +67,7 @@ class GenerativeModel(nn.Module, abc.ABC):
     # ---- schedule ---------------------------------------------------------------------------------------------
     @classmethod
     @abc.abstractmethod
-    def default_optim(cls, config: Any) -> dict[str, OptimizerConfig]:
+    def default_optim(cls, config: ModelConfig) -> dict[str, OptimizerConfig]:
         """The paper's optimizers; a recipe's `optim` section overrides them field by field."""
 
     @abc.abstractmethod
@@ -129,47 +132,77 @@ class LatentVariableModel(GenerativeModel):
         return self.decode(self.encode(x))
 
 
-def resolve_model_section(section: Mapping[str, Any]) -> tuple[type[GenerativeModel], Any]:
-    """`{"name": ..., **options}` -> (model class, validated config dataclass)."""
-    _import_all()
-    options = dict(section)
-    name = options.pop("name")
-    if not isinstance(name, str):
-        raise ConfigError(f"model.name: got {name!r}, expected a registered model name: {', '.join(MODELS.names())}")
-    try:
-        cls = MODELS.get(name)
-    except KeyError as err:
-        raise ConfigError(f"model.name: {err}") from None
-    return cls, from_dict(cls.config_class, options, "model")
+class GaussianLatentModel(LatentVariableModel):
+    """A Gaussian posterior q(z|x) = N(mu(x), diag sigma^2(x)) and an explicit decoder p(x|z) (VAE, AAE, JS^G VAE).
 
-
-def create_model(source: str | Mapping[str, Any] | Any, **overrides: Any) -> GenerativeModel:
-    """Build a model from a registered name, a model section / recipe mapping, a `Recipe`, or a YAML path.
-
-    Keyword overrides replace fields of the model config, e.g. ``create_model("vae", latent_dim=8)``.
+    The config has backbone, channels, image_size, latent_dim, width, likelihood, init_scale and learn_scale; the
+    players "encoder" (outputs mu and log sigma^2) and "decoder" (a `zoo.nn.decoder.Decoder`) come from the
+    backbone family in `zoo.nn`.
     """
-    from zoo.config import Recipe, load_recipe
 
-    if isinstance(source, str) and (source.endswith((".yaml", ".yml"))):
-        source = load_recipe(source)
-    if isinstance(source, Recipe):
-        section = dict(source.model)
-    elif isinstance(source, Mapping):
-        section = dict(source.get("model", source))
-    elif isinstance(source, str):
-        section = {"name": source}
-    else:
-        raise TypeError(f"create_model: expected a model name, recipe or mapping, got {type(source).__name__}")
-    section.update(overrides)
-    cls, config = resolve_model_section(section)
-    return cls(config)
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        c = config
+        self.players["encoder"] = BACKBONES.get(f"{c.backbone}.encoder")(
+            out_features=2 * c.latent_dim, channels=c.channels, image_size=c.image_size, width=c.width)
+        self.players["decoder"] = Decoder.from_backbone(c.backbone, latent_dim=c.latent_dim, channels=c.channels,
+                                                        image_size=c.image_size, width=c.width,
+                                                        likelihood=c.likelihood, init_scale=c.init_scale,
+                                                        learn_scale=c.learn_scale)
+
+    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and log-variance of q(z|x), each (B, latent_dim)."""
+        mu, logvar = self.players["encoder"](x).chunk(2, dim=1)
+        return mu, logvar
+
+    def encode_sample(self, x: Tensor) -> Tensor:
+        """One reparameterised draw z ~ q(z|x), (B, latent_dim)."""
+        return reparameterize(*self.posterior(x))
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Mean of p(x|z) in [-1, 1]."""
+        return self.players["decoder"].mean(z)
+
+    def log_px_given_z(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x|z) per example (nats) for images x in [-1, 1] and codes z (B, latent_dim): the explicit likelihood
+        that ELBO and importance-weighted evaluations need."""
+        return self.players["decoder"].log_prob(x, z)
+
+    @torch.no_grad()
+    def elbo(self, x: Tensor) -> Tensor:
+        """Single-sample ELBO per example (nats) of images x in [-1, 1]."""
+        mu, logvar = self.posterior(x)
+        return self.log_px_given_z(x, reparameterize(mu, logvar)) - kl_normal(mu, logvar)
 
 
-def model_section(model: GenerativeModel) -> dict[str, Any]:
-    """The recipe `model` section that rebuilds `model`."""
-    name = next(n for n in MODELS.names() if MODELS.get(n) is type(model))
-    return {"name": name, **to_dict(model.config)}
-
-
-def replace_config(config: Any, **changes: Any) -> Any:
-    return dataclasses.replace(config, **changes)
+def validate_schedule(model: GenerativeModel, optim: dict[str, OptimizerConfig], phases: tuple[Phase, ...]) -> None:
+    """Phases, optimizers and players must fit together: every phase's optimizer exists, every optimizer is used,
+    optimizers name existing players, no player is in two optimizers and every trainable player is in one."""
+    players = set(model.players.keys())
+    for phase in phases:
+        if phase.optimizer not in optim:
+            raise ConfigError(f"optim.{phase.optimizer}: phase {phase.name!r} needs this optimizer; "
+                              f"defined optimizers: {', '.join(optim) or '(none)'}")
+        if phase.repeats < 1 or phase.every < 1:
+            raise ConfigError(f"phase {phase.name!r}: repeats and every must be >= 1, got {phase}")
+        outside = [p for p in phase.players if p not in optim[phase.optimizer].players]
+        if outside:
+            raise ConfigError(f"optim.{phase.optimizer}.players: phase {phase.name!r} trains {', '.join(outside)}, "
+                              f"which must be among this optimizer's players "
+                              f"({', '.join(optim[phase.optimizer].players) or 'none'}); add them there")
+    owner: dict[str, str] = {}
+    for key, cfg in optim.items():
+        if key not in {p.optimizer for p in phases}:
+            raise ConfigError(f"optim.{key}: no phase uses this optimizer; the model's phases use "
+                              f"{', '.join(sorted({p.optimizer for p in phases}))}")
+        for player in cfg.players:
+            if player not in players:
+                raise ConfigError(f"optim.{key}.players: unknown player {player!r}; players: {', '.join(players)}")
+            if player in owner:
+                raise ConfigError(f"optim.{key}.players: {player!r} is already trained by optim.{owner[player]}")
+            owner[player] = key
+        if cfg.accumulation < 1:
+            raise ConfigError(f"optim.{key}.accumulation: got {cfg.accumulation}, expected >= 1")
+    orphans = [n for n in players if n not in owner and any(p.requires_grad for p in model.players[n].parameters())]
+    if orphans:
+        raise ConfigError(f"players {', '.join(orphans)} are in no optimizer's players list; add them to optim")

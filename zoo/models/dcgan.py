@@ -7,14 +7,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from zoo.config import OptimizerConfig
+from zoo.config import ModelConfig, OptimizerConfig
 from zoo.losses.adversarial import discriminator_loss, generator_loss_nonsaturating
 from zoo.models.base import GenerativeModel, Phase, PhaseOutput
 from zoo.registry import BACKBONES, register_model
 
 
 @dataclass
-class DCGANConfig:
+class DCGANConfig(ModelConfig):
     backbone: str = "rosca_mnist"
     channels: int = 3
     image_size: int = 28

@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from zoo.config import ConfigError, OptimizerConfig
+from zoo.config import ConfigError, ModelConfig, OptimizerConfig
 from zoo.losses.adversarial import discriminator_loss, logit_ratio_loss
 from zoo.losses.likelihoods import cyclic_shift, gaussian_log_prob, laplace_log_prob, near_delta_gaussian
 from zoo.models.base import GenerativeModel, Phase, PhaseOutput
@@ -34,7 +34,7 @@ from zoo.registry import BACKBONES, register_model
 
 
 @dataclass
-class IJAEConfig:
+class IJAEConfig(ModelConfig):
     channels: int = 3
     image_size: int = 32  # App. D networks are for 32 px; 16 and 64 are generalisations
     latent_dim: int = 128  # Table 2

@@ -22,14 +22,14 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from zoo.config import ConfigError, OptimizerConfig
+from zoo.config import ConfigError, ModelConfig, OptimizerConfig
 from zoo.losses.divergences import jsg, kl_normal, mmd
-from zoo.models.base import PhaseOutput
-from zoo.models.vae import VAE, VAEConfig
+from zoo.losses.likelihoods import reparameterize
+from zoo.models.base import GaussianLatentModel, Phase, PhaseOutput
 from zoo.registry import register_model
 
 @dataclass
-class JSGVAEConfig(VAEConfig):
+class JSGVAEConfig(ModelConfig):
     backbone: str = "jsg"  # Deasy et al. Table 3
     channels: int = 1
     image_size: int = 32  # 28 px MNIST zero-padded to 32 (data.options.pad_to: 32); 64 for dSprites / Chairs
@@ -37,6 +37,8 @@ class JSGVAEConfig(VAEConfig):
     width: int = 32  # conv maps of Table 3
     # Table 3: "Sigmoid. MSE" for MNIST (mse: squared error as a fixed-variance Gaussian), Bernoulli otherwise
     likelihood: Literal["bernoulli", "mse", "gaussian", "laplace", "quantized_normal"] = "bernoulli"
+    init_scale: float = 0.1  # initial scale of the continuous likelihoods, in [0, 1] pixel units
+    learn_scale: bool = True
     divergence: Literal["kl_qp", "kl_pq", "jsg", "jsg_dual", "mmd"] = "jsg_dual"
     alpha: float = 0.5  # skew of jsg / jsg_dual; the paper sweeps {0.1, ..., 0.9}
     learn_alpha: bool = False  # train alpha (as sigmoid of a parameter) with the encoder and decoder
@@ -70,8 +72,8 @@ class Skew(nn.Module):
 
 
 @register_model("jsg_vae")
-class JSGVAE(VAE):
-    """A VAE (posterior, likelihood, decoding and sampling from `zoo.models.vae.VAE`) with the regulariser of
+class JSGVAE(GaussianLatentModel):
+    """A VAE (posterior, likelihood, decoding and sampling from `GaussianLatentModel`) with the regulariser of
     `config.divergence`. Players: encoder, decoder, and skew when alpha is trained."""
 
     config_class = JSGVAEConfig
@@ -88,6 +90,9 @@ class JSGVAE(VAE):
         # PyTorch": betas (0.9, 0.999), eps 1e-8.
         players = ["encoder", "decoder"] + (["skew"] if config.learn_alpha else [])
         return {"vae": OptimizerConfig(players=players, lr=1e-4, betas=(0.9, 0.999))}
+
+    def phases(self) -> tuple[Phase, ...]:
+        return (Phase("vae", "vae"),)
 
     @property
     def alpha(self) -> Tensor | float:
@@ -110,7 +115,7 @@ class JSGVAE(VAE):
     def phase_loss(self, phase: str, batch: Tensor, step: int) -> PhaseOutput:
         x01 = (batch + 1) / 2  # (B, C, H, W) pixel intensities for p(x|z)
         mu, logvar = self.posterior(batch)  # (B, latent_dim) each
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparameterisation
+        z = reparameterize(mu, logvar)
         decoder = self.players["decoder"]
         out = decoder(z)  # (B, C, H, W) raw decoder output
         nll = -decoder.likelihood.log_prob(x01, out).mean()  # -log p(x|z), one sample

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from zoo.config import OptimizerConfig
+from zoo.config import ModelConfig, OptimizerConfig
 from zoo.losses.adversarial import discriminator_loss
 from zoo.models.base import LatentVariableModel, Phase, PhaseOutput
 from zoo.nn.heads import joint_discriminator_for
@@ -26,7 +26,7 @@ from zoo.registry import BACKBONES, register_model
 
 
 @dataclass
-class VEEGANConfig:
+class VEEGANConfig(ModelConfig):
     backbone: str = "rosca_mnist"  # family in zoo.nn: rosca_mnist (ColorMNIST), dcgan (CelebA, CIFAR-10)
     channels: int = 3
     image_size: int = 28

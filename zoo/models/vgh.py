@@ -10,7 +10,7 @@ density-ratio trick (C), in visible space on reconstructions (D), plus an l1 rec
     disc       -log D(x) - log(1 - D(x_hat))           [- log(1 - D(G(z)))     VGH++]  eq. 8 / eq. 9
     code_disc  -log(1 - C(z_hat)) - log C(z), z ~ p(z)                          eq. 15
 
-with z_hat ~ q(z|x), x_hat = G(z_hat). VGH++ (`zoo/models/vgh_plus.py`) adds the bracketed sample terms.
+with z_hat ~ q(z|x), x_hat = G(z_hat). VGH++ (`VGHPlus`, at the end of this file) adds the bracketed sample terms.
 Decisions (docs/models.md, "VGH and VGH++"): deterministic encoder by default (q(z|x) a point mass at E(x)); the l1
 norm averaged over pixels in [-1, 1] units; adversarial terms weighted 1 (App. K).
 """
@@ -23,14 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.config import OptimizerConfig
+from zoo.config import ModelConfig, OptimizerConfig
 from zoo.losses.adversarial import generator_loss_nonsaturating, logit_ratio_loss
+from zoo.losses.likelihoods import reparameterize
 from zoo.models.base import LatentVariableModel, Phase, PhaseOutput
 from zoo.registry import BACKBONES, register_model
 
 
 @dataclass
-class VGHConfig:
+class VGHConfig(ModelConfig):
     backbone: str = "rosca_mnist"  # family in zoo.nn for encoder, generator and data discriminator (App. K)
     channels: int = 3
     image_size: int = 28
@@ -99,7 +100,7 @@ class VGH(LatentVariableModel):
         mu, logvar = self.posterior(x)
         if logvar is None:
             return mu
-        return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return reparameterize(mu, logvar)
 
     # ---- losses -------------------------------------------------------------------------------------------------
     def recon_loss(self, x: Tensor, x_hat: Tensor) -> Tensor:
@@ -161,3 +162,15 @@ class VGH(LatentVariableModel):
     def decode(self, z: Tensor) -> Tensor:
         """G(z) in [-1, 1] for codes z (B, latent_dim)."""
         return self.players["generator"](z)
+
+
+@register_model("vgh_plus")
+class VGHPlus(VGH):
+    """VGH++ (Rosca et al. 2018, section 5.1 eq. 9, App. F, Algorithm 5): VGH whose data discriminator also treats
+    prior samples G(z), z ~ p(z), as fake, and whose generator also minimises R_D(G(z)) — "the green arrow between
+    x_gen and D" of Fig. 6. Everything else (players, config, phases, encoder and code-discriminator losses) is
+    VGH's; `phase_loss` carries the two extra terms behind `adversarial_samples`. Same paper, same file."""
+
+    config_class = VGHConfig
+    paper = "Rosca et al. 2018, section 5.1 eq. 9, App. F Algorithm 5"
+    adversarial_samples = True

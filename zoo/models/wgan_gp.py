@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from zoo.config import OptimizerConfig
+from zoo.config import ModelConfig, OptimizerConfig
 from zoo.losses.adversarial import critic_loss_wasserstein, generator_loss_wasserstein
 from zoo.losses.penalties import gradient_penalty
 from zoo.models.base import GenerativeModel, Phase, PhaseOutput
@@ -15,7 +15,7 @@ from zoo.registry import BACKBONES, register_model
 
 
 @dataclass
-class WGANGPConfig:
+class WGANGPConfig(ModelConfig):
     backbone: str = "rosca_mnist"
     channels: int = 3
     image_size: int = 28

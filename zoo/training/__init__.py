@@ -1,5 +1,6 @@
-"""The generic phase trainer, checkpoints, EMA and logging."""
-from zoo.training.checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from zoo.training.trainer import NonFiniteLossError, Trainer, exit_process
+"""The generic phase trainer, checkpoints, EMA, logging and process-group plumbing."""
+from zoo.training.checkpoint import CheckpointError
+from zoo.training.distributed import exit_process
+from zoo.training.trainer import NonFiniteLossError, Trainer
 
-__all__ = ["Checkpoint", "CheckpointError", "NonFiniteLossError", "Trainer", "exit_process", "load_checkpoint"]
+__all__ = ["CheckpointError", "NonFiniteLossError", "Trainer", "exit_process"]

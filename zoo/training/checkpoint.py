@@ -15,7 +15,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -121,34 +121,3 @@ def load_state_into_players(players: dict[str, torch.nn.Module], weights: dict[s
         except RuntimeError as err:
             raise CheckpointError(f"{source}: weights of player {name!r} do not fit the model built from its "
                                   f"config: {err}") from None
-
-
-class Checkpoint(NamedTuple):
-    model: Any  # GenerativeModel, in eval mode, with EMA weights where the run kept an EMA
-    recipe: Any  # the resolved Recipe
-    step: int
-    path: Path
-
-
-def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu", ema: bool = True) -> Checkpoint:
-    """Rebuild a trained model: `path` is a checkpoint or a run directory (then its latest checkpoint).
-
-    Returns the model (EMA weights for the EMA players unless `ema=False`), its resolved recipe and the step.
-    """
-    from zoo.config import load_recipe
-    from zoo.models.base import create_model
-
-    ckpt = resolve_checkpoint(path)
-    if not (ckpt / CONFIG).is_file():
-        raise CheckpointError(f"{str(ckpt)!r} has weights but no {CONFIG}; it was not written by zoo")
-    recipe = load_recipe(ckpt / CONFIG)
-    model = create_model(recipe)
-    players = dict(model.players.items())
-    load_state_into_players(players, read_weights(ckpt), str(ckpt / WEIGHTS))
-    if ema and (ckpt / EMA_WEIGHTS).is_file():
-        averaged = read_weights(ckpt, ema=True)
-        names = {k.split(".", 1)[0] for k in averaged}
-        load_state_into_players({n: players[n] for n in names},
-                                {f"players.{k}": v for k, v in averaged.items()}, str(ckpt / EMA_WEIGHTS))
-    step = int(read_trainer_state(ckpt)["step"])
-    return Checkpoint(model.to(device).eval(), recipe, step, ckpt)

@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import signal
-import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator, NoReturn
+from typing import Any, Iterator
 
 import torch
 import yaml
 from accelerate import Accelerator
-from torch import Tensor, nn
+from torch import Tensor
 
-from zoo.config import ConfigError, OptimizerConfig, Recipe, ScheduleConfig, to_dict
+from zoo.config import ConfigError, Recipe, ScheduleConfig, to_dict
 from zoo.data.stream import BatchStream
-from zoo.models.base import GenerativeModel, Phase, PhaseOutput
+from zoo.models.base import GenerativeModel, Phase, PhaseOutput, validate_schedule
 from zoo.training.checkpoint import (load_state_into_players, read_trainer_state, read_weights, resolve_checkpoint,
                                      write_checkpoint)
+from zoo.training.distributed import all_reduce_grads, autocast_dtype, broadcast_from_main, default_accelerator
 from zoo.training.ema import EMA
 from zoo.training.logging import RunLogger, interleave, save_grid
 from zoo.training.speed import adam, prepare_players, resolve_speed, set_tf32, to_memory_format
@@ -33,39 +32,6 @@ from zoo.training.speed import adam, prepare_players, resolve_speed, set_tf32, t
 
 class NonFiniteLossError(FloatingPointError):
     """A phase produced a NaN/inf loss; the run stops and its last good checkpoint stays intact."""
-
-
-def validate_schedule(model: GenerativeModel, optim: dict[str, OptimizerConfig], phases: tuple[Phase, ...]) -> None:
-    """Phases, optimizers and players must fit together: every phase's optimizer exists, every optimizer is used,
-    optimizers name existing players, no player is in two optimizers and every trainable player is in one."""
-    players = set(model.players.keys())
-    for phase in phases:
-        if phase.optimizer not in optim:
-            raise ConfigError(f"optim.{phase.optimizer}: phase {phase.name!r} needs this optimizer; "
-                              f"defined optimizers: {', '.join(optim) or '(none)'}")
-        if phase.repeats < 1 or phase.every < 1:
-            raise ConfigError(f"phase {phase.name!r}: repeats and every must be >= 1, got {phase}")
-        outside = [p for p in phase.players if p not in optim[phase.optimizer].players]
-        if outside:
-            raise ConfigError(f"optim.{phase.optimizer}.players: phase {phase.name!r} trains {', '.join(outside)}, "
-                              f"which must be among this optimizer's players "
-                              f"({', '.join(optim[phase.optimizer].players) or 'none'}); add them there")
-    owner: dict[str, str] = {}
-    for key, cfg in optim.items():
-        if key not in {p.optimizer for p in phases}:
-            raise ConfigError(f"optim.{key}: no phase uses this optimizer; the model's phases use "
-                              f"{', '.join(sorted({p.optimizer for p in phases}))}")
-        for player in cfg.players:
-            if player not in players:
-                raise ConfigError(f"optim.{key}.players: unknown player {player!r}; players: {', '.join(players)}")
-            if player in owner:
-                raise ConfigError(f"optim.{key}.players: {player!r} is already trained by optim.{owner[player]}")
-            owner[player] = key
-        if cfg.accumulation < 1:
-            raise ConfigError(f"optim.{key}.accumulation: got {cfg.accumulation}, expected >= 1")
-    orphans = [n for n in players if n not in owner and any(p.requires_grad for p in model.players[n].parameters())]
-    if orphans:
-        raise ConfigError(f"players {', '.join(orphans)} are in no optimizer's players list; add them to optim")
 
 
 def check_data_shape(model: GenerativeModel, dataset: Any, recipe: Recipe) -> None:
@@ -100,6 +66,12 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 65_537 + rank * 7_919) % (2**63 - 1)
 
 
+def mean_output(outs: list[PhaseOutput]) -> PhaseOutput:
+    """The micro-batches' losses and logs averaged (detached): what a phase step with accumulation logs."""
+    return PhaseOutput(torch.stack([o.loss.detach() for o in outs]).mean(),
+                       {k: torch.stack([o.logs[k].detach() for o in outs]).mean() for k in outs[0].logs})
+
+
 class Trainer:
     """Trains `model` as `recipe` says, writing logs, samples and checkpoints under `out_dir` (main process only).
 
@@ -120,7 +92,7 @@ class Trainer:
         self.is_main = self.accelerator.is_main_process
         self.phases = model.phases()
         validate_schedule(model, recipe.optim, self.phases)
-        self.autocast_dtype = _resolve_precision(recipe.train.mixed_precision, self.device)
+        self.autocast_dtype = autocast_dtype(recipe.train.mixed_precision, self.device)
         model.to(self.device).train()
 
         self.speed = resolve_speed(recipe.train, self.device, model, self.autocast_dtype is not None)
@@ -134,12 +106,12 @@ class Trainer:
         self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(recipe.optim[k].schedule,
                                                                                 recipe.train.max_steps))
                            for k, opt in self.optimizers.items()}
-        self.plain = dict(model.players.items())  # the players themselves: never wrapped (see _all_reduce_grads)
+        self.players = dict(model.players.items())  # never wrapped (see `zoo.training.distributed.all_reduce_grads`)
         self.distributed = self.accelerator.num_processes > 1
         if self.distributed:
-            self._broadcast_from_main()
+            broadcast_from_main(model)
         ema_cfg = recipe.train.ema
-        self.ema = EMA({n: self.plain[n] for n in ema_cfg.players}, ema_cfg.decay, ema_cfg.start_step) if ema_cfg \
+        self.ema = EMA({n: self.players[n] for n in ema_cfg.players}, ema_cfg.decay, ema_cfg.start_step) if ema_cfg \
             else None
         if self.speed.compile:
             prepare_players(model.players.values(), replace(self.speed, channels_last=False))
@@ -178,34 +150,9 @@ class Trainer:
         wanted = frozenset(players)
         if wanted == self._trainable:
             return
-        for name, player in self.plain.items():
+        for name, player in self.players.items():
             player.requires_grad_(name in wanted)
         self._trainable = wanted
-
-    def _broadcast_from_main(self) -> None:
-        """Start every process from the main process's weights and buffers."""
-        for tensor in self.model.state_dict().values():
-            torch.distributed.broadcast(tensor.data, src=0)
-
-    def _all_reduce_grads(self, params: list[torch.nn.Parameter]) -> None:
-        """Average the trained players' gradients over processes with one flattened all-reduce.
-
-        Players are not wrapped in DistributedDataParallel: DDP synchronises only gradients produced through the
-        wrapper's forward, while models legitimately call other methods of a player (discriminator `features`, a
-        decoder's likelihood, explicit noise) and differentiate twice (gradient penalties); a wrapper would hide
-        those attributes or silently skip the sync. Reducing exactly the phase's trained players' gradients also means
-        the players a phase does not train never synchronise (the StyleGAN2-ADA training loop does the same).
-        """
-        for p in params:  # same layout on every process, even where a parameter got no gradient
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        flat = torch.cat([p.grad.flatten() for p in params])
-        torch.distributed.all_reduce(flat)
-        flat /= self.accelerator.num_processes
-        offset = 0
-        for p in params:
-            p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))
-            offset += p.numel()
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -221,7 +168,8 @@ class Trainer:
         optimizer.zero_grad(set_to_none=True)
         batch = to_memory_format(batch, self.speed)
         chunks = batch.chunk(cfg.accumulation) if cfg.accumulation > 1 else (batch,)
-        for i, chunk in enumerate(chunks):
+        outs = []
+        for chunk in chunks:
             with self._autocast():
                 out = self.model.phase_loss(phase.name, chunk, step)
             if self._check_every_phase and not math.isfinite(out.loss.item()):
@@ -229,13 +177,15 @@ class Trainer:
                                          f"the run stopped and its last checkpoint is intact (try a lower optim."
                                          f"{phase.optimizer}.lr or optim.{phase.optimizer}.grad_clip)")
             self.accelerator.backward(out.loss / len(chunks) if len(chunks) > 1 else out.loss)
+            outs.append(out)
         if self.distributed:
-            self._all_reduce_grads([p for name in trained for p in self.plain[name].parameters()])
+            all_reduce_grads([p for name in trained for p in self.players[name].parameters()],
+                             self.accelerator.num_processes)
         if cfg.grad_clip is not None:
             params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         optimizer.step()
-        return out
+        return outs[0] if len(outs) == 1 else mean_output(outs)
 
     # ---- the loop -------------------------------------------------------------------------------------------------
     def train_step(self) -> None:
@@ -249,7 +199,7 @@ class Trainer:
                 out = self.run_phase(phase, self.stream.next(), step)
                 self._record(phase.name, out)
         if self.ema is not None:
-            self.ema.update(self.plain, step)
+            self.ema.update(self.players, step)
         for scheduler in self.schedulers.values():
             scheduler.step()
         self.step += 1
@@ -337,17 +287,17 @@ class Trainer:
 
     # ---- samples and checkpoints ----------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def unwrapped(self, ema: bool = True) -> Iterator[GenerativeModel]:
+    def eval_model(self, ema: bool = True) -> Iterator[GenerativeModel]:
         """The model in eval mode with the EMA copies swapped in where kept (for samples and evaluation)."""
         swap = self.ema.shadow if (ema and self.ema) else {}
-        modes = {name: m.training for name, m in self.plain.items()}
+        modes = {name: m.training for name, m in self.players.items()}
         for name, module in swap.items():
             self.model.players[name] = module
         self.model.eval()
         try:
             yield self.model
         finally:
-            for name, module in self.plain.items():
+            for name, module in self.players.items():
                 self.model.players[name] = module
                 module.train(modes[name])
 
@@ -357,7 +307,7 @@ class Trainer:
             return
         n = self.recipe.train.n_samples
         generator = torch.Generator(device=self.device).manual_seed(self.recipe.train.seed)
-        with self.unwrapped() as model:
+        with self.eval_model() as model:
             samples = model.sample(n, generator=generator)
             if samples.dim() == 4:
                 save_grid(samples, self.out_dir / "samples" / f"step_{self.step:08d}.png")
@@ -380,7 +330,7 @@ class Trainer:
         }
 
     def weights(self) -> dict[str, Tensor]:
-        return {f"players.{n}.{k}": v for n, m in self.plain.items() for k, v in m.state_dict().items()}
+        return {f"players.{n}.{k}": v for n, m in self.players.items() for k, v in m.state_dict().items()}
 
     def save_checkpoint(self) -> Path | None:
         if self.out_dir is None or not self.is_main:
@@ -393,7 +343,7 @@ class Trainer:
         """Continue from a checkpoint (or a run directory's latest): weights, optimizers, schedulers, EMA, data
         position, step and RNG."""
         ckpt = resolve_checkpoint(path)
-        load_state_into_players(self.plain, read_weights(ckpt), str(ckpt))
+        load_state_into_players(self.players, read_weights(ckpt), str(ckpt))
         state = read_trainer_state(ckpt)
         for key, opt in self.optimizers.items():
             if key not in state["optimizers"]:
@@ -409,38 +359,6 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.step = int(state["step"])
         return ckpt
-
-
-def default_accelerator() -> Accelerator:
-    """Accelerate as launched. Several processes without CUDA (`accelerate launch --multi_gpu --num_processes 2` on a
-    CPU machine) become a gloo CPU job; autocast is ours (see `run_phase`), so Accelerate's is off."""
-    cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
-    return Accelerator(cpu=cpu, mixed_precision="no", gradient_accumulation_steps=1)
-
-
-def exit_process(status: int) -> NoReturn:
-    """End the process with `status`; in a multi-process job, the processes first meet (on success) and then end at
-    once with `os._exit`, skipping interpreter teardown.
-
-    Tearing down torch.distributed's C++ objects (gloo's and the store's threads) at exit, with or without
-    `destroy_process_group`, now and then aborts a process ("terminate called without an active exception", exit -6)
-    after all its work is done and saved; there is nothing left to clean up that os._exit would skip (checkpoints are
-    atomic and complete, logs closed by `Trainer.train`), so the streams are flushed and the process ends. A failing
-    process does not wait for the others, which may never arrive. One process: plain `sys.exit`.
-    """
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        if status == 0:
-            torch.distributed.barrier()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
-    sys.exit(status)
-
-
-def _resolve_precision(setting: str, device: torch.device) -> torch.dtype | None:
-    if setting == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    return {"no": None, "bf16": torch.bfloat16}[setting]
 
 
 def _in_main_thread() -> bool:

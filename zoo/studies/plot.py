@@ -1,5 +1,5 @@
 """Plots written as PNG with Pillow alone (matplotlib is not a dependency). Line plots for training curves and toy
-studies (`save_line_plots`), and a labelled scatter with a Pareto front (`scatter_png`, used by `tools/registry.py
+studies (`save_line_plots`), and a labelled scatter with a Pareto front (`scatter_png`, used by `zoo registry`
 plot` for IJAE Fig. 2-3 style IS-against-LPIPS plots). Line plots:
 a grid of panels, each with curves (solid or dashed, optionally with a shaded band), dashed horizontal reference
 lines, a linear or log10 y axis, automatic or fixed y limits, axis labels and a legend. Not a plotting library.

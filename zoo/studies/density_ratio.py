@@ -2,8 +2,8 @@
 
 A classifier D trained to tell samples of p1 (label 1) from samples of p0 (label 0) estimates the log density ratio
 by its logit: log p1(x) / p0(x) = log D(x) / (1 - D(x)) (eq. 6). Hence KL(p1 || p0) = E_p1[logit D(x)] and
-KL(p0 || p1) = -E_p0[logit D(x)]. Algorithm 3 (`zoo.evaluation.latent.marginal_kl_density_ratio`) and the App. D
-study (`tools/appendix_d_study.py`) use the pieces here. Nothing is registered: these are plain functions.
+KL(p0 || p1) = -E_p0[logit D(x)]. Algorithm 3 (`zoo.studies.latent.marginal_kl_density_ratio`) and the App. D
+study (`zoo appendix_d`) use the pieces here. Nothing is registered: these are plain functions.
 
 App. D (eq. 13): Gaussians x = W^T z + b with z ~ N(0, I_k), W (k, d), so x ~ N(b, W^T W), k = 10 d. In the
 *estimation* setting a classifier separates a fixed target P from a fixed Q0; in the *minimisation* setting the

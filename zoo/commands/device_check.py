@@ -1,8 +1,7 @@
-#!/usr/bin/env python
 """The GPU check of the zoo in one run: prints ONE summary table (and writes it, with JSON, to --out / $OUT).
 
-    python tools/device_check.py [--budget 380] [--out DIR]     # on a CUDA machine (tools/device_check.sh wraps it)
-    python tools/device_check.py --dry-run --out DIR            # CPU, tiny sizes: the same code paths in ~1 minute
+    zoo device_check [--budget 380] [--out DIR]     # on a CUDA machine (tools/device_check.sh wraps it)
+    zoo device_check --dry-run --out DIR            # CPU, tiny sizes: the same code paths in about a minute
 
 Sections, in priority order (each is skipped, saying so, when the time budget left is too small):
   train     every registered model: `steps` steps of its paper recipe's networks on synthetic data of the right shape
@@ -10,7 +9,7 @@ Sections, in priority order (each is skipped, saying so, when the time budget le
             torch.cuda.set_sync_debug_mode (0 expected between logging steps); the checkpoint reloads with equal
             weights and samples finite images; peak device memory.
   bf16      the first 3 steps' per-phase losses under bf16 vs fp32 (TF32 off), same seeds: |d| <= 0.03 |fp32| + 0.03.
-  bench     tools/bench.py: trainer vs plain loop, each speed switch, for vae, dcgan, wgan_gp (ResNet), ijae.
+  bench     zoo bench: trainer vs plain loop, each speed switch, for vae, dcgan, wgan_gp (ResNet), ijae.
   wgan1000  1,000 generator steps of the ResNet WGAN-GP (CIFAR size, batch 64, n_critic 5) through Trainer.train.
   inception IS/FID feature extraction (torch-fidelity TF-Inception; random weights of the right shapes when the real
             file is absent) on 50,000 generated images, batched on the device: images/s.
@@ -35,14 +34,15 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import torch
 
-import torch  # noqa: E402
+from zoo.commands import bench
+from zoo.data import TensorImages
+from zoo.factory import create_model, list_models, load_checkpoint, load_recipe
+from zoo.training import Trainer
+from zoo.training.distributed import exit_process
 
-from zoo import create_model, list_models, load_checkpoint, load_recipe  # noqa: E402
-from zoo.data import TensorImages  # noqa: E402
-from zoo.training import Trainer  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]  # recipes/ live in the checkout
 
 PAPER_RECIPE = {"jsg_vae": "jsg_vae_mnist_jsg"}  # else <model>_cifar10
 BF16_RTOL = BF16_ATOL = 0.03
@@ -166,7 +166,7 @@ def check_train(name: str, args: argparse.Namespace, rep: Report, device: torch.
             f"syncs/{window} steps={syncs}; reload={reload_ok}; switches={trainer.speed.summary()}")
     rep.add("train", name, status, f"peak {mib(peak)}" if peak else "", note)
     rep.details.setdefault("train", {})[name] = {"last_losses": last, "peak_bytes": peak, "seconds": seconds,
-                                                  "syncs": syncs, "recipe": recipe.model}
+                                                  "syncs": syncs}
 
 
 def phase_losses(name: str, precision: str, steps: int, args: argparse.Namespace) -> list[dict[str, float]]:
@@ -198,9 +198,6 @@ def check_bf16(name: str, args: argparse.Namespace, rep: Report, device: torch.d
 
 def check_bench(args: argparse.Namespace, rep: Report, device: torch.device, plan: list[tuple[str, str]],
                 deadline: float) -> None:
-    sys.path.insert(0, str(REPO / "tools"))
-    import bench
-
     bargs = bench.parser().parse_args(["--device", device.type])
     if args.dry_run:
         bargs.width, bargs.batch_size, bargs.steps, bargs.rounds, bargs.warmup = 8, 8, 1, 1, 1
@@ -228,9 +225,6 @@ def check_bench(args: argparse.Namespace, rep: Report, device: torch.device, pla
 
 
 def check_wgan1000(args: argparse.Namespace, rep: Report, device: torch.device, config: str) -> None:
-    sys.path.insert(0, str(REPO / "tools"))
-    import bench
-
     bargs = bench.parser().parse_args(["--device", device.type, "--log-every", "100"])
     steps = 1000
     if args.dry_run:
@@ -257,16 +251,15 @@ def check_inception(args: argparse.Namespace, rep: Report, device: torch.device)
         kind = "real file" if real and Path(real).is_file() else "RANDOM weights (real file absent)"
         recipe = model_recipe("dcgan", args, [])
         model = create_model(recipe).to(device)
-        ctx = EvalContext(model, recipe.data, n_samples=n, batch_size=batch, device=device,
-                          options={"inception_weights": str(weights)})
-        inception._extractor(ctx)  # build + move the network outside the timing
+        ctx = EvalContext(model, recipe.data, n_samples=n, batch_size=batch, device=device)
+        inception._extractor(ctx, str(weights))  # build + move the network outside the timing
         sync(device)
         start = time.perf_counter()
-        logits, pool, _ = inception.inception_features(ctx, "samples")
+        logits, pool, _ = inception.inception_features(ctx, "samples", str(weights))
         sync(device)
         seconds = time.perf_counter() - start
     ok = logits.shape == (n, 1008) and pool.shape == (n, 2048) and bool(torch.isfinite(pool).all())
-    rep.add("inception", f"{n} samples 3x{recipe.model['image_size']}px", "ok" if ok else "FAIL",
+    rep.add("inception", f"{n} samples 3x{recipe.model.config.image_size}px", "ok" if ok else "FAIL",
             f"{n / seconds:.0f} img/s", f"{seconds:.1f} s for sampling + features, batch {batch}, {kind}")
 
 
@@ -277,8 +270,8 @@ def deasy_worker(steps: int, dry: bool, compile_mode: str = "") -> None:
     """One Table 3 MNIST run on synthetic MNIST-shaped data: prints JSON {steps, seconds (steady), wall}."""
     wall = time.perf_counter()
     file = "tiny_jsg_vae" if dry else "jsg_vae_mnist_jsg"
-    compiled = [] if not compile_mode else (["train.compile=true", "train.compile_options={backend: aot_eager}"] if dry
-                                            else ["train.compile=true", f"train.compile_options={{mode: {compile_mode}}}"])
+    options = "{backend: aot_eager}" if dry else f"{{mode: {compile_mode}}}"
+    compiled = ["train.compile=true", f"train.compile_options={options}"] if compile_mode else []
     recipe = load_recipe(REPO / "recipes" / f"{file}.yaml", ["train.progress=false", "train.tensorboard=false",
                                                             "train.sample_every=0", "train.checkpoint_every=0",
                                                             "train.log_every=937", *compiled])
@@ -298,7 +291,7 @@ def deasy_worker(steps: int, dry: bool, compile_mode: str = "") -> None:
 
 def run_concurrent(n: int, steps: int, args: argparse.Namespace, compile_mode: str = "") -> tuple[float, list]:
     """n worker processes at once: (wall seconds from launch to the last exit, their reports)."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), DEASY_WORKER, str(steps), compile_mode or "-"] \
+    cmd = [sys.executable, "-m", "zoo.commands.device_check", DEASY_WORKER, str(steps), compile_mode or "-"] \
         + (["--dry-run"] if args.dry_run else [])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     reports = []
@@ -368,8 +361,8 @@ def check_ddp(args: argparse.Namespace, rep: Report) -> None:
         rep.add("ddp", "2-process run", "skipped", "", f"{gpus} GPU(s) on this machine; needs 2")
         return
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(Path(__file__).resolve()),
-           DDP_WORKER]
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m",
+           "zoo.commands.device_check", DDP_WORKER]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     ok = proc.returncode == 0
     result = json.loads(proc.stdout.strip().splitlines()[-1]) if ok else {}
@@ -387,7 +380,8 @@ def guarded(rep: Report, section: str, item: str, fn: Callable[[], None]) -> Non
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="zoo device_check", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dry-run", action="store_true", help="CPU, tiny recipes and sizes: the code paths, no numbers")
     p.add_argument("--budget", type=float, default=380.0, help="seconds; sections that no longer fit are skipped")
     p.add_argument("--out", default=os.environ.get("OUT", ""), help="folder for device_check.txt/.json ($OUT)")
@@ -408,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == DDP_WORKER:
         ddp_worker()
-        return 0
+        exit_process(0)
     if argv and argv[0] == DEASY_WORKER:
         deasy_worker(int(argv[1]), "--dry-run" in argv, "" if argv[2] == "-" else argv[2])
         return 0

@@ -1,0 +1,60 @@
+"""The package's layering (issue 11): a leaf registry, config below the models, no model file importing another,
+a trainer within its budget that names no model, and models that know their registered name."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from zoo import create_model, list_models, load_recipe
+from zoo.config import ModelConfig
+
+ZOO = REPO / "zoo"
+
+
+def zoo_imports(path: Path) -> set[str]:
+    """Every `zoo...` module a file imports, at any depth (function-local imports included)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "zoo"}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "zoo":
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}  # `from zoo.models import vae`
+    return found
+
+
+def test_no_model_module_imports_another_model_module():
+    models = {p.stem for p in (ZOO / "models").glob("*.py")} - {"__init__", "base"}
+    assert {"vae", "aae", "jsg_vae", "adversarial_vb", "vgh"} <= models
+    for path in (ZOO / "models").glob("*.py"):
+        others = {m for m in zoo_imports(path) if m.startswith("zoo.models.") and m.split(".")[2] in models}
+        assert not others - {f"zoo.models.{path.stem}"}, f"{path.name} imports {sorted(others)}"
+
+
+def test_registry_is_a_leaf_and_config_does_not_import_models():
+    assert zoo_imports(ZOO / "registry.py") == set()
+    assert not any(m.startswith("zoo.models") for m in zoo_imports(ZOO / "config.py"))
+
+
+def test_trainer_is_within_budget_and_names_no_model():
+    text = (ZOO / "training" / "trainer.py").read_text()
+    assert len(text.splitlines()) <= 400
+    words = set(text.replace('"', " ").replace("'", " ").split())
+    assert not words & set(list_models()), sorted(words & set(list_models()))
+    imported = zoo_imports(ZOO / "training" / "trainer.py")
+    assert not [m for m in imported if m.startswith("zoo.models.") and not m.startswith("zoo.models.base")]
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_models_know_their_registered_name(name):
+    model = create_model(name)
+    assert type(model).name == name and isinstance(model.config, ModelConfig)
+
+
+def test_a_recipe_model_section_is_validated_once_and_built_as_is():
+    recipe = load_recipe(REPO / "recipes" / "tiny_vae.yaml", ["model.latent_dim=3"])
+    assert recipe.model.name == "vae" and recipe.model.config.latent_dim == 3
+    assert create_model(recipe).config is recipe.model.config  # no dict round trip, no second validation

@@ -1,0 +1,59 @@
+"""The `zoo` command: `zoo <command> [args]`, one subcommand per job; `zoo <command> --help` for its options.
+
+Installed as a console script (`pip install -e .`); `python -m zoo.cli ...` and `accelerate launch -m zoo.cli train
+RECIPE` run the same, and tools/*.py are shims for it. Each command lives in its own module (zoo/commands, or
+zoo/studies for the paper studies) with a `main(argv) -> exit status`, imported only when that command runs.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import NoReturn
+
+#: command -> (module with `main(argv)`, one-line description)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("zoo.commands.train", "train a model from a recipe (under accelerate launch for several processes)"),
+    "evaluate": ("zoo.commands.evaluate", "score checkpoints or datasets with registered metrics"),
+    "registry": ("zoo.commands.registry", "the registry table: list, compare, plot, export; models: the code's"),
+    "sweep": ("zoo.commands.sweep", "expand a sweep file into one train command per grid point, or run them"),
+    "bench": ("zoo.commands.bench", "time training steps: the generic trainer against a hand-written loop"),
+    "device_check": ("zoo.commands.device_check", "the GPU check in one run (or its CPU --dry-run): one summary table"),
+    "train_mnist_classifier": ("zoo.commands.train_mnist_classifier", "train the modes metric's MNIST classifier"),
+    "appendix_d": ("zoo.commands.appendix_d", "Rosca et al. App. D: density-ratio KL estimates against closed forms"),
+    "jeffreys_1d": ("zoo.studies.jeffreys_1d", "IJAE App. B / Fig. 1: 1-D fits under KL, reverse KL and Jeffreys"),
+    "jsg_table": ("zoo.studies.jsg_table", "Deasy et al. Table 1: train and score the JS^G VAE family"),
+    "jsg_fig2": ("zoo.studies.jsg_fig2", "Deasy et al. Fig. 2: 2-D Gaussian fits under each divergence"),
+    "latent_analysis": ("zoo.commands.latent_analysis", "Rosca et al. section 3: marginal KL, low-posterior samples"),
+    "evidence": ("zoo.commands.evidence", "importance-sampled log evidence with a bootstrap interval"),
+    "traverse": ("zoo.commands.traverse", "latent traversals of an encoder-decoder checkpoint"),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    commands = "\n".join(f"  {name:<24}{text}" for name, (_, text) in COMMANDS.items())
+    p = argparse.ArgumentParser(prog="zoo", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="zoo: a PyTorch model zoo of VAE-GAN hybrid generative models.",
+                                epilog=f"commands:\n{commands}\n\n`zoo COMMAND --help` shows a command's options.")
+    p.add_argument("command", choices=list(COMMANDS), metavar="COMMAND", help="one of the commands below")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="the command's arguments")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `zoo` with `argv` (default: the process's arguments); returns the exit status."""
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    module, _ = COMMANDS[args.command]
+    return importlib.import_module(module).main(args.args)
+
+
+def entry(argv: list[str] | None = None) -> NoReturn:
+    """The console script: run `main`, then end the process (every process of a multi-process job cleanly)."""
+    status = main(argv)
+    from zoo.training.distributed import exit_process  # after the command: `zoo --help` stays fast
+
+    exit_process(status)
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,189 @@
+#!/usr/bin/env python
+"""Evaluate checkpoints (or real data, as a reference) with registered metrics; print a table, write JSON and record
+every result in the registry table.
+
+    zoo evaluate CHECKPOINT [CHECKPOINT ...] --metric is,lpips[,...] [--n-samples N] [--batch-size B]
+        [--seed S] [--split test]
+    accelerate launch --multi_gpu --num_processes 2 -m zoo.cli evaluate runs/vae --metric fid,kid   # sharded samples
+    zoo evaluate data:cifar10_folder:test --metric is_cifar --cifar-classifier PATH   # a real split
+
+A CHECKPOINT is a checkpoint directory or a run directory (its latest checkpoint); `data:NAME[:SPLIT]` evaluates the
+images of a dataset split as if they were samples (the reference value of a sample metric, and the classifier
+accuracy of is_cifar / modes). Metrics: is, fid, kid, is_cifar, lpips, msssim, wcritic, elbo, modes (docs/metrics.md).
+Results go to stdout as a table, to `<checkpoint>/eval.json`, to --json if given, and to the registry table
+(runs/registry.sqlite, or ZOO_REGISTRY, or --registry). Exit status 2: a usage error, missing weights or data.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+
+from zoo.config import DataConfig, apply_overrides
+
+OPTIONS = ("splits", "inception_weights", "cifar_classifier", "lpips_weights", "mnist_classifier", "critic_steps",
+           "critic_backbone", "critic_width", "critic_batch_size", "critic_lr", "iw_samples")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="zoo evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sources", nargs="+", help="checkpoint / run directories, or data:NAME[:SPLIT]")
+    p.add_argument("--metric", required=True, help="comma-separated metric names, e.g. is,fid,lpips")
+    p.add_argument("--n-samples", type=int, help="samples per metric (default: each metric's protocol, e.g. 50000 "
+                                                 "for is/fid/kid)")
+    p.add_argument("--n-real", type=int, help="reference images (default: the whole split)")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", default="test", help="reference split (FID/KID, LPIPS, ELBO, critic test data)")
+    p.add_argument("--data-root", help="data root for every source (default: the recipe's, else ZOO_DATA)")
+    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="dataset option of data: sources, as a recipe's data.options (e.g. limit=512, pad_to=32)")
+    p.add_argument("--splits", type=int, help="IS splits (default 10)")
+    p.add_argument("--inception-weights", help="torch-fidelity's weights-inception-2015-12-05-6726825d.pth "
+                                               "(or ZOO_INCEPTION_WEIGHTS)")
+    p.add_argument("--cifar-classifier", help="CIFAR-10 ResNet .th file for is_cifar (or ZOO_CIFAR_CLASSIFIER)")
+    p.add_argument("--lpips-weights", help="AlexNet features.* weights for LPIPS (or ZOO_LPIPS_WEIGHTS)")
+    p.add_argument("--mnist-classifier", help="safetensors from `zoo train_mnist_classifier` (or "
+                                              "ZOO_MNIST_CLASSIFIER)")
+    p.add_argument("--critic-steps", type=int, help="wcritic training steps (default 2000)")
+    p.add_argument("--critic-backbone", help="wcritic discriminator family (default from the image size)")
+    p.add_argument("--critic-width", type=int)
+    p.add_argument("--critic-batch-size", type=int)
+    p.add_argument("--critic-lr", type=float)
+    p.add_argument("--iw-samples", type=int, help="importance samples K of the elbo bound (default 1000)")
+    p.add_argument("--json", help="also write all results of this call to this JSON file")
+    p.add_argument("--registry", help="registry table (default: ZOO_REGISTRY, else runs/registry.sqlite)")
+    p.add_argument("--no-registry", action="store_true", help="do not record results in the registry table")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def build_context(source: str, args: argparse.Namespace, accelerator: Any):
+    """(EvalContext, checkpoint path or None) for one source."""
+    from zoo.evaluation import EvalContext
+    from zoo.evaluation.sampling import checkpoint_label, parse_source
+    from zoo.factory import load_checkpoint
+
+    common = dict(split=args.split, n_samples=args.n_samples, n_real=args.n_real, batch_size=args.batch_size,
+                  seed=args.seed, options={k: getattr(args, k) for k in OPTIONS}, accelerator=accelerator,
+                  progress=not args.no_progress)
+    parsed = parse_source(source)
+    if parsed is not None:
+        name, split = parsed
+        label = f"data:{name}:{split or args.split}"
+        options = apply_overrides({}, args.data_option)
+        return EvalContext(None, DataConfig(name=name, root=args.data_root, options=options), source=label,
+                           sample_split=split, **common), None
+    ckpt = load_checkpoint(source, device=accelerator.device)
+    data = ckpt.recipe.data
+    if args.data_root:
+        data = dataclasses.replace(data, root=args.data_root)
+    return EvalContext(ckpt.model, data, source=checkpoint_label(ckpt.path), **common), ckpt.path
+
+
+def record(catalog: Any, ctx: Any, ckpt: Path | None, results: list[Any]) -> None:
+    """Results into the registry table; a failure only warns (the numbers are printed and in the JSON)."""
+    if catalog is None:
+        return
+    try:
+        cid = (catalog.register_checkpoint_dir(ckpt) if ckpt is not None
+               else catalog.register_source(ctx.source, ctx.data.name))
+        for r in results:
+            catalog.add_result(cid, r.metric, r.value, r.std, r.protocol)
+    except Exception as err:  # noqa: BLE001 - sqlite, disk, permissions: never lose the evaluation over it
+        warnings.warn(f"could not record results in the registry table {catalog.path}: {err}", stacklevel=2)
+
+
+def write_eval_json(ckpt: Path, results: list[Any]) -> None:
+    """Merge results into <checkpoint>/eval.json (latest per result name)."""
+    path = ckpt / "eval.json"
+    try:
+        current = json.loads(path.read_text()) if path.is_file() else {}
+        current.update({r.metric: r.to_dict() for r in results})
+        path.write_text(json.dumps(current, indent=2, sort_keys=True, default=str) + "\n")
+    except (OSError, ValueError) as err:
+        print(f"zoo: warning: could not write {path}: {err}", file=sys.stderr)
+
+
+def format_table(rows: list[tuple[str, Any]]) -> str:
+    header = ("source", "metric", "value", "std", "n")
+    lines = [header]
+    for source, r in rows:
+        n = r.protocol.get("n_samples", r.protocol.get("n_real", r.protocol.get("n_test", "")))
+        lines.append((source, r.metric, f"{r.value:.6g}", "" if r.std is None else f"{r.std:.3g}", str(n)))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = [" | ".join(c.ljust(w) for c, w in zip(line, widths)) for line in lines]
+    out.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from zoo.evaluation import EvaluationError, MetricNotApplicable
+    from zoo.evaluation.core import check_options
+    from zoo.factory import discover
+    from zoo.registry import METRICS, UnknownNameError
+    from zoo.training import CheckpointError
+    from zoo.training.distributed import default_accelerator
+
+    discover()
+    names = [m.strip() for m in args.metric.split(",") if m.strip()]
+    try:
+        specs = [METRICS.get(n) for n in names]
+    except UnknownNameError as err:
+        print(f"error: --metric: {err}", file=sys.stderr)
+        return 2
+    try:  # an option none of the metrics asked for takes would be ignored: refuse it
+        check_options(specs, {k: getattr(args, k) for k in OPTIONS})
+    except EvaluationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    accelerator = default_accelerator()
+    catalog = None
+    if accelerator.is_main_process and not args.no_registry:
+        try:
+            from zoo.catalog import Catalog
+            catalog = Catalog(args.registry)
+        except Exception as err:  # noqa: BLE001
+            print(f"zoo: warning: registry table unavailable ({err}); results go to stdout and JSON only",
+                  file=sys.stderr)
+    table: list[tuple[str, Any]] = []
+    everything: list[dict[str, Any]] = []
+    for source in args.sources:
+        try:
+            ctx, ckpt = build_context(source, args, accelerator)
+        except (CheckpointError, EvaluationError, FileNotFoundError) as err:
+            print(f"error: {source}: {err}", file=sys.stderr)
+            return 2
+        for spec in specs:
+            try:
+                results = spec(ctx)
+            except MetricNotApplicable as err:
+                if ctx.is_main:
+                    print(f"zoo: {spec.name} skipped for {ctx.source}: {err}", file=sys.stderr)
+                continue
+            except (EvaluationError, FileNotFoundError) as err:
+                print(f"error: {spec.name} on {ctx.source}: {err}", file=sys.stderr)
+                return 2
+            if not ctx.is_main:
+                continue
+            for r in results:  # recorded as soon as known: a later failure loses nothing
+                print(f"zoo: {ctx.source}: {r.metric} = {r.value:.6g}" + ("" if r.std is None else f" ± {r.std:.3g}"),
+                      file=sys.stderr, flush=True)
+            record(catalog, ctx, ckpt, results)
+            if ckpt is not None:
+                write_eval_json(ckpt, results)
+            table += [(ctx.source, r) for r in results]
+            everything += [{"source": ctx.source, **r.to_dict()} for r in results]
+    if accelerator.is_main_process:
+        print(format_table(table))
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(everything, indent=2, default=str) + "\n")
+    return 0
