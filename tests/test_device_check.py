@@ -38,3 +38,16 @@ def test_device_check_dry_run_prints_one_table_with_every_section(tmp_path):
     rate = sum(r["steps"] / r["seconds"] for r in deasy["reports"])
     note = next(r["note"] for r in rows if r["section"] == "deasy")
     assert f"EXTRAPOLATED 22x100 epochs: {22 * 100 * 937 / rate / 60:.1f} min" in note
+
+
+@pytest.mark.slow
+def test_device_check_two_process_section_as_a_cpu_job(tmp_path):
+    """The ddp section's worker under `accelerate launch` with 2 processes (gloo on CPU): both end with equal
+    parameters after training on different shards."""
+    cmd = [sys.executable, "-m", "zoo.cli", "device_check", "--dry-run", "--ddp-cpu", "--out", str(tmp_path),
+           "--sections", "ddp"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=subprocess_env(OMP_NUM_THREADS="1"),
+                          cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (row,) = [r for r in json.loads((tmp_path / "device_check.json").read_text())["rows"] if r["section"] == "ddp"]
+    assert row["status"] == "ok" and json.loads(row["note"]) == {"processes": 2, "max_weight_difference": 0.0}

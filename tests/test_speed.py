@@ -118,3 +118,11 @@ def test_gradient_penalty_of_a_compiled_critic_equals_the_eager_one():
         assert (p.grad is None) == (ref is None)
         if ref is not None:
             torch.testing.assert_close(p.grad, ref)
+
+
+@pytest.mark.slow
+def test_inductor_compile_on_cpu_gives_the_eager_losses(one_thread):
+    """The default backend (inductor, C++ code generation on CPU; ~45 s of CPU time for the tiny WGAN-GP)."""
+    eager = run("wgan_gp", OFF, steps=2)
+    compiled = run("wgan_gp", OFF + ["train.compile=true"], steps=2)
+    assert_same_run(eager, compiled, 1e-4)
