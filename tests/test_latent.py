@@ -14,6 +14,7 @@ from zoo import create_model
 from zoo.data import TensorImages
 from zoo.evaluation import latent
 from zoo.losses.divergences import kl_normal
+from zoo.studies import latent as latent_studies
 from zoo.training import Trainer
 
 
@@ -96,7 +97,7 @@ def test_density_ratio_estimate_recovers_a_known_kl(one_thread):
     """Algorithm 3 with q(z) = N((1, 0), 0.6^2 I): a small classifier's mean logit is near the closed form 0.882."""
     mu, logvar = torch.tensor([[1.0, 0.0]]).expand(500, 2), torch.full((500, 2), 2 * math.log(0.6))
     torch.manual_seed(0)
-    result = latent.marginal_kl_density_ratio(mu, logvar, steps=1500, hidden=64, layers=2, lr=1e-3,
+    result = latent_studies.marginal_kl_density_ratio(mu, logvar, steps=1500, hidden=64, layers=2, lr=1e-3,
                                               betas=(0.5, 0.9), generator=torch.Generator().manual_seed(1))
     exact = kl_normal(mu[:1], logvar[:1]).item()
     assert result["marginal_kl"] == pytest.approx(exact, rel=0.1)
@@ -105,7 +106,7 @@ def test_density_ratio_estimate_recovers_a_known_kl(one_thread):
 
 def test_low_posterior_codes_are_the_lowest_of_the_pool():
     mu, logvar = torch.tensor([[2.0, 0.0]]).expand(50, 2), torch.full((50, 2), 2 * math.log(0.3))
-    z, log_q = latent.low_posterior_codes(mu, logvar, 5, num_z=400, generator=torch.Generator().manual_seed(3))
+    z, log_q = latent_studies.low_posterior_codes(mu, logvar, 5, num_z=400, generator=torch.Generator().manual_seed(3))
     pool = torch.randn(400, 2, generator=torch.Generator().manual_seed(3))
     all_log_q = naive_log_q(pool, mu, logvar)
     torch.testing.assert_close(log_q, all_log_q.sort().values[:5])

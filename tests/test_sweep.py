@@ -49,7 +49,8 @@ def test_sweep_tool_prints_one_command_per_run(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 32
     args = shlex.split(lines[0])
-    assert args[2].endswith("recipes/vgh_cifar10.yaml") and args[-1] == "train.max_steps=10"
+    assert args[1:4] == ["-m", "zoo.cli", "train"]
+    assert args[4].endswith("recipes/vgh_cifar10.yaml") and args[-1] == "train.max_steps=10"
     assert "optim.encoder.lr=0.0001" in args and "optim.generator.lr=0.0001" in args
     assert tool.main([str(VGH_SWEEP), "--match", "nothing-matches"]) == 2
 

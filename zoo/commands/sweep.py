@@ -19,7 +19,7 @@ from pathlib import Path
 from zoo.config import ConfigError
 from zoo.factory import expand_sweep
 
-TRAIN = Path(__file__).resolve().parent / "train.py"
+TRAIN = ("-m", "zoo.cli", "train")  # `python -m zoo.cli train`: the `zoo train` of this interpreter
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for point in points:
         out = Path(args.out_root) / point.name.replace("/", "-", 1)
-        cmd = [sys.executable, str(TRAIN), str(point.recipe), "--out", str(out), *point.overrides, *args.overrides]
+        cmd = [sys.executable, *TRAIN, str(point.recipe), "--out", str(out), *point.overrides, *args.overrides]
         if not args.run:
             print(shlex.join(cmd))
             continue

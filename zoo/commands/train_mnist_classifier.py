@@ -17,7 +17,7 @@ from zoo.config import ConfigError
 from zoo.evaluation.mnist_classifier import load_classifier_recipe, train_mnist_classifier
 from zoo.evaluation.modes import DEFAULT_CLASSIFIER
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "classifiers" / "mnist_classifier.yaml"
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "classifiers" / "mnist_classifier.yaml"
 
 
 def main(argv: list[str] | None = None) -> int:

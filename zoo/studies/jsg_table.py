@@ -29,7 +29,7 @@ from zoo.config import ConfigError, to_dict
 from zoo.factory import load_recipe
 from zoo.data import DatasetNotFoundError, load_dataset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # the checkout: recipes/ beside zoo/
 DATASETS = ("mnist", "fashion_mnist", "dsprites", "chairs")
 ALPHAS = tuple(round(0.1 * i, 1) for i in range(1, 10))
 BASELINES = {"kl_qp": "KL(q||p)", "kl_pq": "KL(p||q)", "beta4": "beta-VAE (beta=4)", "mmd": "MMD (lambda=500)"}
