@@ -218,7 +218,9 @@ class Trainer:
             self._counts[name] = self._counts.get(name, 0) + 1
 
     def _flush_logs(self) -> dict[str, float]:
-        scalars = {k: (v / self._counts[k]).item() for k, v in self._running.items()}
+        # one device-to-host copy for all scalars (one sync per logging step, not one per logged value)
+        means = torch.stack([v / self._counts[k] for k, v in self._running.items()]).tolist() if self._running else []
+        scalars = dict(zip(self._running, means))
         self._running, self._counts = {}, {}
         bad = [k for k, v in scalars.items() if k.endswith("/loss") and not math.isfinite(v)]
         if bad:
