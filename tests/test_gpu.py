@@ -96,3 +96,17 @@ def test_inception_features_batched_on_the_device_equal_the_cpu_ones(tmp_path):
         out[device] = inception.inception_features(ctx, "samples", str(weights))[:2]
     for cpu, gpu in zip(out["cpu"], out["cuda"]):
         torch.testing.assert_close(gpu, cpu, rtol=1e-3, atol=1e-3)
+
+
+def test_resident_data_is_indexed_on_the_device_in_the_cpu_order():
+    """The device-resident stream (pinned, non-blocking permutation copies) yields the CPU stream's batches, across
+    an epoch boundary."""
+    from zoo.data.stream import BatchStream
+
+    data = RandomImages(40, (1, 4, 4))
+    cpu, gpu = BatchStream(data, 8, seed=3), BatchStream(data, 8, seed=3, device=CUDA)
+    assert gpu.resident is not None and gpu.resident.device.type == "cuda"
+    for _ in range(12):  # 5 batches an epoch
+        b = gpu.next()
+        assert b.device.type == "cuda"
+        torch.testing.assert_close(b.cpu(), cpu.next(), rtol=0, atol=0)
