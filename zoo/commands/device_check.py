@@ -430,18 +430,14 @@ def main(argv: list[str] | None = None) -> int:
     def left() -> float:
         return deadline - time.monotonic()
 
-    if "train" in sections:
+    for section, check, needs in (("train", check_train, 20), ("bf16", check_bf16, 15)):  # per model
+        if section not in sections:
+            continue
         for name in models:
-            if left() < 20:
-                rep.add("train", name, "skipped", "", "time budget")
+            if left() < needs:
+                rep.add(section, name, "skipped", "", "time budget")
                 continue
-            guarded(rep, "train", name, lambda: check_train(name, args, rep, device))
-    if "bf16" in sections:
-        for name in models:
-            if left() < 15:
-                rep.add("bf16", name, "skipped", "", "time budget")
-                continue
-            guarded(rep, "bf16", name, lambda: check_bf16(name, args, rep, device))
+            guarded(rep, section, name, lambda: check(name, args, rep, device))
     bench_models = args.bench_models.split(",")
     if "bench" in sections:
         configs = ("off", "default") if args.dry_run else ("off", "tf32", "channels_last", "fused_adam", "default")
