@@ -287,6 +287,9 @@ def test_config_errors_teach():
         tiny(max_shift=16)
     with pytest.raises(ConfigError, match="allowed values: 'implicit', 'l1', 'l2'"):
         tiny(likelihood="l3")
+    with pytest.raises(ConfigError, match="model.noise_dim: got 16 with width 8; enc_noise 'position'"):
+        tiny(noise_dim=16)
+    assert tiny(noise_dim=16, enc_noise="channel").players["encoder"].noise_dim == 16  # the per-channel option
 
 
 def test_encode_reconstruct_and_sample():

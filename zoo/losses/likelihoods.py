@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-LIKELIHOODS = ("bernoulli", "gaussian", "laplace", "quantized_normal", "mse")
+LIKELIHOODS = ("bernoulli", "gaussian", "laplace", "quantized_normal", "mse", "categorical")
 _BINS = 256  # 8-bit pixels
 MSE_VARIANCE = 1.0 / 510  # the `mse` kind: 255 * (sum of squared errors) = SSE / (2 * MSE_VARIANCE)
 
@@ -70,11 +70,37 @@ def quantized_normal_log_prob(x: Tensor, mean: Tensor, log_scale: Tensor) -> Ten
     return _log_diff_ndtr(upper, lower).flatten(1).sum(1)
 
 
+def categorical_log_prob(x: Tensor, logits: Tensor) -> Tensor:
+    """256-way Categorical over each 8-bit subpixel (Rosca section 3.2), summed per example.
+
+    Args:
+        x: (B, C, H, W) intensities k / 255, k in {0..255} (rounded to the nearest level).
+        logits: (B, C * 256, H, W), channel c's 256 logits contiguous (c * 256 ... c * 256 + 255).
+    """
+    b, c, h, w = x.shape
+    if logits.shape != (b, c * _BINS, h, w):
+        raise ValueError(f"categorical likelihood: expected logits of shape (B, C * 256, H, W) = {(b, c * _BINS, h, w)}"
+                         f" for images {tuple(x.shape)}, got {tuple(logits.shape)}; build the decoder with "
+                         f"{_BINS} x channels outputs (VisibleDistribution.outputs_per_channel)")
+    log_p = F.log_softmax(logits.view(b, c, _BINS, h, w), dim=2)  # (B, C, 256, H, W)
+    k = torch.round(x * (_BINS - 1)).long().clamp(0, _BINS - 1)  # (B, C, H, W) pixel levels
+    return log_p.gather(2, k.unsqueeze(2)).squeeze(2).flatten(1).sum(1)
+
+
+def categorical_mean(logits: Tensor) -> Tensor:
+    """E[k / 255] per subpixel, (B, C * 256, H, W) logits -> (B, C, H, W) in [0, 1]."""
+    b, c256, h, w = logits.shape
+    p = F.softmax(logits.view(b, c256 // _BINS, _BINS, h, w), dim=2)
+    levels = torch.arange(_BINS, device=logits.device, dtype=p.dtype).view(1, 1, _BINS, 1, 1) / (_BINS - 1)
+    return (p * levels).sum(2)
+
+
 class VisibleDistribution(nn.Module):
     """p(x|z) of one kind, holding the learned per-channel log-scale for the continuous kinds.
 
     Args:
-        kind: one of bernoulli, gaussian, laplace, quantized_normal, mse.
+        kind: one of bernoulli, gaussian, laplace, quantized_normal, mse, categorical (the decoder then emits
+            `outputs_per_channel` = 256 logits per image channel).
         channels: image channels (one scale each).
         init_scale: initial scale of the continuous kinds (in [0, 1] pixel units).
         learn_scale: learn the scale (True) or keep it fixed.
@@ -85,7 +111,8 @@ class VisibleDistribution(nn.Module):
         if kind not in LIKELIHOODS:
             raise ValueError(f"likelihood: got {kind!r}, allowed: {', '.join(LIKELIHOODS)}")
         self.kind = kind
-        if kind not in ("bernoulli", "mse"):  # mse has the fixed variance MSE_VARIANCE
+        self.outputs_per_channel = _BINS if kind == "categorical" else 1
+        if kind not in ("bernoulli", "mse", "categorical"):  # mse has the fixed variance MSE_VARIANCE
             log_scale = torch.full((channels, 1, 1), math.log(init_scale))
             if learn_scale:
                 self.log_scale = nn.Parameter(log_scale)
@@ -98,12 +125,16 @@ class VisibleDistribution(nn.Module):
             return bernoulli_log_prob(x, out)
         if self.kind == "mse":
             return mse_log_prob(x, out)
+        if self.kind == "categorical":
+            return categorical_log_prob(x, out)
         fn = {"gaussian": gaussian_log_prob, "laplace": laplace_log_prob,
               "quantized_normal": quantized_normal_log_prob}[self.kind]
         return fn(x, out, self.log_scale)
 
     def mean(self, out: Tensor) -> Tensor:
         """The distribution's mean image in [0, 1] (location clamped for the continuous kinds)."""
+        if self.kind == "categorical":
+            return categorical_mean(out)
         return torch.sigmoid(out) if self.kind in ("bernoulli", "mse") else out.clamp(0.0, 1.0)
 
 

@@ -1,7 +1,8 @@
 """lambda-IJAE, the implicit lambda-Jeffreys autoencoder (IJAE paper, sections 4-5, App. D), and its ablations
 lambda-IJAE-L1 / -L2 (section 5, "Ablation Study").
 
-Players: an implicit encoder E(x, xi) (Gaussian noise injected inside the network, App. D), the generator G(z), and
+Players: an implicit encoder E(x, xi) (Gaussian noise injected inside the network, App. D; by default as learned
+per-position noise maps, the reading that reproduces App. D's 6436224 weights), the generator G(z), and
 three discriminators, each trained with binary cross-entropy:
 - `disc_x`, D_psi(x): data vs G(z), z ~ p(z) (eq. 3); its logit estimates log p*(x) / p_theta(x);
 - `disc_pair`, D_tau(x, z, y): real triplets (x, z, y ~ r(y|x)) vs fake triplets (x, z, y ~ r'(y|G(z))), z = E(x, xi)
@@ -40,6 +41,10 @@ class IJAEConfig(ModelConfig):
     latent_dim: int = 128  # Table 2
     width: int = 128  # App. D: 128 channels in every block
     noise_dim: int = 128  # App. D: Inject Noise = Linear(128, num channels)(normal(size=128))
+    # App. D's encoder #Weights (6436224) need per-position noise maps after blocks 1-2 (docs/models.md); "channel"
+    # is the table's text. The discriminators' counts hold no injection weights ("free"); they keep "channel".
+    enc_noise: Literal["position", "channel"] = "position"
+    disc_noise: Literal["channel", "free"] = "channel"
     joint_hidden: tuple[int, ...] = (512, 256)  # Table 7 MLP after the flattened image and the latent
     lam: float = 0.3  # lambda; section 5 chooses 0.3 (Table 1)
     likelihood: Literal["implicit", "l1", "l2"] = "implicit"  # implicit r(y|x) or the L1 / L2 ablations
@@ -58,6 +63,10 @@ class IJAEConfig(ModelConfig):
         if not 0 <= self.max_shift < self.image_size:
             raise ConfigError(f"model.max_shift: got {self.max_shift}, expected 0 <= max_shift < image_size "
                               f"({self.image_size}); the paper uses 5 at 32 px")
+        if (self.enc_noise == "position" or self.disc_noise == "free") and self.noise_dim != self.width:
+            raise ConfigError(f"model.noise_dim: got {self.noise_dim} with width {self.width}; enc_noise 'position' "
+                              f"and disc_noise 'free' add xi unprojected to width channels, so set noise_dim = width "
+                              f"(128 = 128 in App. D) or use enc_noise 'channel' / disc_noise 'channel'")
         if self.recon_scale <= 0 or self.near_delta_sigma < 0:
             raise ConfigError(f"model.recon_scale must be > 0 and model.near_delta_sigma >= 0, got "
                               f"{self.recon_scale} and {self.near_delta_sigma}")
@@ -74,12 +83,13 @@ class IJAE(GenerativeModel):
         c = config
         size = {"channels": c.channels, "image_size": c.image_size, "width": c.width}
         self.players["encoder"] = BACKBONES.get("ijae.encoder")(
-            out_features=c.latent_dim, noise_dim=c.noise_dim, norm=c.enc_norm, **size)
+            out_features=c.latent_dim, noise_dim=c.noise_dim, norm=c.enc_norm, noise=c.enc_noise, **size)
         self.players["generator"] = BACKBONES.get("ijae.generator")(latent_dim=c.latent_dim, norm=c.gen_norm, **size)
-        self.players["disc_x"] = BACKBONES.get("ijae.discriminator")(noise_dim=c.noise_dim, norm=c.disc_norm, **size)
+        self.players["disc_x"] = BACKBONES.get("ijae.discriminator")(
+            noise_dim=c.noise_dim, norm=c.disc_norm, noise=c.disc_noise, **size)
         if c.likelihood == "implicit":
             self.players["disc_pair"] = BACKBONES.get("ijae.pair_discriminator")(
-                latent_dim=c.latent_dim, noise_dim=c.noise_dim, norm=c.disc_norm, **size)
+                latent_dim=c.latent_dim, noise_dim=c.noise_dim, norm=c.disc_norm, noise=c.disc_noise, **size)
         self.players["disc_joint"] = BACKBONES.get("ijae.joint_discriminator")(
             latent_dim=c.latent_dim, hidden=c.joint_hidden, **size)
 

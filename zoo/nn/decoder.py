@@ -21,10 +21,12 @@ class Decoder(nn.Module):
     @classmethod
     def from_backbone(cls, backbone: str, *, latent_dim: int, channels: int, image_size: int, width: int,
                       likelihood: str, init_scale: float, learn_scale: bool) -> Decoder:
-        """The `backbone` family's generator without output activation, under a `likelihood` head."""
-        net = BACKBONES.get(f"{backbone}.generator")(latent_dim=latent_dim, channels=channels, image_size=image_size,
-                                                     width=width, output_activation=None)
-        return cls(net, VisibleDistribution(likelihood, channels, init_scale, learn_scale))
+        """The `backbone` family's generator without output activation, under a `likelihood` head (with
+        `outputs_per_channel` maps per image channel: 256 logits for the Categorical, else 1)."""
+        head = VisibleDistribution(likelihood, channels, init_scale, learn_scale)
+        net = BACKBONES.get(f"{backbone}.generator")(latent_dim=latent_dim, channels=channels * head.outputs_per_channel,
+                                                     image_size=image_size, width=width, output_activation=None)
+        return cls(net, head)
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z)  # (B, C, H, W) raw outputs

@@ -107,22 +107,42 @@ class Reshape(nn.Module):
         return f"shape={self.shape}"
 
 
-class InjectNoise(nn.Module):
-    """Add a learned projection of fresh Gaussian noise to a feature map: ``h + Linear(noise_dim, C)(xi)``.
+NOISE_MODES = ("channel", "position", "free")
 
-    IJAE App. D: "Inject Noise: Linear(128, num channels)(normal(size=128)) + image". One xi ~ N(0, I) is drawn per
-    example and per call (the encoder is implicit, E(x, xi), so noise stays on in eval mode too); its projection is a
-    per-channel shift, constant over H and W.
+
+class InjectNoise(nn.Module):
+    """Add Gaussian noise xi ~ N(0, I_noise_dim), drawn per example and call, to a feature map (IJAE App. D).
+
+    App. D: "Inject Noise: Linear(128, num channels)(normal(size=128)) + image". Three readings (docs/models.md):
+    - "channel": ``h + Linear(noise_dim, C)(xi)``, a per-channel shift constant over H and W (the table's text);
+    - "position": ``h + Linear(noise_dim, C*H*W)(xi)`` reshaped to (C, H, W), a learned noise map per position (the
+      reading that reproduces the encoder's #Weights = 6436224);
+    - "free": ``h + xi`` per channel, no parameters (needs noise_dim == C; the paper's discriminator counts, which
+      hold no injection parameters).
+    xi is not rescaled: with PyTorch's default Linear init the learned modes add per-element variance
+    1/3 + 1/(3 noise_dim) at initialisation, "free" adds 1. The encoder is implicit, E(x, xi), so noise stays on in
+    eval mode too.
 
     Args:
         noise_dim: size of xi (128 in the paper).
         channels: channels C of the feature map it is added to.
+        mode: "channel", "position" or "free".
+        spatial: (H, W) of the feature map; required by "position".
     """
 
-    def __init__(self, noise_dim: int, channels: int):
+    def __init__(self, noise_dim: int, channels: int, mode: str = "channel", spatial: tuple[int, int] | None = None):
         super().__init__()
-        self.noise_dim = noise_dim
-        self.proj = nn.Linear(noise_dim, channels)
+        if mode not in NOISE_MODES:
+            raise ValueError(f"InjectNoise: unknown mode {mode!r}; choose one of {', '.join(NOISE_MODES)}")
+        if mode == "position" and spatial is None:
+            raise ValueError("InjectNoise: mode 'position' needs spatial=(H, W) of the feature map it is added to")
+        if mode == "free" and noise_dim != channels:
+            raise ValueError(f"InjectNoise: mode 'free' adds xi to the channels unprojected, so noise_dim must equal "
+                             f"the channel count; got noise_dim {noise_dim}, channels {channels} (set noise_dim = "
+                             f"width, or use the 'channel' mode)")
+        self.noise_dim, self.mode = noise_dim, mode
+        self.shape = (channels, *spatial) if mode == "position" else (channels,)
+        self.proj = nn.Linear(noise_dim, math.prod(self.shape)) if mode != "free" else None
 
     def forward(self, h: Tensor, xi: Tensor | None = None) -> Tensor:
         """Args: h: (B, C, H, W) or (B, C); xi: optional (B, noise_dim) noise, drawn from N(0, I) when None."""
@@ -131,8 +151,16 @@ class InjectNoise(nn.Module):
         elif xi.shape != (h.shape[0], self.noise_dim):
             raise ValueError(f"InjectNoise expects noise of shape (B, noise_dim) = ({h.shape[0]}, {self.noise_dim}),"
                              f" got {tuple(xi.shape)}")
-        shift = self.proj(xi)  # (B, C)
+        if self.mode == "position" and tuple(h.shape[1:]) != self.shape:
+            raise ValueError(f"InjectNoise(mode='position') was built for feature maps {self.shape}, got "
+                             f"{tuple(h.shape[1:])}")
+        shift = xi if self.proj is None else self.proj(xi)  # (B, C) or (B, C*H*W)
+        if self.mode == "position":
+            return h + shift.view(h.shape)  # (B, C, H, W): one learned noise value per position
         return h + shift.view(*shift.shape, *([1] * (h.dim() - 2)))  # broadcast over the spatial dims
+
+    def extra_repr(self) -> str:
+        return f"noise_dim={self.noise_dim}, mode={self.mode!r}, shape={self.shape}"
 
 
 def split_noise(noise: Tensor | None, n_injections: int, noise_dim: int, batch: int) -> list[Tensor | None]:

@@ -17,7 +17,9 @@ Initialisation: PyTorch defaults.
 `ijae` — IJAE App. D networks, 32 px, latent 128, width 128. The extracted tables are garbled; our reading:
 - Encoder (the first table, #Weights 6436224, whose caption was lost): BasicBlock 3 -> w s2 + InjectNoise,
   BasicBlock s2 + InjectNoise, BasicBlock s2, BasicBlock s2, ReLU, InjectNoise, Flatten (w x 2 x 2), Linear ->
-  out_features. `forward(x, noise=None)`, noise (B, 3, noise_dim): one xi per injection, drawn when None.
+  out_features. `forward(x, noise=None)`, noise (B, 3, noise_dim): one xi per injection, drawn when None. Default
+  `noise="position"`: the first two injections are Linear(noise_dim, w x H x W) noise maps, the third adds xi
+  per channel without parameters (needs noise_dim == w); `noise="channel"`: three Linear(noise_dim, w) shifts.
 - Generator (Table 4): Linear latent -> 16 w, reshape (w, 4, 4), three upsampling BasicBlocks (identity upsampled
   shortcut), BatchNorm, ReLU, Conv3x3 s1 p1 -> channels, tanh.
 - Discriminator (Table 5): BasicBlock 3 -> w s2 + InjectNoise, BasicBlock s2 + InjectNoise, two BasicBlocks s1,
@@ -43,10 +45,13 @@ Parameter counts at paper sizes (latent 128, width 128, noise_dim 128, 3 channel
   projections, 128 short of the paper, which no reading of the table explains (its Linear 256 -> 1 adds 128 over
   Table 5; the paper's counts differ by 256).
 - Table 7 joint discriminator 4526273: ours 4526273, exact — which confirms the Linear 256 -> 1 completion.
-- Encoder 6436224: ours 1201920 (1152384 without the three per-channel projections). The paper's number is reproduced
-  exactly only if its two in-block injections were per-position, Linear(128, C x H x W) with bias
-  (129 x (128 x 16 x 16 + 128 x 8 x 8) = 5283840 = 6436224 - 1152384) and the last one parameter-free; this
-  contradicts the table's "Linear(128, num channels)", so we keep per-channel injections.
+- Encoder 6436224: ours 6436224 with the default `noise="position"`, exact: 1152384 without injections +
+  129 x (128 x 16 x 16 + 128 x 8 x 8) = 5283840 for two per-position Linear(128, C x H x W) with bias; among
+  none / per-channel / per-position / per-map / scale injections, with or without bias, at each of the three places,
+  this is the only combination that gives the count, so the third injection has no parameters. It contradicts the
+  table's "Linear(128, num channels)" (per-channel, `noise="channel"`: 1201920), but it is what the paper counted.
+- The discriminators' counts hold no injection parameters at all: `noise="free"` (xi added per channel unprojected,
+  noise_dim == width) gives Table 5 exactly; the default stays the text's per-channel Linear (docs/models.md).
 """
 from __future__ import annotations
 
@@ -177,14 +182,16 @@ def _check_ijae(builder: str, image_size: int) -> None:
 
 class NoisyStem(nn.Module):
     """The first two rows shared by the IJAE encoder and discriminators: two stride-2 BasicBlocks, each followed by a
-    noise injection."""
+    noise injection (`InjectNoise` mode "channel", "position" or "free"; "position" needs the input size)."""
 
-    def __init__(self, channels: int, width: int, noise_dim: int, norm: str):
+    def __init__(self, channels: int, width: int, noise_dim: int, norm: str, noise: str = "channel",
+                 image_size: int | None = None):
         super().__init__()
+        spatial = [(image_size // 2,) * 2, (image_size // 4,) * 2] if image_size else [None, None]
         self.block1 = BasicBlock(channels, width, 2, norm=norm)
-        self.noise1 = InjectNoise(noise_dim, width)
+        self.noise1 = InjectNoise(noise_dim, width, noise, spatial[0])
         self.block2 = BasicBlock(width, width, 2, norm=norm)
-        self.noise2 = InjectNoise(noise_dim, width)
+        self.noise2 = InjectNoise(noise_dim, width, noise, spatial[1])
 
     def forward(self, x: Tensor, xi1: Tensor, xi2: Tensor) -> Tensor:
         h = self.noise1(self.block1(x), xi1)  # (B, w, H/2, W/2)
@@ -192,18 +199,23 @@ class NoisyStem(nn.Module):
 
 
 class IJAEEncoder(nn.Module):
-    """IJAE implicit encoder E(x, xi); see the module docstring."""
+    """IJAE implicit encoder E(x, xi); see the module docstring. `noise`: "position" (default, the reading that gives
+    App. D's 6436224 weights: per-position injections after blocks 1-2, a parameter-free one before the Linear) or
+    "channel" (all three Linear(noise_dim, width) per-channel shifts, the table's text)."""
 
     n_injections = 3
 
-    def __init__(self, out_features: int, channels: int, image_size: int, width: int, noise_dim: int, norm: str):
+    def __init__(self, out_features: int, channels: int, image_size: int, width: int, noise_dim: int, norm: str,
+                 noise: str = "position"):
         super().__init__()
+        if noise not in ("position", "channel"):
+            raise ValueError(f"ijae.encoder: noise must be 'position' or 'channel', got {noise!r}")
         self.noise_dim = noise_dim
-        self.stem = NoisyStem(channels, width, noise_dim, norm)
+        self.stem = NoisyStem(channels, width, noise_dim, norm, noise, image_size)
         # the table's ReLU after the blocks is a no-op (a BasicBlock ends in ReLU); kept to mirror the table
         self.blocks34 = nn.Sequential(BasicBlock(width, width, 2, norm=norm), BasicBlock(width, width, 2, norm=norm),
                                       nn.ReLU())
-        self.noise3 = InjectNoise(noise_dim, width)
+        self.noise3 = InjectNoise(noise_dim, width, "free" if noise == "position" else "channel")
         self.out = nn.Linear(width * (image_size // 16) ** 2, out_features)
 
     def forward(self, x: Tensor, noise: Tensor | None = None) -> Tensor:
@@ -215,14 +227,17 @@ class IJAEEncoder(nn.Module):
 
 
 class IJAEDiscBody(nn.Module):
-    """Table 5 body: two noisy strided BasicBlocks, two plain ones, ReLU, global average pooling -> (B, width)."""
+    """Table 5 body: two noisy strided BasicBlocks, two plain ones, ReLU, global average pooling -> (B, width).
+    `noise`: "channel" (default, the table's text) or "free" (no parameters, the paper's #Weights)."""
 
     n_injections = 2
 
-    def __init__(self, channels: int, width: int, noise_dim: int, norm: str):
+    def __init__(self, channels: int, width: int, noise_dim: int, norm: str, noise: str = "channel"):
         super().__init__()
+        if noise not in ("channel", "free"):
+            raise ValueError(f"ijae discriminators: noise must be 'channel' or 'free', got {noise!r}")
         self.noise_dim = noise_dim
-        self.stem = NoisyStem(channels, width, noise_dim, norm)
+        self.stem = NoisyStem(channels, width, noise_dim, norm, noise)
         self.blocks34 = nn.Sequential(BasicBlock(width, width, 1, norm=norm), BasicBlock(width, width, 1, norm=norm),
                                       nn.ReLU())
 
@@ -235,9 +250,9 @@ class IJAEDiscBody(nn.Module):
 class IJAEDiscriminator(FeatureDiscriminator):
     """IJAE Table 5 single-image discriminator; `features(x, noise=None)` -> (B, width)."""
 
-    def __init__(self, channels: int, width: int, noise_dim: int, norm: str):
+    def __init__(self, channels: int, width: int, noise_dim: int, norm: str, noise: str = "channel"):
         super().__init__(width)
-        self.body = IJAEDiscBody(channels, width, noise_dim, norm)
+        self.body = IJAEDiscBody(channels, width, noise_dim, norm, noise)
         self.n_injections, self.noise_dim = self.body.n_injections, noise_dim
 
     def features(self, x: Tensor, noise: Tensor | None = None) -> Tensor:
@@ -248,9 +263,9 @@ class IJAEDiscriminator(FeatureDiscriminator):
 class IJAEPairDiscriminator(FeatureDiscriminator):
     """IJAE Table 6 pair discriminator D(x, y, z); `features(x, y, z, noise=None)` -> (B, width + latent_dim)."""
 
-    def __init__(self, latent_dim: int, channels: int, width: int, noise_dim: int, norm: str):
+    def __init__(self, latent_dim: int, channels: int, width: int, noise_dim: int, norm: str, noise: str = "channel"):
         super().__init__(width + latent_dim)
-        self.body = IJAEDiscBody(channels, width, noise_dim, norm)
+        self.body = IJAEDiscBody(channels, width, noise_dim, norm, noise)
         self.n_injections, self.noise_dim = self.body.n_injections, noise_dim
 
     @staticmethod
@@ -286,11 +301,14 @@ class IJAEJointDiscriminator(FeatureDiscriminator):
 
 
 @register_backbone("ijae.encoder")
-def ijae_encoder(out_features: int, channels: int, image_size: int, width: int = 128, noise_dim: int = 128,
-                 norm: str = "none") -> nn.Module:
-    """IJAE implicit encoder, (B, C, H, W) [+ noise (B, 3, noise_dim)] -> (B, out_features); out_features = latent."""
+def ijae_encoder(out_features: int, channels: int, image_size: int, width: int = 128, noise_dim: int | None = None,
+                 norm: str = "none", noise: str = "position") -> nn.Module:
+    """IJAE implicit encoder, (B, C, H, W) [+ noise (B, 3, noise_dim)] -> (B, out_features); out_features = latent.
+    noise_dim defaults to width (128 = 128 in App. D); `noise="position"` needs noise_dim == width (its last
+    injection adds xi unprojected)."""
     _check_ijae("encoder", image_size)
-    return IJAEEncoder(out_features, channels, image_size, width, noise_dim, check_norm(norm))
+    noise_dim = width if noise_dim is None else noise_dim
+    return IJAEEncoder(out_features, channels, image_size, width, noise_dim, check_norm(norm), noise)
 
 
 @register_backbone("ijae.generator")
@@ -310,18 +328,18 @@ def ijae_generator(latent_dim: int, channels: int, image_size: int, width: int =
 
 @register_backbone("ijae.discriminator")
 def ijae_discriminator(channels: int, image_size: int, width: int = 128, norm: str = "none",
-                       noise_dim: int = 128) -> nn.Module:
+                       noise_dim: int = 128, noise: str = "channel") -> nn.Module:
     """IJAE Table 5 single-image discriminator, (B, C, H, W) [+ noise (B, 2, noise_dim)] -> (B,) logits."""
     _check_ijae("discriminator", image_size)
-    return IJAEDiscriminator(channels, width, noise_dim, check_norm(norm))
+    return IJAEDiscriminator(channels, width, noise_dim, check_norm(norm), noise)
 
 
 @register_backbone("ijae.pair_discriminator")
 def ijae_pair_discriminator(latent_dim: int, channels: int, image_size: int, width: int = 128, noise_dim: int = 128,
-                            norm: str = "none") -> nn.Module:
+                            norm: str = "none", noise: str = "channel") -> nn.Module:
     """IJAE Table 6 pair discriminator, (x, y, z) -> (B,) logits."""
     _check_ijae("pair_discriminator", image_size)
-    return IJAEPairDiscriminator(latent_dim, channels, width, noise_dim, check_norm(norm))
+    return IJAEPairDiscriminator(latent_dim, channels, width, noise_dim, check_norm(norm), noise)
 
 
 @register_backbone("ijae.joint_discriminator")
