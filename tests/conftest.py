@@ -50,6 +50,14 @@ def _own_registry_table(tmp_path, monkeypatch):
     monkeypatch.setenv("ZOO_REGISTRY", str(tmp_path / "registry.sqlite"))
 
 
+@pytest.fixture(autouse=True)
+def _own_eval_cache(tmp_path, monkeypatch):
+    """Every test caches reference statistics in its own folder and starts with an empty in-process cache."""
+    from zoo.evaluation import sampling
+    monkeypatch.setenv("ZOO_EVAL_CACHE", str(tmp_path / "eval-cache"))
+    monkeypatch.setattr(sampling, "_REFERENCES", {})
+
+
 @pytest.fixture
 def shared_data() -> Path:
     path = SHARED / "data"

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 
 from conftest import REPO
 from zoo.catalog import Catalog, pareto_front, record_training
@@ -60,9 +61,12 @@ def test_two_writer_processes_at_once_lose_no_rows(tmp_path):
         assert catalog.query("PRAGMA journal_mode")[0][0] == "wal"
 
 
+FULL, QUICK = {"n_samples": 50000, "splits": 10, "seed": 0}, {"n_samples": 10, "splits": 10, "seed": 0}
+
+
 def fill(catalog: Catalog) -> None:
-    """Three runs: two VAEs (IS 4.0 / 5.0, LPIPS 0.20 / 0.30) and a WGAN-GP (IS 6.0, no LPIPS); results rewritten
-    once, so only the latest must count."""
+    """Three runs: two VAEs (IS 4.0 / 5.0, LPIPS 0.20 / 0.30) and a WGAN-GP (IS 6.0, no LPIPS), all under the full
+    protocol; every checkpoint was also evaluated with 10 samples (value - 1), a result that must be kept apart."""
     for name, model, steps, values in (("vae_a", "vae", (10, 20), {"is": (4.0, 3.0), "lpips": (0.2, 0.25)}),
                                        ("vae_b", "vae", (10,), {"is": (5.0,), "lpips": (0.3,)}),
                                        ("wgan", "wgan_gp", (10,), {"is": (6.0,)})):
@@ -71,50 +75,125 @@ def fill(catalog: Catalog) -> None:
             ckpt = catalog.register_checkpoint(run, step, f"/runs/{name}/checkpoints/step_{step:08d}", "ab" * 32)
             for metric, series in values.items():
                 value = series[steps.index(step)]
-                catalog.add_result(ckpt, metric, value - 1.0, 0.1, {"n_samples": 10})  # superseded
-                catalog.add_result(ckpt, metric, value, 0.1, {"n_samples": 50000, "splits": 10})
+                spread = "split std" if metric == "is" else "per-image std"
+                catalog.add_result(ckpt, metric, value, 0.1, FULL, spread=spread, code_commit="c0ffee",
+                                   zoo_version="0.1.0")
+                if metric == "is":
+                    catalog.add_result(ckpt, metric, value - 1.0, 0.5, QUICK, spread=spread)
 
 
-def test_compare_sorts_and_keeps_the_best_checkpoint_per_model(tmp_path, capsys):
+def test_two_protocols_of_one_checkpoint_are_both_kept_and_never_ranked_across(tmp_path, capsys):
+    """The issue's case: a 1,000-sample IS of 7.40 and a 50,000-sample IS of 6.10 of checkpoint A, another model's
+    50,000-sample 7.2: A's 7.40 must not rank above 7.2."""
+    path = tmp_path / "registry.sqlite"
+    with Catalog(path) as catalog:
+        a = catalog.register_checkpoint(catalog.register_run("/runs/a", model="vae", dataset="cifar10"), 5, "/a/s5")
+        b = catalog.register_checkpoint(catalog.register_run("/runs/b", model="dcgan", dataset="cifar10"), 5, "/b/s5")
+        catalog.add_result(a, "is", 6.10, 0.05, {"n_samples": 50000, "splits": 10, "seed": 0, "source": "/a/s5"})
+        catalog.add_result(a, "is", 7.40, 0.30, {"n_samples": 1000, "splits": 10, "seed": 0, "source": "/a/s5"})
+        catalog.add_result(b, "is", 7.20, 0.05, {"n_samples": 50000, "splits": 10, "seed": 0, "source": "/b/s5"})
+        assert [(r.value, r.n) for r in catalog.results()] == [(6.10, 50000), (7.40, 1000), (7.20, 50000)]
+        full, quick = catalog.results()[0].protocol_id, catalog.results()[1].protocol_id
+        assert catalog.results()[2].protocol_id == full != quick  # the source is not part of the protocol
+        assert {(r.run, r.value(("is"))) for r in catalog.rows()} == {("a", 6.10), ("a", 7.40), ("b", 7.20)}
+    tool = load_tool("registry")
+    tool.main(["--registry", str(path), "compare", "--metric", "is", "--best"])
+    text = capsys.readouterr().out
+    tables = text.split("### ")[1:]
+    assert len(tables) == 2 and tables[0].startswith(f"`is` protocol [{full[:6]}]")
+    body = [line for line in tables[0].splitlines() if line.startswith("| ") and "run" not in line]
+    assert [line.split(" | ")[0] for line in body] == ["| b", "| a"]  # 7.20 above 6.10; 7.40 is elsewhere
+    assert "7.4" in tables[1] and "7.4" not in tables[0] and "n_samples=1000" in tables[1]
+    tool.main(["--registry", str(path), "compare", "--metric", "is", "--protocol", "n_samples=50000"])
+    assert "7.4" not in capsys.readouterr().out
+    tool.main(["--registry", str(path), "compare", "--metric", "is", "--protocol", quick[:8], "--format", "json"])
+    (only,) = json.loads(capsys.readouterr().out)
+    assert (only["run"], only["value"], only["n_samples"], only["protocol_id"]) == ("a", 7.40, 1000, quick)
+
+
+def test_compare_sorts_keeps_the_best_per_model_and_exports_numeric_columns(tmp_path, capsys):
     path = tmp_path / "registry.sqlite"
     with Catalog(path) as catalog:
         fill(catalog)
+        assert catalog.count("results") == 7 + 4  # every result kept, the quick ones too
     tool = load_tool("registry")
     assert tool.main(["--registry", str(path), "compare", "--metric", "is,lpips", "--sort", "is", "--best",
-                      "--format", "csv"]) == 0
+                      "--protocol", "n_samples=50000", "--format", "csv"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0] == "run,model,dataset,step,is,lpips"
-    assert [line.split(",")[:4] for line in lines[1:]] == [["wgan", "wgan_gp", "cifar10", "10"],
-                                                           ["vae_b", "vae", "cifar10", "10"]]
-    assert lines[1].split(",")[4] == "6 ± 0.1"
+    assert lines[0] == ("run,model,dataset,step,checkpoint_sha256,metric,value,spread,spread_kind,n_samples,seed,"
+                        "train_seed,n_seeds,protocol_id,complete,code_commit,zoo_version,created_at")
+    records = [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
+    assert [(r["metric"], r["run"], float(r["value"])) for r in records] == [
+        ("is", "wgan", 6.0), ("is", "vae_b", 5.0), ("lpips", "vae_b", 0.3)]  # best per model by IS, best first
+    assert records[0]["spread"] == "0.1" and records[0]["spread_kind"] == "split std"
+    assert (records[0]["n_samples"], records[0]["seed"], records[0]["code_commit"]) == ("50000", "0", "c0ffee")
 
     tool.main(["--registry", str(path), "compare", "--metric", "lpips", "--sort", "lpips", "--format", "json"])
     rows = json.loads(capsys.readouterr().out)
-    assert [(r["run"], r["step"], r["results"]["lpips"]["value"]) for r in rows[:3]] == [
-        ("vae_a", 10, 0.2), ("vae_a", 20, 0.25), ("vae_b", 10, 0.3)]  # lower is better: ascending
-    assert rows[0]["results"]["lpips"]["protocol"] == {"n_samples": 50000, "splits": 10}
-    assert rows[-1]["run"] == "wgan" and rows[-1]["results"] == {}
+    assert [(r["run"], r["step"], r["value"]) for r in rows] == [("vae_a", 10, 0.2), ("vae_a", 20, 0.25),
+                                                                ("vae_b", 10, 0.3)]  # lower is better: ascending
+    assert rows[0]["protocol"] == FULL and rows[0]["n_samples"] == 50000
 
-    tool.main(["--registry", str(path), "compare", "--sort", "is"])
+    tool.main(["--registry", str(path), "compare", "--sort", "is", "--protocol", "n_samples=50000"])
     table = capsys.readouterr().out.splitlines()
-    assert table[0] == "| run | model | dataset | step | is | lpips |" and table[2].startswith("| wgan | wgan_gp |")
+    assert table[0] == "| run | model | dataset | step | is (± split std) | lpips (± per-image std) |"
+    assert table[2].startswith("| wgan | wgan_gp | cifar10 | 10 | 6 ± 0.1 |")
+    with pytest.raises(SystemExit, match=r"unknown metric 'iss'; known: .*\bis\b.*lpips"):
+        tool.main(["--registry", str(path), "compare", "--metric", "iss"])
 
 
-def test_export_writes_the_best_row_per_model_with_protocols(tmp_path, capsys):
+def test_runs_that_differ_only_in_seed_are_aggregated(tmp_path, capsys):
+    path = tmp_path / "registry.sqlite"
+    config = "model:\n  name: vae\ntrain:\n  seed: {seed}\n  max_steps: 10\n"
+    with Catalog(path) as catalog:
+        for seed, value in ((0, 4.0), (1, 5.0), (2, 6.0)):
+            run = catalog.register_run(f"/runs/vae_s{seed}", model="vae", dataset="mnist",
+                                       config=config.format(seed=seed))
+            catalog.add_result(catalog.register_checkpoint(run, 10, f"/runs/vae_s{seed}/c"), "is", value, 0.1, FULL)
+        other = catalog.register_run("/runs/vae_lr", model="vae", dataset="mnist",
+                                     config=config.format(seed=0).replace("10", "20"))  # another recipe
+        catalog.add_result(catalog.register_checkpoint(other, 10, "/runs/vae_lr/c"), "is", 9.0, 0.1, FULL)
+    tool = load_tool("registry")
+    tool.main(["--registry", str(path), "compare", "--metric", "is", "--aggregate-seeds", "--format", "json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["value"], r["n_seeds"]) for r in rows] == [(9.0, 1), (5.0, 3)]
+    assert rows[1]["spread"] == pytest.approx(1.0) and rows[1]["spread_kind"] == "std over 3 training seeds"
+    tool.main(["--registry", str(path), "compare", "--metric", "is", "--aggregate-seeds"])
+    assert "| 5 ± 1 (3 seeds) |" in capsys.readouterr().out
+    png = tmp_path / "seeds.png"
+    with Catalog(path) as catalog:  # a second metric to plot against
+        for cid in range(1, 5):
+            catalog.add_result(cid, "fid", 10.0 * cid, None, FULL)
+    tool.main(["--registry", str(path), "plot", "--x", "is", "--y", "fid", "--aggregate-seeds", "--out", str(png)])
+    assert "(2 checkpoints" in capsys.readouterr().out
+
+
+def test_export_writes_the_best_row_per_model_per_protocol(tmp_path, capsys):
     path, out = tmp_path / "registry.sqlite", tmp_path / "model_zoo.md"
     with Catalog(path) as catalog:
         fill(catalog)
-    load_tool("registry").main(["--registry", str(path), "export", "--out", str(out)])
+    csv_out, json_out = tmp_path / "zoo.csv", tmp_path / "zoo.json"
+    load_tool("registry").main(["--registry", str(path), "export", "--out", str(out), "--csv", str(csv_out),
+                                "--json", str(json_out)])
     text = out.read_text()
-    assert "## cifar10" in text and "| model | run | step | is | lpips |" in text
-    assert "| wgan_gp | wgan | 10 | 6 ± 0.1 |  |" in text and "| vae | vae_b | 10 | 5 ± 0.1 | 0.3 ± 0.1 |" in text
-    assert "vae_a" not in text  # not the best VAE by IS
-    assert "- `is`: n_samples=50000, splits=10" in text and "n_samples=10," not in text
+    full, quick = (catalog_id(FULL), catalog_id(QUICK))
+    assert "## cifar10" in text and f"### `is` protocol [{full[:6]}]" in text and f"[{quick[:6]}]" in text
+    first = text[text.index(f"### `is` protocol [{full[:6]}]"):text.index(f"### `is` protocol [{quick[:6]}]")]
+    assert "| model | run | step | is (± split std) | lpips (± per-image std) |" in first
+    assert "| wgan_gp | wgan | 10 | 6 ± 0.1 |  |" in first and "| vae | vae_b | 10 | 5 ± 0.1 | 0.3 ± 0.1 |" in first
+    assert "vae_a" not in first  # not the best VAE by IS
+    assert f"- `is` [{full[:6]}]: n_samples=50000, splits=10, seed=0" in first
+    assert len(json.loads(json_out.read_text())) == 11 and len(csv_out.read_text().splitlines()) == 12
     note = tmp_path / "note.md"
     note.write_text("Made on a CPU in 2,000 steps.\n\n")
     load_tool("registry").main(["--registry", str(path), "export", "--out", str(out), "--note", f"@{note}"])
     lines = out.read_text().splitlines()
     assert lines[4] == "Made on a CPU in 2,000 steps." and lines[6] == "## cifar10"  # under the title, before tables
+
+
+def catalog_id(protocol):
+    from zoo.catalog import protocol_id
+    return protocol_id(protocol)
 
 
 def test_pareto_front_and_plot(tmp_path, capsys):
@@ -126,10 +205,28 @@ def test_pareto_front_and_plot(tmp_path, capsys):
     with Catalog(path) as catalog:
         fill(catalog)
     png = tmp_path / "plot.png"
-    load_tool("registry").main(["--registry", str(path), "plot", "--x", "is", "--y", "lpips", "--out", str(png)])
+    tool = load_tool("registry")
+    with pytest.raises(SystemExit, match="mix protocols .* pick one with --protocol"):
+        tool.main(["--registry", str(path), "plot", "--x", "is", "--y", "lpips", "--out", str(png)])
+    tool.main(["--registry", str(path), "plot", "--x", "is", "--y", "lpips", "--out", str(png), "--protocol",
+               "n_samples=50000"])
     assert "Pareto front: vae_a@10, vae_b@10" in capsys.readouterr().out
     from PIL import Image
     assert Image.open(png).size == (900, 650)
+
+
+def test_a_schema_1_table_gains_the_new_columns(tmp_path):
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(str(path))
+    db.executescript("""CREATE TABLE results (id INTEGER PRIMARY KEY, checkpoint_id INTEGER NOT NULL, metric TEXT NOT
+        NULL, value REAL NOT NULL, std REAL, protocol TEXT NOT NULL, created_at TEXT NOT NULL);
+        INSERT INTO results VALUES (1, 1, 'is', 6.5, 0.1, '{"n_samples": 50000, "seed": 0}', 'then');""")
+    db.close()
+    with Catalog(path) as catalog:
+        catalog.register_checkpoint(catalog.register_run("/r", model="vae", dataset="mnist"), 1, "/r/c")
+        (old,) = catalog.results()
+        assert (old.value, old.n, old.seed, old.complete) == (6.5, 50000, 0, True)
+        assert old.protocol_id == catalog_id({"n_samples": 50000, "seed": 0})
 
 
 def test_models_lists_the_code_registry(capsys):
@@ -151,3 +248,14 @@ def test_an_unreachable_registry_only_warns(tmp_path, capsys):
     with Catalog(tmp_path / "ok.sqlite") as catalog:
         (row,) = catalog.runs()
         assert row["model"] == "vae" and row["dataset"] == "mnist" and row["out_dir"] == str(run.resolve())
+
+
+def test_a_metric_and_its_reference_share_a_row_only_under_one_protocol(tmp_path):
+    with Catalog(tmp_path / "r.sqlite") as catalog:
+        cid = catalog.register_checkpoint(catalog.register_run("/r", model="vae", dataset="mnist"), 1, "/r/c")
+        for name, value, ref in (("small3", 0.26, 0.38), ("tf5", 0.63, 0.82)):
+            catalog.add_result(cid, "msssim", value, 0.1, {"msssim_protocol": name, "n_samples": 2000, "pairs": 1000})
+            catalog.add_result(cid, "msssim.reference", ref, 0.1, {"msssim_protocol": name, "n_real": 2000,
+                                                                    "pairs": 1000, "reference_split": "test"})
+        rows = catalog.rows()
+    assert sorted((r.value("msssim"), r.value("msssim.reference")) for r in rows) == [(0.26, 0.38), (0.63, 0.82)]

@@ -403,6 +403,13 @@ def test_chairs(tmp_path):
     x = test.as_uint8_tensor()
     r, g, b = colours[test.source.relpaths[0]].astype(float)
     assert x[0].float().mean().item() == pytest.approx(0.299 * r + 0.587 * g + 0.114 * b, abs=1)  # ITU-R 601 grey
+    everything = load_dataset("chairs", "all", root=tmp_path)  # Deasy et al.: train and score on every render
+    assert everything.source.relpaths == sorted(colours) and len(everything) == 20
+    grey = {p: 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2] for p, c in colours.items()}
+    means = everything.as_uint8_tensor().float().mean((1, 2, 3))
+    assert all(abs(means[i].item() - grey[p]) <= 1 for i, p in enumerate(everything.source.relpaths))
+    with pytest.raises(ValueError, match="no split 'val'.*'train', 'test', 'all'"):
+        load_dataset("chairs", "val", root=tmp_path)
 
 
 # --------------------------------------------------------------------------------------------------------------

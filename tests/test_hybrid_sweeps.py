@@ -37,11 +37,12 @@ def test_aae_sweep_is_table_3():
     assert grid["aae_cifar10"] == {(*lr, 100) for lr in lrs}
 
 
-def test_veegan_sweep_is_table_3_and_the_table_6_widths():
-    grid = resolved("veegan.yaml", "optim.gen.lr", "optim.disc.lr", "model.joint_width")
-    expected = set(itertools.product([1e-3, 5e-4], [5e-5, 1e-4], [512, 1024]))
+def test_veegan_sweep_is_table_3_and_the_table_6_widths_with_and_without_the_adversarial_reconstructor():
+    grid = resolved("veegan.yaml", "optim.gen.lr", "optim.disc.lr", "model.joint_width",
+                    "model.reconstructor_adversarial")
+    expected = set(itertools.product([1e-3, 5e-4], [5e-5, 1e-4], [512, 1024], [True, False]))
     assert grid["veegan_celeba64"] == expected and grid["veegan_color_mnist"] == expected
-    assert len(expand_sweep(SWEEPS / "veegan.yaml")) == 24 + 8 + 8
+    assert len(expand_sweep(SWEEPS / "veegan.yaml")) == 48 + 16 + 16
 
 
 def test_adversarial_vb_sweep_covers_adaptive_contrast():

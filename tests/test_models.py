@@ -44,10 +44,19 @@ def test_phase_gradient_isolation_and_coverage(name):
     model = create_model(recipe)
     trainer = Trainer(model, recipe, dataset=RandomImages(64, data_shape(recipe)))
 
-    # coverage: every parameter in exactly one optimizer
-    owned = [id(p) for opt in trainer.optimizers.values() for g in opt.param_groups for p in g["params"]]
+    # coverage: every parameter in exactly one optim entry; a phase with its own state (Phase.own_state) has one more
+    # optimizer, over exactly its trained players
+    def params(key: str) -> list[int]:
+        return [id(p) for g in trainer.optimizers[key].param_groups for p in g["params"]]
+
+    owned = [i for key in recipe.optim for i in params(key)]
     assert len(owned) == len(set(owned)), "a parameter is in two optimizers"
     assert set(owned) == {id(p) for p in model.parameters()}, "some parameters are in no optimizer"
+    own = [p for p in model.phases() if p.own_state]
+    assert set(trainer.optimizers) == set(recipe.optim) | {p.state_key for p in own}
+    for phase in own:
+        players = phase.players or recipe.optim[phase.optimizer].players
+        assert params(phase.state_key) == [id(p) for n in players for p in model.players[n].parameters()]
 
     for phase in model.phases():
         trained = set(phase.players or recipe.optim[phase.optimizer].players)

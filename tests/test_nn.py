@@ -389,7 +389,8 @@ def test_joint_head_reduces_the_4x4_map_to_one_position(family, size):
     torch.testing.assert_close(d(x, z), d.head(d.features(x, z)).squeeze(-1))
     assert not hasattr(d.data, "head") and not hasattr(d.code, "head")  # "excluding the classification layer"
     conv3, norm3, _, conv2, act2, _ = d.joint  # no norm on the 1x1 map that feeds the logit (docs/models.md)
-    assert isinstance(norm3, nn.BatchNorm2d) and conv3.bias is None
+    assert isinstance(norm3, nn.GroupNorm) and norm3.num_groups == 1 and conv3.bias is None  # per-example layer norm
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in d.modules())  # data features included
     assert conv2.kernel_size == (2, 2) and conv2.bias is not None and isinstance(act2, nn.LeakyReLU)
 
 
@@ -411,10 +412,30 @@ def test_joint_head_input_is_the_data_map_beside_the_tiled_code_features():
 
 def test_joint_head_parameter_count_at_paper_size():
     d = build("heads.joint_discriminator", 50, 3, 28, joint_width=512)
-    data = param_count(build("rosca_mnist.discriminator", 3, 28, 64)) - (1024 + 1)  # Table 4 without Linear adv
+    # Table 4 without Linear adv, layer norm (GroupNorm(1, C): the same 2C affine parameters as batch norm)
+    data = param_count(build("rosca_mnist.discriminator", 3, 28, 64, norm="layer")) - (1024 + 1)
     code = (50 * 1000 + 1000) + 2 * (1000 * 1000 + 1000)  # 3 x 1000 MLP without its logit layer
-    head = (64 + 1000) * 512 * 9 + 2 * 512 + 512 * 512 * 4 + 512 + 512 + 1  # 3x3 + BatchNorm, 2x2 + bias, Linear
+    head = (64 + 1000) * 512 * 9 + 2 * 512 + 512 * 512 * 4 + 512 + 512 + 1  # 3x3 + norm, 2x2 + bias, Linear
     assert param_count(d) == data + code + head
+
+
+@pytest.mark.parametrize("norm", ["layer", "none"])
+def test_joint_head_logit_of_a_pair_does_not_depend_on_its_batch(norm):
+    """A density ratio is a function of one (x, z) pair: in train mode, scoring a batch alone or inside a larger batch
+    (here beside pairs of another distribution) gives the same logits (train-mode batch norm would not)."""
+    torch.manual_seed(0)
+    d = build("heads.joint_discriminator", LATENT, CH, 28, width=8, code_hidden=16, joint_width=12, norm=norm).train()
+    x, z = torch.randn(B, CH, 28, 28), torch.randn(B, LATENT)
+    x2, z2 = 3 * torch.rand(5, CH, 28, 28), 4 + torch.randn(5, LATENT)  # a very different second class
+    with torch.no_grad():
+        alone, mixed = d(x, z), d(torch.cat([x, x2]), torch.cat([z, z2]))[:B]
+    torch.testing.assert_close(mixed, alone, rtol=1e-5, atol=1e-5)
+
+
+def test_joint_head_refuses_batch_norm_and_says_why():
+    with pytest.raises(ValueError, match=r"norm 'batch' makes a logit depend on the other examples of its batch.*"
+                                         r"use one of 'layer', 'none' \(disc_norm"):
+        build("heads.joint_discriminator", LATENT, CH, 28, width=8, norm="batch")
 
 
 def test_joint_head_needs_a_spatial_family():

@@ -1,6 +1,8 @@
 """The paper recipes of the Rosca et al. hybrids build the App. K networks at full size and run every phase."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -15,7 +17,17 @@ def test_each_model_has_its_three_dataset_recipes():
     for model in ("aae", "adversarial_vb", "veegan"):
         for dataset in SHAPES:
             assert f"{model}_{dataset}.yaml" in PAPER
-    assert len(PAPER) == 12  # + the three adaptive-contrast AdversarialVB variants
+    assert len(PAPER) == 13  # + the three adaptive-contrast AdversarialVB variants and VEEGAN's Algorithm 1 one
+
+
+def test_veegan_recipes_train_the_reconstructor_adversarially_but_the_alg1_variant():
+    for name in PAPER:
+        if name.startswith("veegan_"):
+            recipe = load_recipe(RECIPES / name)
+            assert recipe.model.config.reconstructor_adversarial is (not name.endswith("_alg1.yaml")), name
+    alg1, working = (load_recipe(RECIPES / f"veegan_color_mnist{s}.yaml") for s in ("_alg1", ""))
+    assert dataclasses.replace(alg1.model.config, reconstructor_adversarial=True) == working.model.config
+    assert alg1.optim == working.optim and alg1.data == working.data and alg1.train == working.train
 
 
 @pytest.mark.parametrize("name", PAPER)

@@ -65,6 +65,23 @@ def test_encoder_loss_eq14_by_hand(name):
     assert out.logs["recon"].item() == pytest.approx(0.5625)
 
 
+@pytest.mark.parametrize("name", ["vgh", "vgh_plus"])
+def test_encoder_data_adversarial_adds_exactly_r_d_of_the_reconstruction(name):
+    """App. F / section 5.1 reading: the encoder's loss gains R_D(x_hat) = -mean D(x_hat) (weight 1, App. K), and
+    its gradient reaches the encoder through z_hat."""
+    plain = stub_model(name, encoder_recon_weight=5.0).phase_loss("encoder", X, 0)
+    model = stub_model(name, encoder_recon_weight=5.0, encoder_data_adversarial=True)
+    out = model.phase_loss("encoder", X, 0)
+    r_rec = -sum(REC_LOGITS) / 2  # 0.75
+    assert out.loss.item() == pytest.approx(plain.loss.item() + r_rec)  # 4.9375
+    assert out.logs["adv_rec"].item() == pytest.approx(r_rec) and "adv_rec" not in plain.logs
+    # E's unit scale s: D(x_hat) = 4 s mean(E(x)), so the extra term adds -mean(D(x_hat)) / s = 0.75 to dloss/ds
+    (grad,) = torch.autograd.grad(out.loss, model.players["encoder"].scale)
+    base = stub_model(name, encoder_recon_weight=5.0)
+    (base_grad,) = torch.autograd.grad(base.phase_loss("encoder", X, 0).loss, base.players["encoder"].scale)
+    assert grad.item() - base_grad.item() == pytest.approx(r_rec)
+
+
 def test_generator_loss_by_hand_vgh_and_vgh_plus():
     vgh = stub_model("vgh", encoder_recon_weight=5.0, generator_recon_weight=2.0)
     r_rec = -sum(REC_LOGITS) / 2

@@ -2,7 +2,12 @@
 
     runs         id, name, out_dir (unique), model, dataset, recipe, config (resolved YAML), git_commit, created_at
     checkpoints  id, run_id, step, path (unique), sha256, created_at
-    results      id, checkpoint_id, metric, value, std, protocol (JSON), created_at
+    results      id, checkpoint_id, metric, value, std, protocol (JSON), created_at, and (schema 2) spread (what
+                 std is), n (samples or images), seed, protocol_id, code_commit, zoo_version, complete, metadata
+
+Every result is kept: one checkpoint may hold several results of one metric under different protocols (1,000 and
+50,000 samples), and readers compare only results whose `protocol_id` agrees (`protocol_id`: a hash of the protocol
+without the fields that name the source or report outcomes, NON_PROTOCOL_KEYS).
 
 Default file `runs/registry.sqlite` (relative to the working directory); the ZOO_REGISTRY environment variable or an
 explicit path overrides it. `zoo train` records runs and checkpoints, `zoo evaluate` results, and
@@ -12,6 +17,7 @@ row is lost.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -20,13 +26,13 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import yaml
 
 DEFAULT_PATH = Path("runs") / "registry.sqlite"
 ENV = "ZOO_REGISTRY"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 60.0
 
 _SCHEMA = """
@@ -60,6 +66,24 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE INDEX IF NOT EXISTS results_by_checkpoint ON results(checkpoint_id, metric, id);
 """
+# schema 2: columns added to the results of schema 1 (old rows get protocol_id etc. computed when read)
+_RESULT_COLUMNS = {"spread": "TEXT", "n": "INTEGER", "seed": "INTEGER", "protocol_id": "TEXT", "code_commit": "TEXT",
+                   "zoo_version": "TEXT", "complete": "INTEGER", "metadata": "TEXT"}
+# protocol fields that say which source was evaluated or what came out, not how: left out of protocol_id
+NON_PROTOCOL_KEYS = frozenset({"source", "model", "sample_split", "processes", "clamp_rate", "negative_term_rate",
+                               "stopped_early", "critic_steps_requested"})
+N_KEYS = ("n_samples", "n_real", "n_test", "num_points")  # the first one a protocol has is the result's n
+
+
+def protocol_id(protocol: dict[str, Any]) -> str:
+    """12 hex digits identifying a protocol: equal ids mean comparable numbers."""
+    import hashlib
+    core = {k: v for k, v in protocol.items() if k not in NON_PROTOCOL_KEYS}
+    return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def protocol_n(protocol: dict[str, Any]) -> int | None:
+    return next((int(protocol[k]) for k in N_KEYS if protocol.get(k) is not None), None)
 
 
 def default_path() -> Path:
@@ -102,8 +126,45 @@ def checkpoint_sha256(ckpt: str | Path) -> str:
 
 
 @dataclass
+class Result:
+    """One stored result with its checkpoint and run (long format; tools/registry.py exports these)."""
+
+    checkpoint_id: int
+    run: str
+    model: str | None
+    dataset: str | None
+    step: int
+    path: str
+    sha256: str | None
+    run_commit: str | None
+    recipe_key: str | None  # the run's resolved config without train.seed: runs that differ only in seed share it
+    train_seed: int | None
+    metric: str
+    value: float
+    std: float | None
+    spread: str | None
+    n: int | None
+    seed: int | None  # the evaluation seed
+    protocol: dict[str, Any]
+    protocol_id: str
+    code_commit: str | None
+    zoo_version: str | None
+    complete: bool
+    created_at: str
+    metadata: dict[str, Any]
+    n_seeds: int = 1  # > 1 for a mean over training seeds (`aggregate_seeds`)
+    runs: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "std": self.std, "spread": self.spread, "n": self.n, "seed": self.seed,
+                "n_seeds": self.n_seeds, "protocol_id": self.protocol_id, "protocol": self.protocol,
+                "code_commit": self.code_commit, "zoo_version": self.zoo_version, "complete": self.complete,
+                "created_at": self.created_at}
+
+
+@dataclass
 class Row:
-    """One checkpoint with its run and its latest result per metric."""
+    """One checkpoint (or a mean over training seeds) with one result per metric, each under one protocol."""
 
     checkpoint_id: int
     run: str
@@ -113,10 +174,14 @@ class Row:
     path: str
     sha256: str | None
     git_commit: str | None
-    results: dict[str, dict[str, Any]]  # metric -> {value, std, protocol, created_at}
+    results: dict[str, dict[str, Any]]  # metric -> Result.as_dict(): value, std, spread, protocol_id, protocol, ...
+    n_seeds: int = 1
 
     def value(self, metric: str) -> float | None:
         return self.results[metric]["value"] if metric in self.results else None
+
+    def protocol_id(self, metric: str) -> str | None:
+        return self.results[metric]["protocol_id"] if metric in self.results else None
 
 
 class Catalog:
@@ -134,6 +199,10 @@ class Catalog:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            have = {rec[1] for rec in db.execute("PRAGMA table_info(results)").fetchall()}
+            for column, kind in _RESULT_COLUMNS.items():  # a schema-1 table gains the new columns in place
+                if column not in have:
+                    db.execute(f"ALTER TABLE results ADD COLUMN {column} {kind}")
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -223,12 +292,21 @@ class Catalog:
         return self.register_checkpoint(run_id, 0, label)
 
     def add_result(self, checkpoint_id: int, metric: str, value: float, std: float | None,
-                   protocol: dict[str, Any]) -> int:
+                   protocol: dict[str, Any], *, spread: str | None = None, code_commit: str | None = None,
+                   zoo_version: str | None = None, metadata: dict[str, Any] | None = None) -> int:
+        """Append one result (never replacing another): `spread` says what `std` is; `code_commit` and
+        `zoo_version` identify the evaluation code; `protocol["stopped_early"]` marks a protocol not run in full."""
+        text = json.dumps(protocol, sort_keys=True, default=str)
+        protocol = json.loads(text)
+        seed = protocol.get("seed")
         with self._write() as db:
-            cur = db.execute("INSERT INTO results (checkpoint_id, metric, value, std, protocol, created_at) VALUES "
-                             "(?, ?, ?, ?, ?, ?)", (checkpoint_id, metric, float(value),
-                                                    None if std is None else float(std),
-                                                    json.dumps(protocol, sort_keys=True, default=str), now()))
+            cur = db.execute(
+                "INSERT INTO results (checkpoint_id, metric, value, std, protocol, created_at, spread, n, seed, "
+                "protocol_id, code_commit, zoo_version, complete, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                "?, ?)", (checkpoint_id, metric, float(value), None if std is None else float(std), text, now(), spread,
+                          protocol_n(protocol), None if seed is None else int(seed), protocol_id(protocol),
+                          code_commit, zoo_version, 0 if protocol.get("stopped_early") else 1,
+                          json.dumps(metadata, default=str) if metadata else None))
             return int(cur.lastrowid)
 
     # ---- reads ----------------------------------------------------------------------------------------------------
@@ -238,31 +316,143 @@ class Catalog:
     def runs(self) -> list[sqlite3.Row]:
         return self.query("SELECT * FROM runs ORDER BY id")
 
-    def rows(self, model: str | None = None, dataset: str | None = None) -> list[Row]:
-        """Every checkpoint with its run and its latest result per metric, oldest checkpoint first."""
+    def results(self, model: str | None = None, dataset: str | None = None, metrics: Sequence[str] | None = None,
+                protocol: str | None = None) -> list[Result]:
+        """Every result (all of them, oldest first) with its checkpoint and run. `protocol` keeps results whose
+        protocol id starts with it, or whose protocol has every `key=value` of a comma-separated list."""
         where, args = [], []
         for column, value in (("r.model", model), ("r.dataset", dataset)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
+        if metrics:
+            where.append(f"s.metric IN ({', '.join('?' for _ in metrics)})")
+            args += list(metrics)
+        sql = ("SELECT c.id, r.name, r.model, r.dataset, c.step, c.path, c.sha256, r.git_commit, r.config, s.* "
+               "FROM results s JOIN checkpoints c ON c.id = s.checkpoint_id JOIN runs r ON r.id = c.run_id" +
+               (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY s.id")
+        out = []
+        for rec in self.query(sql, args):
+            proto = json.loads(rec["protocol"])
+            out.append(Result(
+                checkpoint_id=rec[0], run=rec[1], model=rec[2], dataset=rec[3], step=rec[4], path=rec[5],
+                sha256=rec[6], run_commit=rec[7], recipe_key=recipe_key(rec[8]), train_seed=train_seed(rec[8]),
+                metric=rec["metric"], value=rec["value"], std=rec["std"], spread=rec["spread"],
+                n=rec["n"] if rec["n"] is not None else protocol_n(proto),
+                seed=rec["seed"] if rec["seed"] is not None else proto.get("seed"), protocol=proto,
+                protocol_id=rec["protocol_id"] or protocol_id(proto), code_commit=rec["code_commit"],
+                zoo_version=rec["zoo_version"], complete=rec["complete"] != 0, created_at=rec["created_at"],
+                metadata=json.loads(rec["metadata"]) if rec["metadata"] else {}))
+        return [r for r in out if protocol is None or matches(r, protocol)]
+
+    def rows(self, model: str | None = None, dataset: str | None = None, protocol: str | None = None) -> list[Row]:
+        """Every checkpoint with its results: one row per combination of protocols of its metrics (one row when
+        each metric was run under one protocol), checkpoints without results included, oldest first."""
         sql = ("SELECT c.id, r.name, r.model, r.dataset, c.step, c.path, c.sha256, r.git_commit FROM checkpoints c "
-               "JOIN runs r ON r.id = c.run_id" + (" WHERE " + " AND ".join(where) if where else "") +
-               " ORDER BY c.id")
-        rows = {rec[0]: Row(rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[7], {})
+               "JOIN runs r ON r.id = c.run_id" + "".join(f" AND {col} = ?" for col, v in (("r.model", model),
+                                                                                           ("r.dataset", dataset))
+                                                          if v is not None) + " ORDER BY c.id")
+        args = [v for v in (model, dataset) if v is not None]
+        bare = {rec[0]: Row(rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[7], {})
                 for rec in self.query(sql, args)}
-        latest = ("SELECT s.checkpoint_id, s.metric, s.value, s.std, s.protocol, s.created_at FROM results s WHERE "
-                  "s.id = (SELECT MAX(t.id) FROM results t WHERE t.checkpoint_id = s.checkpoint_id AND t.metric = "
-                  "s.metric)")
-        for rec in self.query(latest):
-            if rec[0] in rows:
-                rows[rec[0]].results[rec[1]] = {"value": rec[2], "std": rec[3], "protocol": json.loads(rec[4]),
-                                                "created_at": rec[5]}
-        return list(rows.values())
+        results = self.results(model, dataset, protocol=protocol)
+        with_results = {r.checkpoint_id for r in results}
+        return wide_rows(results) + [row for cid, row in bare.items() if cid not in with_results and protocol is None]
 
     def count(self, table: str) -> int:
         if table not in ("runs", "checkpoints", "results"):
             raise ValueError(f"unknown table {table!r}; tables: runs, checkpoints, results")
         return int(self.query(f"SELECT COUNT(*) FROM {table}")[0][0])
+
+
+def recipe_key(config: str | None) -> str | None:
+    """A hash of a run's resolved config without `train.seed`: runs of one recipe that differ only in seed share it."""
+    if not config:
+        return None
+    import hashlib
+    tree = yaml.safe_load(config) or {}
+    (tree.get("train") or {}).pop("seed", None)
+    return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def train_seed(config: str | None) -> int | None:
+    seed = ((yaml.safe_load(config) or {}).get("train") or {}).get("seed") if config else None
+    return None if seed is None else int(seed)
+
+
+def matches(result: Result, protocol: str) -> bool:
+    """--protocol: an id prefix, or comma-separated key=value pairs that must all hold."""
+    if "=" not in protocol:
+        return result.protocol_id.startswith(protocol)
+    for pair in protocol.split(","):
+        key, _, value = pair.partition("=")
+        if str(result.protocol.get(key.strip())) != value.strip():
+            return False
+    return True
+
+
+def aggregate_seeds(results: list[Result]) -> list[Result]:
+    """Results of runs of one recipe that differ only in training seed, at one step, under one protocol and metric,
+    become one result: mean, std over seeds (ddof 1), n_seeds. Others pass through."""
+    groups: dict[tuple, list[Result]] = {}
+    for r in results:
+        key = (r.recipe_key or f"run:{r.checkpoint_id}", r.dataset, r.model, r.step, r.metric, r.protocol_id)
+        groups.setdefault(key, []).append(r)
+    out = []
+    for members in groups.values():
+        latest = {}  # one result per checkpoint (a repeated evaluation under one protocol: the newest)
+        for r in members:
+            latest[r.checkpoint_id] = r
+        members = list(latest.values())
+        if len(members) == 1 or len({r.train_seed for r in members}) != len(members):
+            out += members
+            continue
+        values = [r.value for r in members]
+        mean = sum(values) / len(values)
+        std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+        first = members[0]
+        seeds = sorted(r.train_seed for r in members)
+        out.append(dataclasses.replace(first, value=mean, std=std, spread=f"std over {len(values)} training seeds",
+                                       n_seeds=len(values), runs=tuple(r.run for r in members),
+                                       run=f"{first.run} (+{len(values) - 1}, seeds {','.join(map(str, seeds))})",
+                                       checkpoint_id=-min(r.checkpoint_id for r in members),
+                                       complete=all(r.complete for r in members)))
+    return out
+
+
+def wide_rows(results: list[Result]) -> list[Row]:
+    """One Row per checkpoint and combination of its metrics' protocols; of repeated results of one metric under
+    one protocol the newest counts (the same protocol measured twice)."""
+    import itertools
+    by_ckpt: dict[int, dict[str, dict[str, Result]]] = {}
+    for r in results:
+        by_ckpt.setdefault(r.checkpoint_id, {}).setdefault(r.metric, {})[r.protocol_id] = r
+    rows = []
+    for cid, metrics in by_ckpt.items():
+        names = sorted(metrics)
+        for combo in itertools.product(*(list(metrics[m].values()) for m in names)):
+            if not _consistent(combo):
+                continue
+            first = combo[0]
+            rows.append(Row(cid, first.run, first.model, first.dataset, first.step, first.path, first.sha256,
+                            first.run_commit, {r.metric: r.as_dict() for r in combo}, first.n_seeds))
+    return rows
+
+
+_SIZE_KEYS = frozenset({"n_samples", "n_real", "n_test", "n_train", "n_fake", "pairs", "reference_split"})
+
+
+def _consistent(combo: Sequence[Result]) -> bool:
+    """Results of one metric family in one row ("msssim" and "msssim.reference") must come from one protocol: no
+    key they share (sizes aside) may differ, so a small3 diversity never sits beside a tf5 reference."""
+    for i, a in enumerate(combo):
+        for b in combo[i + 1:]:
+            if a.metric.split(".")[0] != b.metric.split(".")[0]:
+                continue
+            shared = (a.protocol.keys() & b.protocol.keys()) - NON_PROTOCOL_KEYS - _SIZE_KEYS
+            if any(a.protocol[k] != b.protocol[k] for k in shared):
+                return False
+    return True
 
 
 def _key(path: str | Path) -> str:
@@ -272,13 +462,14 @@ def _key(path: str | Path) -> str:
 
 
 def best_per_model(rows: list[Row], metric: str, higher: bool | None) -> list[Row]:
-    """The best row for each (model, dataset) by `metric` (rows without it are dropped)."""
-    best: dict[tuple[Any, Any], Row] = {}
+    """The best row for each (model, dataset, protocol of `metric`) by `metric` (rows without it are dropped):
+    results under different protocols are never ranked against each other."""
+    best: dict[tuple[Any, Any, Any], Row] = {}
     for row in rows:
         value = row.value(metric)
         if value is None:
             continue
-        key = (row.model, row.dataset)
+        key = (row.model, row.dataset, row.protocol_id(metric))
         if key not in best or _better(value, best[key].value(metric), higher):
             best[key] = row
     return list(best.values())
@@ -306,13 +497,6 @@ def pareto_front(points: Sequence[tuple[float, float]], higher_x: bool = True, h
         if not dominated:
             front.append(i)
     return sorted(front, key=lambda i: points[i][0])
-
-
-def iter_json_rows(rows: list[Row], metrics: Sequence[str]) -> Iterator[dict[str, Any]]:
-    for r in rows:
-        yield {"run": r.run, "model": r.model, "dataset": r.dataset, "step": r.step, "path": r.path,
-               "sha256": r.sha256, "git_commit": r.git_commit,
-               "results": {m: r.results[m] for m in metrics if m in r.results}}
 
 
 def record_training(out_dir: str | Path, recipe: str | None = None, path: str | Path | None = None) -> bool:

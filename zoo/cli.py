@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "registry": ("zoo.commands.registry", "the registry table: list, compare, plot, export; models: the code's"),
     "sweep": ("zoo.commands.sweep", "expand a sweep file into one train command per grid point, or run them"),
     "bench": ("zoo.commands.bench", "time training steps: the generic trainer against a hand-written loop"),
+    "bench_eval": ("zoo.commands.bench_eval", "time each metric against its reference library on the same images"),
     "device_check": ("zoo.commands.device_check", "the GPU check in one run (or its CPU --dry-run): one summary table"),
     "train_mnist_classifier": ("zoo.commands.train_mnist_classifier", "train the modes metric's MNIST classifier"),
     "appendix_d": ("zoo.commands.appendix_d", "Rosca et al. App. D: density-ratio KL estimates against closed forms"),

@@ -26,8 +26,26 @@ from typing import Any
 
 from zoo.config import DataConfig, apply_overrides
 
-OPTIONS = ("splits", "inception_weights", "cifar_classifier", "lpips_weights", "mnist_classifier", "critic_steps",
-           "critic_backbone", "critic_width", "critic_batch_size", "critic_lr", "iw_samples")
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def add_metric_options(p: argparse.ArgumentParser) -> list[str]:
+    """One --flag per option field of every registered metric (zoo.evaluation.core.metric_options); returns the
+    option names. Types come from the field annotations (`int | None` -> int)."""
+    from zoo.evaluation.core import metric_options, option_help
+    from zoo.factory import discover
+    discover()
+    group = p.add_argument_group("metric options (default: each metric's protocol)")
+    names = []
+    for name, (f, metrics) in sorted(metric_options().items()):
+        kind = str(f.type).split("|")[0].strip()
+        if kind not in _TYPES:
+            raise TypeError(f"metric option {name!r} of {metrics}: type {f.type} has no command-line form; use int, "
+                            f"float or str")
+        group.add_argument("--" + name.replace("_", "-"), dest=name, type=_TYPES[kind], default=None,
+                           help=f"{option_help(f)} [{', '.join(metrics)}]")
+        names.append(name)
+    return names
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,24 +62,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-root", help="data root for every source (default: the recipe's, else ZOO_DATA)")
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                    help="dataset option of data: sources, as a recipe's data.options (e.g. limit=512, pad_to=32)")
-    p.add_argument("--splits", type=int, help="IS splits (default 10)")
-    p.add_argument("--inception-weights", help="torch-fidelity's weights-inception-2015-12-05-6726825d.pth "
-                                               "(or ZOO_INCEPTION_WEIGHTS)")
-    p.add_argument("--cifar-classifier", help="CIFAR-10 ResNet .th file for is_cifar (or ZOO_CIFAR_CLASSIFIER)")
-    p.add_argument("--lpips-weights", help="AlexNet features.* weights for LPIPS (or ZOO_LPIPS_WEIGHTS)")
-    p.add_argument("--mnist-classifier", help="safetensors from `zoo train_mnist_classifier` (or "
-                                              "ZOO_MNIST_CLASSIFIER)")
-    p.add_argument("--critic-steps", type=int, help="wcritic training steps (default 2000)")
-    p.add_argument("--critic-backbone", help="wcritic discriminator family (default from the image size)")
-    p.add_argument("--critic-width", type=int)
-    p.add_argument("--critic-batch-size", type=int)
-    p.add_argument("--critic-lr", type=float)
-    p.add_argument("--iw-samples", type=int, help="importance samples K of the elbo bound (default 1000)")
+    p.add_argument("--cache-dir", help="where reference statistics of real splits are cached (default "
+                                       "<user cache>/zoo/eval, or ZOO_EVAL_CACHE)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the disk cache of reference statistics")
+    options = add_metric_options(p)
     p.add_argument("--json", help="also write all results of this call to this JSON file")
     p.add_argument("--registry", help="registry table (default: ZOO_REGISTRY, else runs/registry.sqlite)")
     p.add_argument("--no-registry", action="store_true", help="do not record results in the registry table")
     p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.options = options
+    return args
 
 
 def build_context(source: str, args: argparse.Namespace, accelerator: Any):
@@ -71,8 +82,9 @@ def build_context(source: str, args: argparse.Namespace, accelerator: Any):
     from zoo.factory import load_checkpoint
 
     common = dict(split=args.split, n_samples=args.n_samples, n_real=args.n_real, batch_size=args.batch_size,
-                  seed=args.seed, options={k: getattr(args, k) for k in OPTIONS}, accelerator=accelerator,
-                  progress=not args.no_progress)
+                  seed=args.seed, options={k: getattr(args, k) for k in args.options}, accelerator=accelerator,
+                  progress=not args.no_progress,
+                  cache_dir=False if args.no_cache else args.cache_dir)
     parsed = parse_source(source)
     if parsed is not None:
         name, split = parsed
@@ -87,6 +99,18 @@ def build_context(source: str, args: argparse.Namespace, accelerator: Any):
     return EvalContext(ckpt.model, data, source=checkpoint_label(ckpt.path), **common), ckpt.path
 
 
+def code_identity() -> dict[str, str | None]:
+    """The evaluation code that produced a result: zoo version and git commit (with -dirty), once per process."""
+    if not _CODE:
+        import zoo
+        from zoo.catalog import git_commit
+        _CODE.update(code_commit=git_commit(), zoo_version=getattr(zoo, "__version__", None))
+    return _CODE
+
+
+_CODE: dict[str, str | None] = {}
+
+
 def record(catalog: Any, ctx: Any, ckpt: Path | None, results: list[Any]) -> None:
     """Results into the registry table; a failure only warns (the numbers are printed and in the JSON)."""
     if catalog is None:
@@ -95,7 +119,8 @@ def record(catalog: Any, ctx: Any, ckpt: Path | None, results: list[Any]) -> Non
         cid = (catalog.register_checkpoint_dir(ckpt) if ckpt is not None
                else catalog.register_source(ctx.source, ctx.data.name))
         for r in results:
-            catalog.add_result(cid, r.metric, r.value, r.std, r.protocol)
+            catalog.add_result(cid, r.metric, r.value, r.std, r.protocol, spread=r.spread, metadata=r.metadata,
+                               **code_identity())
     except Exception as err:  # noqa: BLE001 - sqlite, disk, permissions: never lose the evaluation over it
         warnings.warn(f"could not record results in the registry table {catalog.path}: {err}", stacklevel=2)
 
@@ -105,7 +130,7 @@ def write_eval_json(ckpt: Path, results: list[Any]) -> None:
     path = ckpt / "eval.json"
     try:
         current = json.loads(path.read_text()) if path.is_file() else {}
-        current.update({r.metric: r.to_dict() for r in results})
+        current.update({r.metric: {**r.to_dict(), **code_identity()} for r in results})
         path.write_text(json.dumps(current, indent=2, sort_keys=True, default=str) + "\n")
     except (OSError, ValueError) as err:
         print(f"zoo: warning: could not write {path}: {err}", file=sys.stderr)
@@ -140,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --metric: {err}", file=sys.stderr)
         return 2
     try:  # an option none of the metrics asked for takes would be ignored: refuse it
-        check_options(specs, {k: getattr(args, k) for k in OPTIONS})
+        check_options(specs, {k: getattr(args, k) for k in args.options})
     except EvaluationError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -155,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
     table: list[tuple[str, Any]] = []
     everything: list[dict[str, Any]] = []
+    interrupted = False
     for source in args.sources:
         try:
             ctx, ckpt = build_context(source, args, accelerator)
@@ -171,19 +197,28 @@ def main(argv: list[str] | None = None) -> int:
             except (EvaluationError, FileNotFoundError) as err:
                 print(f"error: {spec.name} on {ctx.source}: {err}", file=sys.stderr)
                 return 2
-            if not ctx.is_main:
-                continue
-            for r in results:  # recorded as soon as known: a later failure loses nothing
-                print(f"zoo: {ctx.source}: {r.metric} = {r.value:.6g}" + ("" if r.std is None else f" ± {r.std:.3g}"),
-                      file=sys.stderr, flush=True)
-            record(catalog, ctx, ckpt, results)
-            if ckpt is not None:
-                write_eval_json(ckpt, results)
-            table += [(ctx.source, r) for r in results]
-            everything += [{"source": ctx.source, **r.to_dict()} for r in results]
+            stopped = [r.metric for r in results if r.protocol.get("stopped_early")]  # the same on every process
+            if ctx.is_main:
+                for r in results:  # recorded as soon as known: a later failure loses nothing
+                    print(f"zoo: {ctx.source}: {r.metric} = {r.value:.6g}" +
+                          ("" if r.std is None else f" ± {r.std:.3g}"), file=sys.stderr, flush=True)
+                record(catalog, ctx, ckpt, results)
+                if ckpt is not None:
+                    write_eval_json(ckpt, results)
+                table += [(ctx.source, r) for r in results]
+                everything += [{"source": ctx.source, **r.to_dict(), **code_identity()} for r in results]
+                if stopped:
+                    print(f"zoo: {', '.join(stopped)} on {ctx.source} stopped early by a signal; recorded with the "
+                          f"protocol actually run (stopped_early); evaluation ends here", file=sys.stderr)
+            if stopped:  # a stop signal cut the protocol short: no further work
+                interrupted = True
+                break
+        if interrupted:
+            break
     if accelerator.is_main_process:
         print(format_table(table))
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(everything, indent=2, default=str) + "\n")
-    return 0
+    return 130 if interrupted else 0
+

@@ -2,12 +2,15 @@
 """Read the model registry: the code registry of models, and the registry table of runs, checkpoints and results.
 
     zoo registry models                      # name, paper, players, phases of every registered model
-    zoo registry list                        # runs and checkpoints with their latest results
+    zoo registry list                        # runs and checkpoints with every result
     zoo registry compare --metric is,lpips --sort is [--best] [--format markdown|csv|json]
     zoo registry plot --x is --y lpips --out runs/plots/is_lpips.png   # with the Pareto front
-    zoo registry export [--out docs/model_zoo.md] [--note @NOTE.md]
+    zoo registry export [--out docs/model_zoo.md] [--note @NOTE.md] [--csv F] [--json F]
 
-The table is runs/registry.sqlite, or ZOO_REGISTRY, or --registry PATH (see zoo/catalog.py).
+The table is runs/registry.sqlite, or ZOO_REGISTRY, or --registry PATH (see zoo/catalog.py). Every result is kept;
+results are only ranked against results of the same protocol (`protocol_id`): compare and export print one table
+per protocol of the ranking metric, plot refuses a mix. `--protocol ID|key=value,...` picks one;
+`--aggregate-seeds` turns runs of one recipe that differ only in training seed into mean ± std (n seeds).
 """
 from __future__ import annotations
 
@@ -15,16 +18,22 @@ import argparse
 import csv
 import io
 import json
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 
-from zoo.catalog import Catalog, Row, best_per_model, iter_json_rows, pareto_front, sort_rows
+from zoo.catalog import (Catalog, Result, Row, aggregate_seeds, best_per_model, pareto_front, sort_rows,
+                         wide_rows)
 
 HEADLINE = ("is", "is_cifar", "fid", "lpips", "wcritic", "modes", "elbo")  # export: which number picks the best
 PROTOCOL_KEYS = ("n_samples", "n_real", "pairs", "splits", "reference_split", "sample_split", "backbone", "weights",
                  "weights_sha256", "backbone_weights", "backbone_weights_sha256", "iw_samples", "critic_backbone",
-                 "critic_steps", "critic_train_data", "n_test", "kid_subset_size", "seed")
+                 "critic_steps", "critic_train_data", "n_test", "kid_subset_size", "seed", "msssim_protocol", "scales",
+                 "window", "normalize", "batch_size", "smoothing_std", "num_z")
+LONG_COLUMNS = ("run", "model", "dataset", "step", "checkpoint_sha256", "metric", "value", "spread", "spread_kind",
+                "n_samples", "seed", "train_seed", "n_seeds", "protocol_id", "complete", "code_commit", "zoo_version",
+                "created_at")
 
 
 def direction(metric: str) -> bool | None:
@@ -49,11 +58,64 @@ def as_csv(header: Sequence[str], rows: list[Sequence[Any]]) -> str:
     return buffer.getvalue().rstrip("\n")
 
 
-def cell(row: Row, metric: str) -> str:
+def cell(row: Row, metric: str, tag: bool = False) -> str:
+    """value ± spread; `(n seeds)` for a mean over seeds; `[id]` when the column mixes protocols (`tag`)."""
     if metric not in row.results:
         return ""
     r = row.results[metric]
-    return f"{r['value']:.4g}" + ("" if r["std"] is None else f" ± {r['std']:.2g}")
+    text = f"{r['value']:.4g}" + ("" if r["std"] is None else f" ± {r['std']:.2g}")
+    text += f" ({r['n_seeds']} seeds)" if r.get("n_seeds", 1) > 1 else ""
+    text += "" if r.get("complete", True) else " (stopped early)"
+    return text + (f" [{r['protocol_id'][:6]}]" if tag else "")
+
+
+def header(metric: str, rows: list[Row]) -> str:
+    """The column name with what its ± is (split std, per-pair std, standard error, ...)."""
+    kinds = sorted({r.results[metric]["spread"] for r in rows if metric in r.results and r.results[metric]["spread"]
+                    and r.results[metric].get("n_seeds", 1) == 1})
+    seeds = any(r.results[metric].get("n_seeds", 1) > 1 for r in rows if metric in r.results)
+    said = kinds + (["std over seeds where (n seeds)"] if seeds else [])
+    return metric + (f" (± {'; '.join(said)})" if said else "")
+
+
+def known_metrics(catalog: Catalog) -> list[str]:
+    from zoo.factory import discover
+    from zoo.registry import METRICS
+    discover()
+    names = {o for n in METRICS.names() for o in METRICS.get(n).outputs}
+    return sorted(names | {rec[0] for rec in catalog.query("SELECT DISTINCT metric FROM results")})
+
+
+def wanted_metrics(args: argparse.Namespace, catalog: Catalog) -> list[str]:
+    """--metric names; an unknown one is an error naming the known ones."""
+    names = [m for m in (args.metric or "").split(",") if m]
+    known = known_metrics(catalog)
+    for name in names + ([args.sort] if getattr(args, "sort", None) else []):
+        if name not in known:
+            raise SystemExit(f"error: unknown metric {name!r}; known: {', '.join(known)}")
+    return names
+
+
+def load(args: argparse.Namespace, catalog: Catalog, metrics: list[str] | None = None) -> list[Result]:
+    results = catalog.results(args.model, args.dataset, metrics or None, getattr(args, "protocol", None))
+    return aggregate_seeds(results) if getattr(args, "aggregate_seeds", False) else results
+
+
+def by_protocol(rows: list[Row], metric: str) -> dict[str | None, list[Row]]:
+    """Rows grouped by the protocol id of `metric` (None: rows without it), largest group first."""
+    groups: dict[str | None, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(row.protocol_id(metric), []).append(row)
+    return dict(sorted(groups.items(), key=lambda kv: (kv[0] is None, -len(kv[1]))))
+
+
+def long_rows(results: list[Result]) -> list[dict[str, Any]]:
+    """One flat record per result with numeric columns (exports)."""
+    return [{"run": r.run, "model": r.model, "dataset": r.dataset, "step": r.step, "checkpoint_sha256": r.sha256,
+             "metric": r.metric, "value": r.value, "spread": r.std, "spread_kind": r.spread, "n_samples": r.n,
+             "seed": r.seed, "train_seed": r.train_seed, "n_seeds": r.n_seeds, "protocol_id": r.protocol_id,
+             "complete": r.complete, "code_commit": r.code_commit, "zoo_version": r.zoo_version,
+             "created_at": r.created_at} for r in results]
 
 
 def protocol_summary(protocol: dict[str, Any]) -> str:
@@ -88,7 +150,7 @@ def cmd_models(args: argparse.Namespace) -> str:
 def cmd_list(args: argparse.Namespace, catalog: Catalog) -> str:
     lines = []
     by_run: dict[str, list[Row]] = {}
-    for row in catalog.rows(args.model, args.dataset):
+    for row in catalog.rows(args.model, args.dataset, args.protocol):
         by_run.setdefault(row.run, []).append(row)
     for run in catalog.runs():
         if run["name"] not in by_run and (args.model or args.dataset):
@@ -97,92 +159,152 @@ def cmd_list(args: argparse.Namespace, catalog: Catalog) -> str:
                      f"{(run['git_commit'] or '?')[:12]} created={run['created_at']}  {run['out_dir']}")
         for row in by_run.get(run["name"], []):
             missing = "" if row.path.startswith("data:") or Path(row.path).exists() else "  [deleted]"
-            results = ", ".join(f"{m}={cell(row, m)}" for m in sorted(row.results))
+            results = ", ".join(f"{m}={cell(row, m)} [{row.results[m]['protocol_id'][:6]}]" for m in sorted(row.results))
             lines.append(f"  step {row.step:>8}  sha256={(row.sha256 or '-')[:12]}  {results or '(no results)'}"
                          f"{missing}")
     return "\n".join(lines) if lines else f"(the registry table {catalog.path} holds no runs)"
 
 
-def selected(args: argparse.Namespace, catalog: Catalog) -> tuple[list[Row], list[str], str | None]:
-    rows = catalog.rows(args.model, args.dataset)
-    metrics = [m for m in (args.metric or "").split(",") if m] or sorted({m for r in rows for m in r.results})
+def ranked_tables(args: argparse.Namespace, catalog: Catalog) -> tuple[list[tuple[str | None, list[Row]]], list[str],
+                                                                          list[Result]]:
+    """(protocol id of the sort metric, its rows best first) for each protocol, the metrics, the results read."""
+    metrics = wanted_metrics(args, catalog)
+    results = load(args, catalog, metrics)
+    metrics = metrics or sorted({r.metric for r in results})
+    rows = wide_rows(results)
     sort = args.sort or (metrics[0] if metrics else None)
-    if sort is not None:
-        if args.best:
-            rows = best_per_model(rows, sort, direction(sort))
-        rows = sort_rows(rows, sort, direction(sort))
-    return rows, metrics, sort
+    if sort is None:
+        return [(None, rows)], metrics, results
+    tables = []
+    for pid, group in by_protocol(rows, sort).items():
+        if args.best and pid is not None:
+            group = best_per_model(group, sort, direction(sort))
+        tables.append((pid, sort_rows(group, sort, direction(sort))))
+    return tables, metrics, results
+
+
+def protocol_line(rows: list[Row], metric: str) -> list[str]:
+    seen = {}
+    for r in rows:
+        if metric in r.results:
+            seen[r.results[metric]["protocol_id"]] = protocol_summary(r.results[metric]["protocol"])
+    return [f"- `{metric}` [{pid[:6]}]: {text}" for pid, text in sorted(seen.items())]
+
+
+def markdown_tables(tables: list[tuple[str | None, list[Row]]], metrics: list[str], sort: str | None,
+                    first: Sequence[str] = ("run", "model", "dataset", "step")) -> str:
+    out = []
+    for pid, rows in tables:
+        if len(tables) > 1:
+            out.append(f"### `{sort}` protocol [{pid[:6]}]\n" if pid else f"### without `{sort}`\n")
+        mixed = {m for m in metrics if len({r.protocol_id(m) for r in rows if m in r.results}) > 1}
+        body = [[getattr(r, c) for c in first] + [cell(r, m, m in mixed) for m in metrics] for r in rows]
+        out.append(markdown([*first, *[header(m, rows) for m in metrics]], body))
+        out.append("\nProtocols:\n" + "\n".join(line for m in metrics for line in protocol_line(rows, m)) + "\n")
+    return "\n".join(out).rstrip("\n")
 
 
 def cmd_compare(args: argparse.Namespace, catalog: Catalog) -> str:
-    rows, metrics, _ = selected(args, catalog)
-    if args.format == "json":
-        return json.dumps(list(iter_json_rows(rows, metrics)), indent=2, default=str)
-    header = ["run", "model", "dataset", "step", *metrics]
-    body = [[r.run, r.model, r.dataset, r.step, *[cell(r, m) for m in metrics]] for r in rows]
-    return as_csv(header, body) if args.format == "csv" else markdown(header, body)
+    tables, metrics, results = ranked_tables(args, catalog)
+    if args.format in ("csv", "json"):  # long format: one record per result, protocols never merged
+        ranked = [r for _, rows in tables for r in rows]
+        order = {(r.checkpoint_id, m): i for i, r in enumerate(ranked) for m in r.results}
+        chosen = {(r.checkpoint_id, m, r.results[m]["protocol_id"]) for _, rows in tables for r in rows
+                  for m in r.results}
+        records = [r for r in results if (r.checkpoint_id, r.metric, r.protocol_id) in chosen]
+        records.sort(key=lambda r: (r.metric, r.protocol_id, order.get((r.checkpoint_id, r.metric), 0)))
+        flat = long_rows(records)
+        if args.format == "json":
+            for f, r in zip(flat, records):
+                f["protocol"] = r.protocol
+            return json.dumps(flat, indent=2, default=str)
+        return as_csv(LONG_COLUMNS, [[f[c] for c in LONG_COLUMNS] for f in flat])
+    sort = args.sort or (metrics[0] if metrics else None)
+    return markdown_tables(tables, metrics, sort)
 
 
 def cmd_plot(args: argparse.Namespace, catalog: Catalog) -> str:
     from zoo.studies.plot import scatter_png
-    rows = [r for r in catalog.rows(args.model, args.dataset) if r.value(args.x) is not None
+    wanted_metrics(argparse.Namespace(metric=f"{args.x},{args.y}"), catalog)
+    rows = [r for r in wide_rows(load(args, catalog, [args.x, args.y])) if r.value(args.x) is not None
             and r.value(args.y) is not None]
-    if args.best:
-        rows = best_per_model(rows, args.x, direction(args.x))
     if not rows:
         raise SystemExit(f"error: no checkpoint has both {args.x} and {args.y} in {catalog.path}; evaluate with "
                          f"zoo evaluate --metric {args.x},{args.y}")
+    combos: dict[tuple[str, str], int] = {}
+    for r in rows:
+        key = (r.protocol_id(args.x), r.protocol_id(args.y))
+        combos[key] = combos.get(key, 0) + 1
+    if len(combos) > 1:  # one plot, one protocol per axis
+        listing = "; ".join(f"{args.x} [{x[:6]}] with {args.y} [{y[:6]}]: {n} checkpoints"
+                            for (x, y), n in sorted(combos.items(), key=lambda kv: -kv[1]))
+        raise SystemExit(f"error: the results mix protocols ({listing}); pick one with --protocol ID (see "
+                         f"tools/registry.py compare --metric {args.x},{args.y})")
+    if args.best:
+        rows = best_per_model(rows, args.x, direction(args.x))
     points = [(r.value(args.x), r.value(args.y)) for r in rows]
+    errors = [tuple((r.results[m]["std"] or 0.0) if r.results[m].get("n_seeds", 1) > 1 else 0.0
+                    for m in (args.x, args.y)) for r in rows]
     front = pareto_front(points, direction(args.x) is not False, direction(args.y) is not False)
     out = Path(args.out or f"runs/plots/{args.x}_vs_{args.y}.png")
     arrow = {True: " (higher is better)", False: " (lower is better)", None: ""}
     datasets = ", ".join(sorted({str(r.dataset) for r in rows}))
+    bars = " ; bars: std over training seeds" if any(e != (0.0, 0.0) for e in errors) else ""
     scatter_png(out, points, [f"{r.run}@{r.step}" for r in rows], [r.model or "?" for r in rows], front,
                 args.x + arrow[direction(args.x)], args.y + arrow[direction(args.y)],
-                title=f"{args.y} against {args.x}, Pareto front joined ({datasets})")
+                title=f"{args.y} against {args.x}, Pareto front joined ({datasets}){bars}", errors=errors)
     names = ", ".join(f"{rows[i].run}@{rows[i].step}" for i in front)
     return f"wrote {out} ({len(rows)} checkpoints; Pareto front: {names})"
 
 
 def cmd_export(args: argparse.Namespace, catalog: Catalog) -> str:
-    rows = catalog.rows(args.model, args.dataset)
-    wanted = [m for m in (args.metric or "").split(",") if m]
+    wanted = wanted_metrics(args, catalog)
+    args.aggregate_seeds = True  # the zoo table shows a recipe's seeds as one mean ± std
+    results = load(args, catalog, wanted)
+    rows = wide_rows(results)
     out = Path(args.out)
     text = [f"# Model zoo: results\n\nGenerated by `zoo registry export` from the registry table; do not "
             f"edit by hand. One row per model and dataset: its checkpoint best by the first of {', '.join(HEADLINE)} "
-            f"it has been evaluated with (or --sort). Numbers are mean ± std as each metric defines them "
-            f"([docs/metrics.md](metrics.md)); the protocol of every number "
-            f"is listed below its table.\n"]
+            f"it has been evaluated with (or --sort), ranked only against results of the same protocol (one table "
+            f"per protocol). Each column header says what its ± is ([docs/metrics.md](metrics.md)); runs of one "
+            f"recipe that differ only in seed show mean ± std over seeds with their count. The protocol of every "
+            f"number is listed below its table, with its id in brackets.\n"]
     if args.note:  # how the runs were made: the table cannot say it
         note = Path(args.note[1:]).read_text() if args.note.startswith("@") else args.note
         text.append(note.strip() + "\n")
     for dataset in sorted({str(r.dataset) for r in rows}):
         subset = [r for r in rows if str(r.dataset) == dataset]
-        metrics = sorted({m for r in subset for m in r.results if not wanted or m in wanted})
+        metrics = sorted({m for r in subset for m in r.results})
         if not metrics:
             continue
         preference = [m for m in (args.sort, *HEADLINE) if m in metrics] + metrics
-        best = []
-        for model in sorted({str(r.model) for r in subset}):  # each model by the first headline metric it has
-            mine = [r for r in subset if str(r.model) == model]
-            key = next((m for m in preference if any(m in r.results for r in mine)), None)
-            best += best_per_model(mine, key, direction(key)) if key else []
         sort = preference[0]
+        tables = []
+        for pid, group in by_protocol(subset, sort).items():
+            best = []
+            for model in sorted({str(r.model) for r in group}):  # each model by the first headline metric it has
+                mine = [r for r in group if str(r.model) == model]
+                key = next((m for m in preference if any(m in r.results for r in mine)), None)
+                best += best_per_model(mine, key, direction(key)) if key else []
+            tables.append((pid, sort_rows(best, sort, direction(sort))))
         metrics = [sort] + [m for m in metrics if m != sort]
-        subset = sort_rows(best, sort, direction(sort))
         text.append(f"## {dataset}\n")
-        text.append(markdown(["model", "run", "step", *metrics],
-                             [[r.model, r.run, r.step, *[cell(r, m) for m in metrics]] for r in subset]))
-        text.append("\nProtocols:\n")
-        for m in metrics:
-            seen = sorted({protocol_summary(r.results[m]["protocol"]) for r in subset if m in r.results})
-            text += [f"- `{m}`: {p}" for p in seen]
-        text.append("")
+        text.append(markdown_tables(tables, metrics, sort, first=("model", "run", "step")) + "\n")
     if len(text) == 1:
         text.append("(no results yet: evaluate checkpoints with `zoo evaluate`)\n")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(text).rstrip("\n") + "\n")
-    return f"wrote {out}"
+    written = [str(out)]
+    flat = long_rows(results)
+    if args.csv:
+        Path(args.csv).write_text(as_csv(LONG_COLUMNS, [[f[c] for c in LONG_COLUMNS] for f in flat]) + "\n")
+        written.append(args.csv)
+    if args.json:
+        for f, r in zip(flat, results):
+            f["protocol"] = r.protocol
+        Path(args.json).write_text(json.dumps(flat, indent=2, default=str) + "\n")
+        written.append(args.json)
+    return f"wrote {', '.join(written)}"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -196,6 +318,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p = sub.add_parser(name)
         p.add_argument("--model", help="only runs of this registered model")
         p.add_argument("--dataset", help="only runs on this dataset")
+        p.add_argument("--protocol", help="only results of this protocol: an id (prefix) as printed, or "
+                                          "key=value[,key=value] of the protocol (e.g. n_samples=50000)")
+        if name in ("compare", "plot"):
+            p.add_argument("--aggregate-seeds", action="store_true",
+                           help="runs of one recipe that differ only in seed: mean ± std over seeds, n")
         if name in ("compare", "export"):
             p.add_argument("--metric", help="comma-separated result names (default: all)")
             p.add_argument("--sort", help="result name to sort by, best first (default: the first metric)")
@@ -211,6 +338,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.add_argument("--out", default="docs/model_zoo.md")
             p.add_argument("--note", help="Markdown placed under the title, e.g. how the runs were made (@FILE: read "
                                           "it from FILE)")
+            p.add_argument("--csv", help="also write every result as CSV (numeric columns) to this file")
+            p.add_argument("--json", help="also write every result with its protocol as JSON to this file")
     return parser.parse_args(argv)
 
 
@@ -223,3 +352,4 @@ def main(argv: list[str] | None = None) -> int:
         print({"list": cmd_list, "compare": cmd_compare, "plot": cmd_plot, "export": cmd_export}[args.command](
             args, catalog))
     return 0
+

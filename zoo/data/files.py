@@ -267,10 +267,11 @@ def chairs(root: Path, split: str = "train", *, path: str | None = None, image_s
     """3D Chairs renders as grey images, resized to 64 px: (1, 64, 64).
 
     Reads every ``*.png`` below ``<root>/chairs`` (or `path`, relative to `root`), sorted by relative path. There is
-    no official split: "test" is a fixed 10 % of the files chosen by a permutation seeded with 0, "train" the other
+    no official split: "all" is every render (Deasy et al. train and score on all 86,366, their ImageFolder loader
+    ignoring `train`), "test" a fixed 10 % of the files chosen by a permutation seeded with 0, "train" the other
     90 %. `image_size` defaults to 64; `download` is ignored (no torchvision loader exists).
     """
-    check_split("chairs", split, ("train", "test"))
+    check_split("chairs", split, ("train", "test", "all"))
     check_count("chairs", "limit", limit)
     base = Path(root) / (path if path is not None else "chairs")
     files = sorted(p.relative_to(base).as_posix() for p in base.rglob("*")
@@ -278,7 +279,7 @@ def chairs(root: Path, split: str = "train", *, path: str | None = None, image_s
     if not files:
         raise not_found("chairs", [base / "**/*.png"], "Get rendered_chairs.tar from the 3D Chairs (Aubry et al.) "
                          "site and extract it there, or pass path=...")
-    selected = [files[i] for i in holdout(len(files), split).tolist()][:limit]
+    selected = (files if split == "all" else [files[i] for i in holdout(len(files), split).tolist()])[:limit]
     return ImageFiles("chairs", FolderSource(base, selected), "L", cache=cache, cacheable=limit is None,
                       image_size=64 if image_size is None else image_size, pad_to=pad_to)
 

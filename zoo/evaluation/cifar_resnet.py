@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.evaluation.core import (EvaluationError, MetricResult, define_metric, load_state_dict_file, resolve_weights,
-                                 to_rgb, weights_record)
+from zoo.evaluation.core import (EvaluationError, MetricResult, define_metric, load_state_dict_file,
+                                 resolve_weights, to_rgb, weights_record)
 from zoo.evaluation.functional import accuracy, inception_score
 from zoo.evaluation.sampling import EvalContext
 
@@ -116,10 +116,15 @@ def _classifier(ctx: EvalContext, weights: str | None) -> tuple[CifarResNet, dic
 
 
 @define_metric("is_cifar", "Inception Score with a CIFAR-10 ResNet classifier (Rosca App. I)", higher_is_better=True,
-               options=IsCifarOptions, accuracy=True)
+               options=IsCifarOptions, spread="split std", accuracy=True)
 def is_cifar_metric(ctx: EvalContext, opts: IsCifarOptions) -> list[MetricResult]:
     """IS over 10 splits from the classifier's logits; on labelled real data also its accuracy (`is_cifar.accuracy`).
     """
+    shape = ctx.image_shape()
+    if tuple(shape) != (3, 32, 32):  # the classifier's scores mean nothing on other data (MNIST "accuracy")
+        raise EvaluationError(f"is_cifar scores CIFAR-10-like images of shape (3, 32, 32); {ctx.source} "
+                              f"({ctx.data.name}) has images of shape {tuple(shape)}. Use it on CIFAR-10 models and "
+                              f"data only; for other data use is, fid or modes")
     net, record = _classifier(ctx, opts.cifar_classifier)
     splits = opts.splits
     labelled = ctx.model is None and getattr(ctx.dataset(ctx.sample_split), "targets", None) is not None

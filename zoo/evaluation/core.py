@@ -2,6 +2,7 @@
 resolution and hashing, and 8-bit quantisation of images."""
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import os
@@ -38,15 +39,21 @@ class MetricResult:
         std: its spread as the metric defines it (docs/metrics.md), or None.
         protocol: everything needed to reproduce and compare it: samples, splits, reference split, backbone, weights
             file and sha256, seed.
+        spread: what `std` is ("split std", "per-pair std", "standard error", ...); set from the metric's
+            definition when the wrapper leaves it None.
+        metadata: what comes with the number but is not its protocol (the critic's training curve).
     """
 
     metric: str
     value: float
     std: float | None = None
     protocol: dict[str, Any] = field(default_factory=dict)
+    spread: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "value": self.value, "std": self.std, "protocol": self.protocol}
+        return {"metric": self.metric, "value": self.value, "std": self.std, "spread": self.spread,
+                "protocol": self.protocol, **({"metadata": self.metadata} if self.metadata else {})}
 
 
 @dataclass(frozen=True)
@@ -59,8 +66,9 @@ class MetricSpec:
         outputs: result name -> True when higher is better, False when lower is, None when neither (a diversity
             read against its reference), for every result the metric can return.
         description: one line for `zoo registry models` and docs.
+        spread: what the std of its results is (e.g. "split std"), or None when they have none.
         options: the dataclass of the metric's options (`fn(ctx, options)`), or None for a metric without any
-            (`fn(ctx)`).
+            (`fn(ctx)`); `zoo evaluate` turns every field into a command-line flag.
     """
 
     name: str
@@ -68,6 +76,7 @@ class MetricSpec:
     outputs: dict[str, bool | None]
     description: str
     options: type | None = None
+    spread: str | None = None
 
     def parse_options(self, given: Mapping[str, Any]) -> Any:
         """This metric's options from the evaluation's `{name: value}` (None: not given, the default holds), typed:
@@ -83,7 +92,11 @@ class MetricSpec:
 
     def __call__(self, ctx: Any) -> list[MetricResult]:
         check_options([METRICS.get(n) for n in METRICS.names()], ctx.options)  # a misspelt one fails even here
-        return self.fn(ctx) if self.options is None else self.fn(ctx, self.parse_options(ctx.options))
+        results = self.fn(ctx) if self.options is None else self.fn(ctx, self.parse_options(ctx.options))
+        for r in results:
+            if r.std is not None and r.spread is None:
+                r.spread = self.spread
+        return results
 
 
 def check_options(specs: Iterable[MetricSpec], given: Mapping[str, Any]) -> None:
@@ -100,18 +113,38 @@ def check_options(specs: Iterable[MetricSpec], given: Mapping[str, Any]) -> None
 
 
 def define_metric(name: str, description: str, higher_is_better: bool | None, options: type | None = None,
-                  **extra_outputs: bool | None):
+                  spread: str | None = None, **extra_outputs: bool | None):
     """Decorator registering `fn(ctx) -> list[MetricResult]` as metric `name`, or `fn(ctx, opts)` with `opts` an
     instance of the dataclass `options`. Secondary results are named ``name.key`` for each keyword
     ``key=higher_is_better``; None marks a number with no better direction (a diversity read against its
-    reference)."""
+    reference). `spread` says what the results' std is ("split std", "standard error", ...)."""
 
     def wrap(fn: Callable[..., list[MetricResult]]) -> Callable[..., list[MetricResult]]:
         outputs = {name: higher_is_better, **{f"{name}.{k}": v for k, v in extra_outputs.items()}}
-        METRICS.register(name, MetricSpec(name, fn, outputs, description, options))
+        METRICS.register(name, MetricSpec(name, fn, outputs, description, options, spread))
         return fn
 
     return wrap
+
+
+def metric_options() -> dict[str, tuple[dataclasses.Field, list[str]]]:
+    """Every option of every registered metric: field name -> (its dataclass field, the metrics that read it). Two
+    metrics may share an option (`splits` of is and is_cifar) when they declare it with one type."""
+    out: dict[str, tuple[dataclasses.Field, list[str]]] = {}
+    for name in METRICS.names():
+        spec = METRICS.get(name)
+        for f in dataclasses.fields(spec.options) if spec.options is not None else ():
+            if f.name in out and str(out[f.name][0].type) != str(f.type):
+                raise TypeError(f"metric option {f.name!r}: {name} declares it as {f.type}, {out[f.name][1]} as "
+                                f"{out[f.name][0].type}; give one of them another name")
+            out.setdefault(f.name, (f, []))[1].append(name)
+    return out
+
+
+def option_help(f: dataclasses.Field) -> str:
+    """A flag's help: the field's `help` metadata, else its default."""
+    default = f.default if f.default is not dataclasses.MISSING else None
+    return str(f.metadata.get("help", f"default: {default if default is not None else 'the protocol'}"))
 
 
 def higher_is_better(result_name: str) -> bool | None:

@@ -9,7 +9,6 @@ supply it.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,25 +55,6 @@ def build_extractor(path: Path) -> nn.Module:
                                        feature_extractor_weights_path=str(path))
 
 
-def random_inception_weights(path: str | Path, seed: int = 0) -> Path:
-    """torch-fidelity's FeatureExtractorInceptionV3 with random He-initialised convolutions (so features neither
-    vanish nor explode), its state dict saved to `path`: the shapes of the real file, none of its values. For tests
-    and throughput checks where the real file is absent; never for reported scores."""
-    from unittest import mock
-
-    import torch_fidelity.feature_extractor_inceptionv3 as fe
-    with mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: None), \
-            mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None):
-        net = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["logits_unbiased", "2048"])
-    g = torch.Generator().manual_seed(seed)
-    for module in net.modules():
-        if isinstance(module, nn.Conv2d):
-            module.weight.data = torch.randn(module.weight.shape, generator=g) * math.sqrt(2 / module.weight[0].numel())
-    net.fc.weight.data = torch.randn(net.fc.weight.shape, generator=g) * 4 / math.sqrt(2048)
-    torch.save(net.state_dict(), path)
-    return Path(path)
-
-
 @dataclass
 class InceptionOptions:
     """Options of is, fid and kid."""
@@ -105,15 +85,17 @@ def inception_features(ctx: EvalContext, which: str, weights: str | None = None
         if which == "samples":
             out, n = ctx.map_samples(features, ctx.n(N_SAMPLES), desc="inception: samples")
             info = {"n_samples": n}
-        else:
-            out = ctx.map_real(features, n=ctx.n_real, desc=f"inception: {ctx.split}")
+        else:  # the reference split's features: once per (split, weights), cached across checkpoints and calls
+            out = ctx.reference("inception", {"backbone": BACKBONE, **record},
+                                lambda: ctx.map_real(features, n=ctx.n_real, desc=f"inception: {ctx.split}"),
+                                n=ctx.n_real)
             info = {"reference_split": ctx.split, "n_real": len(out)}
         ctx.cache[key] = (out[:, :1008], out[:, 1008:], {**info, "backbone": BACKBONE, **record})
     return ctx.cache[key]
 
 
 @define_metric("is", "Inception Score of samples (TF-Inception, 1008 unbiased logits)", higher_is_better=True,
-               options=InceptionOptions)
+               options=InceptionOptions, spread="split std")
 def inception_score_metric(ctx: EvalContext, opts: InceptionOptions) -> list[MetricResult]:
     splits = opts.splits
     logits, _, info = inception_features(ctx, "samples", opts.inception_weights)
@@ -147,9 +129,28 @@ def fid_metric(ctx: EvalContext, opts: InceptionOptions) -> list[MetricResult]:
 
 
 @define_metric("kid", "Kernel Inception Distance of samples to the reference split", higher_is_better=False,
-               options=InceptionOptions)
+               options=InceptionOptions, spread="subset std")
 def kid_metric(ctx: EvalContext, opts: InceptionOptions) -> list[MetricResult]:
     fake, real, protocol = _paired_protocol(ctx, opts.inception_weights)
     subset = min(1000, len(fake), len(real))
     mean, std = kernel_inception_distance(fake, real, subsets=100, subset_size=subset, seed=ctx.seed)
     return [MetricResult("kid", mean, std, {**protocol, "kid_subsets": 100, "kid_subset_size": subset})]
+
+
+def random_inception_weights(path: str | Path) -> Path:
+    """A weights file of torch-fidelity's FeatureExtractorInceptionV3 with its exact shapes and random He-initialised
+    values (features neither vanish nor explode): offline pipeline tests and timings, never scores."""
+    import math
+    from unittest import mock
+
+    import torch_fidelity.feature_extractor_inceptionv3 as fe
+    with mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: None), \
+            mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None):
+        net = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["logits_unbiased", "2048"])
+    g = torch.Generator().manual_seed(0)
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d):
+            module.weight.data = torch.randn(module.weight.shape, generator=g) * math.sqrt(2 / module.weight[0].numel())
+    net.fc.weight.data = torch.randn(net.fc.weight.shape, generator=g) * 4 / math.sqrt(2048)
+    torch.save(net.state_dict(), path)
+    return Path(path)

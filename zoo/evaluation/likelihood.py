@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
@@ -57,7 +59,7 @@ class ElboOptions:
 
 
 @define_metric("elbo", "importance-weighted log-likelihood bound L_K of test images, nats (Burda et al. 2016)",
-               higher_is_better=True, options=ElboOptions)
+               higher_is_better=True, options=ElboOptions, spread="per-image std")
 def elbo_metric(ctx: EvalContext, opts: ElboOptions) -> list[MetricResult]:
     model = ctx.require_model("elbo", "log_px_given_z", "an explicit likelihood (posterior and log_px_given_z)")
     k = opts.iw_samples

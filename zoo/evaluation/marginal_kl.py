@@ -23,7 +23,8 @@ class MarginalKLOptions:
 
 
 @define_metric("marginal_kl", "KL[q(z)||p(z)] by Monte Carlo over the training split (Rosca Alg. 2), nats",
-               higher_is_better=False, options=MarginalKLOptions, avg_posterior_kl=None, mutual_information=None,
+               higher_is_better=False, options=MarginalKLOptions, spread="standard error", avg_posterior_kl=None,
+               mutual_information=None,
                lower_bound=None)
 def marginal_kl_metric(ctx: EvalContext, opts: MarginalKLOptions) -> list[MetricResult]:
     model = ctx.require_model("marginal_kl", "has_encoder", "an encoder q(z|x)")

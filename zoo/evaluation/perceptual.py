@@ -112,7 +112,7 @@ class LpipsOptions:
 
 
 @define_metric("lpips", "mean LPIPS-alex v0.1 of test images and their reconstructions (IJAE section 5)",
-               higher_is_better=False, options=LpipsOptions)
+               higher_is_better=False, options=LpipsOptions, spread="per-image std")
 def lpips_metric(ctx: EvalContext, opts: LpipsOptions) -> list[MetricResult]:
     """Mean and std over the test images of LPIPS(x, reconstruct(x)); both 8-bit images mapped to [-1, 1]."""
     model = ctx.require_model("lpips", "has_encoder", "an encoder (reconstruct)")

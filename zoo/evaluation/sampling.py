@@ -1,8 +1,10 @@
 """The evaluation context: one source (a trained model or a real split) and the reproducible, sharded streams of
 images every metric reads.
 
-Samples are drawn in batches of `batch_size`; batch b uses a generator seeded by (seed, b), so the first n samples
-are the same whatever n, whatever metric asks and however many processes share the work. Under `accelerate launch`
+Samples are drawn in batches of `batch_size`, but the noise of sample i comes from a generator seeded by (seed, i)
+(`zoo.models.base.indexed_noise`), so sample i is the same whatever the batch size, whatever n, whatever metric asks
+and however many processes share the work. (A model whose `sample` does not draw through `GenerativeModel.prior`
+falls back to one generator per batch, seeded by (seed, b), and its results record the batch size.) Under `accelerate launch`
 process r draws and processes batches r, r + W, r + 2W, ...; the outputs are gathered and put back in batch order,
 so a 2-process evaluation returns exactly what one process would. Random draws a metric makes while processing batch
 b (posterior samples, say) come from the default generator reseeded by (seed, b), so they do not depend on the
@@ -13,6 +15,8 @@ compared with.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -53,13 +57,16 @@ class EvalContext:
         device: where networks run (default: the accelerator's device, else CPU).
         datasets: split -> dataset overrides (tests, in-memory data); other splits load from `data`.
         progress: show progress bars (main process only).
+        cache_dir: where reference statistics of real splits are cached on disk (`reference`); None: ZOO_EVAL_CACHE,
+            else <user cache>/zoo/eval; False: no disk cache.
     """
 
     def __init__(self, model: GenerativeModel | None, data: DataConfig, *, source: str = "", split: str = "test",
                  sample_split: str | None = None, n_samples: int | None = None, n_real: int | None = None,
                  batch_size: int = 100, seed: int = 0, options: dict[str, Any] | None = None,
                  accelerator: Accelerator | None = None, device: str | torch.device | None = None,
-                 datasets: dict[str, Dataset] | None = None, progress: bool = False):
+                 datasets: dict[str, Dataset] | None = None, progress: bool = False,
+                 cache_dir: str | os.PathLike | bool | None = None):
         self.model, self.data, self.source = model, data, source
         self.split, self.sample_split = split, sample_split or split
         self.n_samples, self.n_real, self.batch_size, self.seed = n_samples, n_real, batch_size, seed
@@ -71,6 +78,9 @@ class EvalContext:
         self.cache: dict[Any, Any] = {}  # features shared between metrics (Inception for is, fid and kid)
         self._datasets: dict[str, Dataset] = dict(datasets or {})
         self._samples: dict[int, Tensor] = {}
+        self._per_batch_noise = False  # set when the model ignored indexed_noise: samples depend on the batch size
+        self.cache_dir = _resolve_cache_dir(cache_dir)
+        self.reference_computations = 0  # reference() calls that had to compute (tests count them)
         if model is not None:
             model.to(self.device).eval()
 
@@ -106,7 +116,18 @@ class EvalContext:
                 "dataset_options": dict(self.data.options), "seed": self.seed}
         if self.model is None:
             base["sample_split"] = self.sample_split
+        elif self._per_batch_noise:
+            base["batch_size"] = self.batch_size  # the samples depend on it (the model ignores indexed_noise)
         return {**base, **extra}
+
+    def image_shape(self) -> tuple[int, ...]:
+        """(C, H, W) of the images metrics see: the model's data shape, else one image of the sample split."""
+        shape = getattr(self.model, "data_shape", None) if self.model is not None else None
+        if shape is None:
+            if self.model is not None:
+                return tuple(self.sample_batch(0, 1).shape[1:])
+            shape = tuple(self.real_batch(self.sample_split, torch.zeros(1, dtype=torch.long))[0].shape[1:])
+        return tuple(shape)
 
     def n(self, default: int) -> int:
         """Samples this metric draws: --n-samples, else the metric's protocol default."""
@@ -162,12 +183,15 @@ class EvalContext:
     def sample_batch(self, b: int, n: int) -> Tensor:
         """Batch b of the sample stream (uint8, on the device), truncated to the first n samples overall."""
         if b not in self._samples:
+            from zoo.models.base import indexed_noise
             model = self.require_model("sampling")
             seed = stream_seed("samples", self.seed, b)
             generator = torch.Generator(device=self.device).manual_seed(seed)
             torch.manual_seed(seed)  # models that draw extra noise (noise injection) draw it reproducibly too
-            with torch.no_grad():
+            with torch.no_grad(), indexed_noise(lambda i, k: stream_seed(f"sample:{k}", self.seed, i),
+                                                b * self.batch_size) as noise:
                 self._samples[b] = quantize(model.sample(self.batch_size, generator=generator))  # stays on device
+            self._per_batch_noise |= noise.calls == 0
         return self._samples[b][: n - b * self.batch_size]
 
     def map_samples(self, fn: BatchFn, n: int, desc: str = "samples") -> tuple[Tensor, int]:
@@ -193,6 +217,52 @@ class EvalContext:
 
         return draw
 
+    # ---- cached reference statistics ------------------------------------------------------------------------------
+    def data_identity(self, split: str | None = None, n: int | None = None) -> dict[str, Any]:
+        """What identifies the reference images `map_real(split, n)` reads: dataset, options, split, the seeded
+        order and a sha256 of the images themselves (so changed files on disk invalidate a cache)."""
+        split = split or self.split
+        key = ("identity", split, n)
+        if key not in self.cache:
+            index = self.indices(split, n)
+            digest = hashlib.sha256()
+            for chunk in index.split(4096):
+                digest.update(self.real_batch(split, chunk)[0].cpu().contiguous().numpy().tobytes())
+            self.cache[key] = {"dataset": self.data.name, "dataset_options": dict(self.data.options), "split": split,
+                               "n": len(index), "order_seed": self.seed, "images_sha256": digest.hexdigest()}
+        return self.cache[key]
+
+    def reference(self, name: str, protocol: dict[str, Any], compute: Callable[[], Tensor], split: str | None = None,
+                  n: int | None = None) -> Tensor:
+        """A statistic of a real split computed once per (split, protocol): from this process's memory, else the
+        disk cache (`cache_dir/<name>-<key>.pt`, keyed by `protocol` and `data_identity(split, n)`), else
+        `compute()` (then stored). Every process of a sharded run takes the same branch, so `compute` may shard."""
+        key_doc = {"name": name, "protocol": protocol, "data": self.data_identity(split, n)}
+        key = hashlib.sha256(json.dumps(key_doc, sort_keys=True, default=str).encode()).hexdigest()[:24]
+        if key in _REFERENCES:
+            return _REFERENCES[key]
+        path = self.cache_dir / f"{name}-{key}.pt" if self.cache_dir else None
+        if path is not None and path.is_file():
+            try:
+                _REFERENCES[key] = torch.load(path, map_location="cpu", weights_only=True)
+                return _REFERENCES[key]
+            except Exception:  # noqa: BLE001 - a truncated or foreign file: recompute and overwrite
+                pass
+        self.reference_computations += 1
+        value = compute().cpu()
+        _REFERENCES[key] = value
+        if path is not None and self.is_main:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".tmp{os.getpid()}")
+                torch.save(value, tmp)
+                tmp.replace(path)  # atomic: a concurrent reader sees the old state or the whole file
+                path.with_suffix(".json").write_text(json.dumps(key_doc, indent=2, sort_keys=True, default=str))
+            except OSError as err:
+                import warnings
+                warnings.warn(f"could not write the reference cache {path}: {err}", stacklevel=2)
+        return value
+
     # ---- sharding ------------------------------------------------------------------------------------------------
     def _sharded(self, n_batches: int, make: Callable[[int], tuple[Tensor, Tensor | None]], fn: BatchFn,
                  desc: str) -> Tensor:
@@ -213,6 +283,21 @@ class EvalContext:
         if not outputs:
             raise EvaluationError(f"{desc}: no images to evaluate (n = 0); raise --n-samples / --n-real")
         return torch.cat([out for _, out in sorted(outputs, key=lambda t: t[0])])
+
+
+_REFERENCES: dict[str, Tensor] = {}  # in-process reference cache shared by every context (several checkpoints)
+
+
+def _resolve_cache_dir(option: str | os.PathLike | bool | None) -> Path | None:
+    if option is False:
+        return None
+    if option not in (None, True, ""):
+        return Path(option).expanduser()  # type: ignore[arg-type]
+    env = os.environ.get("ZOO_EVAL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    from zoo.data.base import cache_dir
+    return cache_dir() / "eval"
 
 
 def parse_source(source: str) -> tuple[str, str | None] | None:

@@ -30,6 +30,7 @@ from zoo.registry import BACKBONES
 from zoo.training import Trainer
 
 CRITIC_STEPS = 2000  # our budget; the papers do not state one (docs/metrics.md)
+CURVE_POINTS = 100  # points of the critic's training curve stored in the result's metadata
 
 
 @dataclass
@@ -54,8 +55,10 @@ class IndependentCritic(GenerativeModel):
     name = "independent_critic"  # not registered: built here, never from a recipe
     paper = "Danihelka et al. 2017; Rosca et al. 2018 App. I"
 
-    def __init__(self, config: CriticConfig, draw: Callable[[int], Tensor]):
+    def __init__(self, config: CriticConfig, draw: Callable[[int], Tensor], curve_every: int = 0):
         super().__init__(config)
+        self.curve_every = curve_every  # record (step, W estimate on the batch, GP) every this many steps
+        self.curve: list[tuple[int, float, float]] = []
         self.players["critic"] = BACKBONES.get(f"{config.backbone}.discriminator")(
             channels=config.channels, image_size=config.image_size, width=config.width, norm="none")
         self.draw = draw
@@ -72,6 +75,8 @@ class IndependentCritic(GenerativeModel):
         fake = self.draw(batch.shape[0]).to(batch.device)  # (B, C, H, W), no gradient to the evaluated model
         wasserstein = critic_loss_wasserstein(critic(batch), critic(fake))  # Alg. 1 line 7, first two terms
         penalty = gradient_penalty(critic, batch, fake)  # eq. 3
+        if self.curve_every and step % self.curve_every == 0:  # the training curve kept with the result
+            self.curve.append((step, -wasserstein.item(), penalty.item()))
         return PhaseOutput(wasserstein + self.config.gp_weight * penalty,
                            {"wasserstein": -wasserstein.detach(), "gp": penalty.detach()})
 
@@ -115,7 +120,7 @@ class WCriticOptions:
 
 
 @define_metric("wcritic", "negative Wasserstein estimate of an independent WGAN-GP critic (Rosca App. I)",
-               higher_is_better=True, options=WCriticOptions)
+               higher_is_better=True, options=WCriticOptions, spread="standard error")
 def wcritic_metric(ctx: EvalContext, opts: WCriticOptions) -> list[MetricResult]:
     ctx.require_model("wcritic")
     steps, batch_size, lr = opts.critic_steps, opts.critic_batch_size, opts.critic_lr
@@ -123,7 +128,7 @@ def wcritic_metric(ctx: EvalContext, opts: WCriticOptions) -> list[MetricResult]
     config = CriticConfig(channels=train_images.shape[1], image_size=train_images.shape[-1],
                           backbone=opts.critic_backbone or critic_backbone(tuple(train_images.shape)),
                           width=opts.critic_width)
-    critic = IndependentCritic(config, ctx.sampler("wcritic-train"))
+    critic = IndependentCritic(config, ctx.sampler("wcritic-train"), curve_every=max(1, steps // CURVE_POINTS))
     # batch_size is the critic's batch per step over all processes (the trainer's data.batch_size is per process), so
     # a sharded run trains the critic the recorded protocol says
     batch_size = min(batch_size, len(train_images))
@@ -140,6 +145,7 @@ def wcritic_metric(ctx: EvalContext, opts: WCriticOptions) -> list[MetricResult]
     trainer = Trainer(critic, recipe, dataset=TensorImages(train_images, name="wcritic-train"),
                       accelerator=ctx.accelerator)
     trainer.train()
+    trained = trainer.step  # fewer than `steps` when a signal stopped training: recorded as such, never as the full
     net = trainer.players["critic"].eval()
     draw = ctx.sampler("wcritic-test")  # fresh samples, never seen in training
     with torch.no_grad():
@@ -147,8 +153,11 @@ def wcritic_metric(ctx: EvalContext, opts: WCriticOptions) -> list[MetricResult]
         fake = torch.cat([net(draw(len(x))) for x in test_images.split(ctx.batch_size)])
     w, se = wasserstein_estimate(real, fake)
     protocol = ctx.protocol(critic_backbone=f"{config.backbone}.discriminator", critic_width=config.width,
-                            critic_norm="none", critic_steps=steps, critic_batch_size=batch_size, processes=processes,
+                            critic_norm="none", critic_steps=trained, critic_batch_size=batch_size, processes=processes,
                             critic_lr=lr, critic_betas=[0.5, 0.9], gp_weight=config.gp_weight,
                             critic_train_data=train_desc, n_train=len(train_images), reference_split=ctx.split,
                             n_test=len(test_images), n_fake=len(fake), std="standard error of the estimate")
-    return [MetricResult("wcritic", -w, se, protocol)]
+    if trained < steps:
+        protocol.update(stopped_early=True, critic_steps_requested=steps)
+    curve = {"critic_curve": {"columns": ["step", "wasserstein_batch", "gp"], "rows": critic.curve}}
+    return [MetricResult("wcritic", -w, se, protocol, metadata=curve)]

@@ -2,9 +2,10 @@
 
 The decoder emits one unconstrained value per pixel (`out`): Bernoulli logits, or the location of a Gaussian /
 Laplace / QuantizedNormal whose scale is a learned per-channel parameter (`log_scale`, broadcast over (C, 1, 1)).
-`mse` is a squared-error loss as a density, the zoo's reading of Deasy et al. Table 3's "Sigmoid. MSE": the squared
-error in 8-bit units divided by 255, i.e. -log p(x|z) = 255 * sum_i (x_i - sigmoid(out_i))^2 + const, a Gaussian with
-mean sigmoid(out) and fixed variance 1 / 510 (see docs/models.md, JS^G VAE).
+`mse` is Deasy et al.'s "MSE" (Table 3; their code's Gaussian reconstruction loss): the plain summed squared error in
+[0, 1] units, -log p(x|z) = sum_i (x_i - sigmoid(out_i))^2 + const, a Gaussian with mean sigmoid(out) and fixed
+variance 1/2. `mse_255` is 255 x that sum (variance 1/510): the [0, 255]-unit squared error divided by 255 of the
+disentangling-vae code, a line the JS^G authors carry commented out (see docs/models.md, JS^G VAE).
 """
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-LIKELIHOODS = ("bernoulli", "gaussian", "laplace", "quantized_normal", "mse", "categorical")
+LIKELIHOODS = ("bernoulli", "gaussian", "laplace", "quantized_normal", "mse", "mse_255", "categorical")
 _BINS = 256  # 8-bit pixels
-MSE_VARIANCE = 1.0 / 510  # the `mse` kind: 255 * (sum of squared errors) = SSE / (2 * MSE_VARIANCE)
+#: fixed variances of the squared-error kinds: -log p(x|z) = SSE / (2 variance) + const
+MSE_VARIANCES = {"mse": 0.5, "mse_255": 1.0 / 510}
 
 
 def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -30,14 +32,27 @@ def bernoulli_log_prob(x: Tensor, logits: Tensor) -> Tensor:
     return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
 
 
+def bernoulli_nll_floor(x: Tensor) -> Tensor:
+    """The lowest Bernoulli negative log-likelihood any model can reach on images x in [0, 1], per image (nats).
+
+    -log p(x) with soft targets, sum_i -[x_i log p_i + (1 - x_i) log(1 - p_i)], is minimised pixel by pixel at
+    p_i = x_i, where it equals the binary entropy H(x_i); so the floor of an image is sum_i H(x_i) (0 for binary
+    images). Deasy et al.'s reconstruction errors lie below this floor on grey-valued data, which shows they are not
+    Bernoulli losses (docs/models.md).
+    """
+    x = x.double().flatten(1)
+    return -(torch.special.xlogy(x, x) + torch.special.xlogy(1 - x, 1 - x)).sum(1)
+
+
 def gaussian_log_prob(x: Tensor, mean: Tensor, log_scale: Tensor) -> Tensor:
     z = (x - mean) * torch.exp(-log_scale)
     return (-0.5 * z.pow(2) - log_scale - 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
 
 
-def mse_log_prob(x: Tensor, logits: Tensor, variance: float = MSE_VARIANCE) -> Tensor:
+def mse_log_prob(x: Tensor, logits: Tensor, variance: float = MSE_VARIANCES["mse"]) -> Tensor:
     """N(x; sigmoid(logits), variance) summed per example: -SSE / (2 variance) - (D / 2) log(2 pi variance), a
-    proper density whose negative is the weighted summed squared error plus a constant."""
+    proper density whose negative is the summed squared error SSE / (2 variance) plus a constant: variance 1/2 (the
+    default, `mse`) gives SSE + (D / 2) log(pi)."""
     sse = (x - torch.sigmoid(logits)).pow(2).flatten(1).sum(1)
     return -sse / (2 * variance) - 0.5 * x[0].numel() * math.log(2 * math.pi * variance)
 
@@ -99,8 +114,8 @@ class VisibleDistribution(nn.Module):
     """p(x|z) of one kind, holding the learned per-channel log-scale for the continuous kinds.
 
     Args:
-        kind: one of bernoulli, gaussian, laplace, quantized_normal, mse, categorical (the decoder then emits
-            `outputs_per_channel` = 256 logits per image channel).
+        kind: one of `LIKELIHOODS` (categorical: the decoder emits `outputs_per_channel` = 256 logits per image
+            channel).
         channels: image channels (one scale each).
         init_scale: initial scale of the continuous kinds (in [0, 1] pixel units).
         learn_scale: learn the scale (True) or keep it fixed.
@@ -112,7 +127,7 @@ class VisibleDistribution(nn.Module):
             raise ValueError(f"likelihood: got {kind!r}, allowed: {', '.join(LIKELIHOODS)}")
         self.kind = kind
         self.outputs_per_channel = _BINS if kind == "categorical" else 1
-        if kind not in ("bernoulli", "mse", "categorical"):  # mse has the fixed variance MSE_VARIANCE
+        if kind not in ("bernoulli", "categorical", *MSE_VARIANCES):  # squared-error kinds: fixed variance
             log_scale = torch.full((channels, 1, 1), math.log(init_scale))
             if learn_scale:
                 self.log_scale = nn.Parameter(log_scale)
@@ -123,8 +138,8 @@ class VisibleDistribution(nn.Module):
         """log p(x|z) per example; x in [0, 1], `out` the raw decoder output, both (B, C, H, W)."""
         if self.kind == "bernoulli":
             return bernoulli_log_prob(x, out)
-        if self.kind == "mse":
-            return mse_log_prob(x, out)
+        if self.kind in MSE_VARIANCES:
+            return mse_log_prob(x, out, MSE_VARIANCES[self.kind])
         if self.kind == "categorical":
             return categorical_log_prob(x, out)
         fn = {"gaussian": gaussian_log_prob, "laplace": laplace_log_prob,
@@ -135,7 +150,7 @@ class VisibleDistribution(nn.Module):
         """The distribution's mean image in [0, 1] (location clamped for the continuous kinds)."""
         if self.kind == "categorical":
             return categorical_mean(out)
-        return torch.sigmoid(out) if self.kind in ("bernoulli", "mse") else out.clamp(0.0, 1.0)
+        return torch.sigmoid(out) if self.kind in ("bernoulli", *MSE_VARIANCES) else out.clamp(0.0, 1.0)
 
 
 # ------------------------------------------------------------------------------------ IJAE symmetric likelihoods

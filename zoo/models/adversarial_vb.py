@@ -44,7 +44,7 @@ class AdversarialVBConfig(ModelConfig):
     init_scale: float = 0.1
     learn_scale: bool = True
     disc_width: int | None = None  # data-feature width of T; default: width
-    disc_norm: str = "batch"  # Rosca App. K: batch normalisation in every experiment
+    disc_norm: str = "layer"  # per-example: a density-ratio logit must not read batch statistics (heads.py)
     code_disc_hidden: int = 1000  # code features of T: the Rosca App. K 3 x 1000 code discriminator MLP
     code_disc_layers: int = 3
     joint_width: int = 512  # Rosca Table 6 head maps, 512 or 1024

@@ -7,8 +7,10 @@ distributed training, checkpoints) lives in `zoo.training`.
 from __future__ import annotations
 
 import abc
+import contextlib
+import contextvars
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Callable, ClassVar, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -31,8 +33,11 @@ class Phase:
         every: run only on steps where `step % every == 0`.
         players: the subset of the optimizer's players this phase trains (default, empty: all of them). The others
             get no gradient, so the optimizer step leaves their parameters and optimizer state alone. For a player
-            updated by two losses with one optimizer state, e.g. the AAE encoder (reconstruction with the decoder,
-            then its adversarial loss alone).
+            updated by two losses with one optimizer state (the AAE's shared-state reading).
+        own_state: step with an optimizer state of its own (Adam moments and step count) over its trained players,
+            built from the same `optim` entry (lr, betas, schedule), instead of the entry's shared one; checkpointed
+            as `<optimizer>/<phase name>`. For a player updated by two losses that must not mix their gradient
+            statistics, e.g. the AAE encoder in Makhzani's reconstruction and regularization phases.
     """
 
     name: str
@@ -40,6 +45,12 @@ class Phase:
     repeats: int = 1
     every: int = 1
     players: tuple[str, ...] = ()
+    own_state: bool = False
+
+    @property
+    def state_key(self) -> str:
+        """The key of the optimizer state this phase steps (in the trainer and in checkpoints)."""
+        return f"{self.optimizer}/{self.name}" if self.own_state else self.optimizer
 
 
 @dataclass
@@ -100,9 +111,44 @@ class GenerativeModel(nn.Module, abc.ABC):
         return next(self.parameters()).device
 
     def prior(self, n: int, dim: int, generator: torch.Generator | None = None) -> Tensor:
-        """n draws of the standard normal prior p(z) = N(0, I) on the model's device."""
+        """n draws of the standard normal prior p(z) = N(0, I) on the model's device; inside `indexed_noise` row i is
+        drawn from its own generator (see there) and `generator` is not used."""
+        indexed = _INDEXED_NOISE.get()
+        if indexed is not None:
+            return indexed.draw(n, dim).to(self.device)
         device = generator.device if generator is not None else self.device
         return torch.randn(n, dim, generator=generator, device=device).to(self.device)
+
+
+class _IndexedNoise:
+    """Per-sample noise: row i of the k-th `prior` call of a `sample` call comes from a CPU generator seeded by
+    seed_of(first + i, k), so sample i is the same whatever batch it falls in."""
+
+    def __init__(self, seed_of: Callable[[int, int], int], first: int):
+        self.seed_of, self.first, self.calls = seed_of, first, 0
+
+    def draw(self, n: int, dim: int) -> Tensor:
+        k, self.calls = self.calls, self.calls + 1
+        g = torch.Generator()
+        rows = [torch.randn(dim, generator=g.manual_seed(self.seed_of(self.first + i, k))) for i in range(n)]
+        return torch.stack(rows)  # (n, dim)
+
+
+_INDEXED_NOISE: contextvars.ContextVar[_IndexedNoise | None] = contextvars.ContextVar("zoo_indexed_noise",
+                                                                                       default=None)
+
+
+@contextlib.contextmanager
+def indexed_noise(seed_of: Callable[[int, int], int], first: int) -> Iterator[_IndexedNoise]:
+    """Within this block, `GenerativeModel.prior` draws the noise of sample `first + i` (its k-th prior call) from a
+    generator seeded by `seed_of(first + i, k)`: samples then depend on (seed, index) only, not on the batch size.
+    The yielded object's `calls` says whether the model drew through `prior` at all."""
+    state = _IndexedNoise(seed_of, first)
+    token = _INDEXED_NOISE.set(state)
+    try:
+        yield state
+    finally:
+        _INDEXED_NOISE.reset(token)
 
 
 class LatentVariableModel(GenerativeModel):

@@ -8,10 +8,13 @@ with D one of
     kl_pq     KL(p(z) || q(z|x))                       eq. 4
     jsg       JS^G_alpha'(q || p)                      eq. 17 (primed, the paper's default) or eq. 8 (primed: false)
     jsg_dual  JS^G_alpha'_*(q || p)                    eq. 10 with the intermediate N_alpha' of eq. 16
-    mmd       MMD^2 between posterior samples and prior samples, Gaussian kernel (InfoVAE; lambda = 500)
+    mmd       MMD^2 with a Gaussian kernel, lambda = 500: as the authors' code (`mmd_estimator: deasy`) between the
+              batch's posterior moments cat(mu, logvar) and 200 draws of N(0, I_2D), or between posterior samples z
+              and as many N(0, I) draws (`infovae`, the textbook InfoVAE estimator)
 alpha is fixed, or trainable (`learn_alpha`): then alpha = sigmoid(a) with `a` the only parameter of the player
 `skew`, trained by the same optimizer as the encoder and decoder. Networks: Table 3 (`backbone: jsg`), Adam with
-PyTorch's default betas, lr 1e-4 (App. C). Decisions are in docs/models.md, "JS^G alpha VAE family".
+PyTorch's default betas, lr 1e-4 (App. C); `init` and `encoder_input` select the authors' Kaiming-uniform weights and
+[0, 1] encoder input. Decisions are in docs/models.md, "JS^G alpha VAE family".
 """
 from __future__ import annotations
 
@@ -28,6 +31,9 @@ from zoo.losses.likelihoods import reparameterize
 from zoo.models.base import GaussianLatentModel, Phase, PhaseOutput
 from zoo.registry import register_model
 
+MMD_PRIOR_DRAWS = 200  # prior draws per batch of the authors' MMD (geometric-js vae/models/losses.py, `_mmd_loss`)
+
+
 @dataclass
 class JSGVAEConfig(ModelConfig):
     backbone: str = "jsg"  # Deasy et al. Table 3
@@ -35,8 +41,9 @@ class JSGVAEConfig(ModelConfig):
     image_size: int = 32  # 28 px MNIST zero-padded to 32 (data.options.pad_to: 32); 64 for dSprites / Chairs
     latent_dim: int = 10  # 32 for Chairs
     width: int = 32  # conv maps of Table 3
-    # Table 3: "Sigmoid. MSE" for MNIST (mse: squared error as a fixed-variance Gaussian), Bernoulli otherwise
-    likelihood: Literal["bernoulli", "mse", "gaussian", "laplace", "quantized_normal"] = "bernoulli"
+    # mse: the authors' Gaussian loss, plain summed squared error in [0, 1] units (variance 1/2); mse_255: 255 x it.
+    # Table 3 prints "MSE" for MNIST, Bernoulli for the others; the published errors of all four are SSE-trained.
+    likelihood: Literal["bernoulli", "mse", "mse_255", "gaussian", "laplace", "quantized_normal"] = "bernoulli"
     init_scale: float = 0.1  # initial scale of the continuous likelihoods, in [0, 1] pixel units
     learn_scale: bool = True
     divergence: Literal["kl_qp", "kl_pq", "jsg", "jsg_dual", "mmd"] = "jsg_dual"
@@ -44,7 +51,14 @@ class JSGVAEConfig(ModelConfig):
     learn_alpha: bool = False  # train alpha (as sigmoid of a parameter) with the encoder and decoder
     primed: bool = True  # intermediate N_alpha' (eq. 16) rather than N_alpha (eq. 12-13)
     beta: float = 1.0  # lambda of eq. 22: 1 for every JS^G variant and the KL baselines, 4 for beta-VAE, 500 for MMD
-    mmd_scale: float | None = None  # Gaussian-kernel scale 2 sigma^2 of the MMD; None: latent_dim^2 (InfoVAE code)
+    # the authors' code: every Conv / ConvTranspose / Linear weight Kaiming-uniform for ReLU, biases left at PyTorch's
+    # default (geometric-js vae/utils/initialization.py, weights_init). It decides whether MNIST leaves the mean-image
+    # plateau in the first epoch (docs/models.md); "pytorch": PyTorch's defaults throughout
+    init: Literal["pytorch", "kaiming_uniform"] = "kaiming_uniform"
+    # the encoder reads pixels in [0, 1] ("unit", the authors' ToTensor) or the zoo's batches in [-1, 1] ("signed")
+    encoder_input: Literal["signed", "unit"] = "signed"
+    mmd_estimator: Literal["deasy", "infovae"] = "deasy"  # see `divergence`; deasy = authors' vae/models/losses.py
+    mmd_scale: float | None = None  # Gaussian-kernel scale 2 sigma^2 of the MMD; None: (input dim)^2, as both codes
 
     def __post_init__(self) -> None:  # runs when a recipe is loaded, so a bad recipe fails before training
         if not 0.0 <= self.alpha <= 1.0:
@@ -71,6 +85,15 @@ class Skew(nn.Module):
         return torch.sigmoid(self.logit)
 
 
+def kaiming_uniform_init(module: nn.Module) -> None:
+    """The authors' initialisation (geometric-js vae/utils/initialization.py, `weights_init` -> `linear_init` with its
+    default activation "relu"): every Conv, ConvTranspose and Linear weight, output layers included, drawn from
+    U(-b, b) with b = sqrt(6 / fan_in) (Kaiming-uniform for ReLU); biases keep PyTorch's default."""
+    for m in module.modules():
+        if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)):
+            nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
+
+
 @register_model("jsg_vae")
 class JSGVAE(GaussianLatentModel):
     """A VAE (posterior, likelihood, decoding and sampling from `GaussianLatentModel`) with the regulariser of
@@ -83,6 +106,9 @@ class JSGVAE(GaussianLatentModel):
         super().__init__(config)
         if config.learn_alpha:
             self.players["skew"] = Skew(config.alpha)
+        if config.init == "kaiming_uniform":
+            for name in ("encoder", "decoder"):
+                kaiming_uniform_init(self.players[name])
 
     @classmethod
     def default_optim(cls, config: JSGVAEConfig) -> dict[str, OptimizerConfig]:
@@ -93,6 +119,12 @@ class JSGVAE(GaussianLatentModel):
 
     def phases(self) -> tuple[Phase, ...]:
         return (Phase("vae", "vae"),)
+
+    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and log-variance of q(z|x), each (B, latent_dim), for images x in [-1, 1]."""
+        if self.config.encoder_input == "unit":
+            x = (x + 1) / 2  # (B, C, H, W) in [0, 1], what the authors' encoder reads
+        return super().posterior(x)
 
     @property
     def alpha(self) -> Tensor | float:
@@ -108,7 +140,11 @@ class JSGVAE(GaussianLatentModel):
             zero = torch.zeros_like(mu)
             return kl_normal(zero, zero, mu, logvar)  # eq. 4
         if c.divergence == "mmd":
-            return mmd(z, torch.randn_like(z), c.mmd_scale)  # InfoVAE MMD against prior draws
+            if c.mmd_estimator == "infovae":  # posterior samples against as many prior draws
+                return mmd(z, torch.randn_like(z), c.mmd_scale)
+            moments = torch.cat([mu, logvar], dim=1)  # (B, 2 latent_dim), the authors' `_mmd_loss`
+            prior = torch.randn(MMD_PRIOR_DRAWS, moments.shape[1], dtype=moments.dtype, device=moments.device)
+            return mmd(moments, prior, c.mmd_scale)  # kernel exp(-||a - b||^2 / (2 latent_dim)^2), biased
         # eq. 17 (jsg) / eq. 10 with N_alpha' (jsg_dual); N1 = q(z|x), N2 = p(z) as in eq. 21
         return jsg(mu, logvar, 0.0, 0.0, self.alpha, dual=c.divergence == "jsg_dual", primed=c.primed)
 

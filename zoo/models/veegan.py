@@ -33,13 +33,14 @@ class VEEGANConfig(ModelConfig):
     latent_dim: int = 50
     width: int = 64
     disc_width: int | None = None  # data-feature width of D; default: width
-    disc_norm: str = "batch"  # Rosca App. K: batch normalisation in every experiment
+    disc_norm: str = "layer"  # per-example: a density-ratio logit must not read batch statistics (heads.py)
     code_disc_hidden: int = 1000  # code features of D: the Rosca App. K 3 x 1000 code discriminator MLP
     code_disc_layers: int = 3
     joint_width: int = 512  # Rosca Table 6 head maps, swept over 512 / 1024
     # Algorithm 1 trains F by the code reconstruction alone (False). True also trains F adversarially on the data
     # pairs, -D(x, F(x)), as the authors' linked reference implementation does: without it D can tell the pairs apart
-    # by their codes alone (F(x) is never pulled towards p(z)) and G then gets no useful signal (docs/models.md).
+    # by their codes alone (F(x) is never pulled towards p(z)) and G then gets no useful signal (docs/models.md). The
+    # recipes set True; recipes/veegan_color_mnist_alg1.yaml keeps Algorithm 1.
     reconstructor_adversarial: bool = False
 
 

@@ -12,7 +12,9 @@ density-ratio trick (C), in visible space on reconstructions (D), plus an l1 rec
 
 with z_hat ~ q(z|x), x_hat = G(z_hat). VGH++ (`VGHPlus`, at the end of this file) adds the bracketed sample terms.
 Decisions (docs/models.md, "VGH and VGH++"): deterministic encoder by default (q(z|x) a point mass at E(x)); the l1
-norm averaged over pixels in [-1, 1] units; adversarial terms weighted 1 (App. K).
+norm averaged over pixels in [-1, 1] units; adversarial terms weighted 1 (App. K). Algorithm 5 gives the encoder no
+data-discriminator term, while App. F's single objective (R_D(G(z)), z ~ q(z|x)) and section 5.1 ("the encoder and
+decoder minimize an adversarial loss") do: `encoder_data_adversarial: true` adds R_D(x_hat) to the encoder's loss.
 """
 from __future__ import annotations
 
@@ -47,6 +49,8 @@ class VGHConfig(ModelConfig):
     posterior: Literal["deterministic", "gaussian"] = "deterministic"  # q(z|x): point mass or reparameterised normal
     generator_loss: Literal["ratio", "nonsaturating"] = "ratio"  # R = -logit (Alg. 5) or -log D (footnote 1)
     disc_real_weight: float = 1.0  # weight of -log D(x) in the data discriminator loss (eq. 9; Alg. 5 exact form: 2)
+    # the encoder also minimises R_D(x_hat) (App. F's objective, section 5.1) instead of Algorithm 5 line 6 alone
+    encoder_data_adversarial: bool = False
 
 
 @register_model("vgh")
@@ -120,10 +124,16 @@ class VGH(LatentVariableModel):
         c, x = self.config, batch  # (B, C, H, W) in [-1, 1]
         if phase == "encoder":
             z_hat = E(x)  # (B, latent), reparameterised
-            recon = self.recon_loss(x, G(z_hat))
+            x_hat = G(z_hat)  # (B, C, H, W)
+            recon = self.recon_loss(x, x_hat)
             code_adv = self.adversarial_loss(C(z_hat))  # R_C(z_hat)
-            loss = c.encoder_recon_weight * recon + code_adv  # eq. 14
-            return PhaseOutput(loss, {"recon": recon.detach(), "code_adv": code_adv.detach()})
+            loss = c.encoder_recon_weight * recon + code_adv  # eq. 14 (Algorithm 5, line 6)
+            logs = {"recon": recon.detach(), "code_adv": code_adv.detach()}
+            if c.encoder_data_adversarial:  # App. F: R_D(G(z)), z ~ q(z|x), reaches the encoder through z_hat
+                adv_rec = self.adversarial_loss(D(x_hat))
+                loss = loss + adv_rec
+                logs["adv_rec"] = adv_rec.detach()
+            return PhaseOutput(loss, logs)
         if phase == "generator":
             with torch.no_grad():  # the encoder is not trained here
                 z_hat = E(x)

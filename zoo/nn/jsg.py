@@ -10,7 +10,8 @@
 - Discriminator: not in the paper (the JS^G VAEs have none); the encoder body with a one-logit head, no norm, only so
   that the family offers the uniform interface.
 - Image sizes: 32 and 64. MNIST's 28 px is zero-padded to 32 by the data pipeline, as in the paper.
-`width` is the conv map count (32 in the paper), `hidden` the FC width (256). PyTorch default initialisation.
+`width` is the conv map count (32 in the paper), `hidden` the FC width (256). PyTorch default initialisation here;
+`jsg_vae` re-draws the weights as the authors do (`model.init: kaiming_uniform`, its default).
 """
 from __future__ import annotations
 

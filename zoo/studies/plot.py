@@ -194,15 +194,17 @@ def _draw_panel(draw: ImageDraw.ImageDraw, font, panel: Panel, ox: int, oy: int,
 
 def scatter_png(path: str | Path, points: Sequence[tuple[float, float]], labels: Sequence[str],
                 groups: Sequence[str], front: Sequence[int], x_label: str, y_label: str, title: str = "",
-                size: tuple[int, int] = (900, 650)) -> Path:
+                size: tuple[int, int] = (900, 650), errors: Sequence[tuple[float, float]] | None = None) -> Path:
     """Write a scatter plot: one colour per group (legend), a text label per point, the `front` points joined by a
-    line in order of x. Returns the path."""
+    line in order of x, and +- `errors` (x, y) bars per point when given. Returns the path."""
     width, height = size
     left, right, top, bottom = 80, 200, 50, 60
     image = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default()
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    errors = list(errors or [(0.0, 0.0)] * len(points))
+    xs = [p[0] + s * e[0] for p, e in zip(points, errors) for s in (-1, 1)]
+    ys = [p[1] + s * e[1] for p, e in zip(points, errors) for s in (-1, 1)]
     xt, yt = nice_ticks(min(xs), max(xs), enclose=True), nice_ticks(min(ys), max(ys), enclose=True)
     x0, x1, y0, y1 = xt[0], xt[-1], yt[0], yt[-1]
 
@@ -228,6 +230,11 @@ def scatter_png(path: str | Path, points: Sequence[tuple[float, float]], labels:
     colours = {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(dict.fromkeys(groups))}
     for i, ((x, y), label, group) in enumerate(zip(points, labels, groups)):
         u, v = px(x, y)
+        ex, ey = errors[i]
+        if ex:
+            draw.line([px(x - ex, y), px(x + ex, y)], fill=colours[group], width=1)
+        if ey:
+            draw.line([px(x, y - ey), px(x, y + ey)], fill=colours[group], width=1)
         r = 6 if i in front else 4
         draw.ellipse([u - r, v - r, u + r, v + r], fill=colours[group], outline="black" if i in front else None)
         draw.text((u + 8, v - 6), label, fill="#333333", font=font)

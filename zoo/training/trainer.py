@@ -101,11 +101,15 @@ class Trainer:
         prepare_players(model.players.values(), replace(self.speed, compile=False))  # compiled after the EMA copy
 
         self.players_of = {k: list(cfg.players) for k, cfg in recipe.optim.items()}
-        self.optimizers = {k: adam([p for n in cfg.players for p in model.players[n].parameters()], cfg, self.speed)
-                           for k, cfg in recipe.optim.items()}
-        self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(recipe.optim[k].schedule,
-                                                                                recipe.train.max_steps))
-                           for k, opt in self.optimizers.items()}
+        # one state per optim entry, plus one per phase that asks for its own (Phase.own_state) over its players
+        states = {k: (cfg, cfg.players) for k, cfg in recipe.optim.items()}
+        states.update({p.state_key: (recipe.optim[p.optimizer], self.trained_players(p)) for p in self.phases
+                       if p.own_state})
+        self.optimizers = {k: adam([p for n in players for p in model.players[n].parameters()], cfg, self.speed)
+                           for k, (cfg, players) in states.items()}
+        self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(self.optimizers[k], lr_factor(cfg.schedule,
+                                                                                             recipe.train.max_steps))
+                           for k, (cfg, _) in states.items()}
         self.players = dict(model.players.items())  # never wrapped (see `zoo.training.distributed.all_reduce_grads`)
         self.distributed = self.accelerator.num_processes > 1
         if self.distributed:
@@ -162,7 +166,7 @@ class Trainer:
     def run_phase(self, phase: Phase, batch: Tensor, step: int) -> PhaseOutput:
         """One optimizer update of `phase` on `batch` (split into micro-batches when accumulating)."""
         cfg = self.recipe.optim[phase.optimizer]
-        optimizer = self.optimizers[phase.optimizer]
+        optimizer = self.optimizers[phase.state_key]
         trained = self.trained_players(phase)
         self._set_trainable(trained)
         optimizer.zero_grad(set_to_none=True)
