@@ -232,6 +232,13 @@ class TrainConfig:
     loggers: list[Literal["tensorboard", "wandb"]] = field(default_factory=lambda: ["tensorboard"])
     wandb_project: str = "zoo"
     collective_timeout_s: float = 600.0  # multi-process: a peer silent this long is gone, and every process exits
+    # Speed switches (zoo.training.speed). compile: torch.compile each player in place (opt-in: the first steps pay
+    # for compilation); compile_options go to torch.compile (mode, backend, dynamic, ...).
+    compile: bool = False
+    compile_options: dict[str, Any] = field(default_factory=dict)
+    channels_last: bool | Literal["auto"] = "auto"  # auto: conv players in channels_last on CUDA
+    fused_adam: bool | Literal["auto"] = "auto"  # auto: one fused Adam kernel on CUDA, foreach elsewhere
+    tf32: bool | Literal["auto"] = "auto"  # auto: TF32 matmuls/convs on CUDA when training under bf16 autocast
 
 
 @dataclass
