@@ -61,3 +61,4 @@ def test_appendix_d_tool_writes_curves(tmp_path, one_thread):
     assert d2["summary"]["step"] == [0, 10, 20]
     from PIL import Image
     assert Image.open(tmp_path / "appendix_d.png").size == (2 * 520, 380)  # one panel per dimension
+    assert (tmp_path / "appendix_d.pdf").read_bytes()[:5] == b"%PDF-"

@@ -40,6 +40,7 @@ def test_train_writes_run_and_resumes(tmp_path, shared_data):
     assert (out / "samples" / "step_00000010.png").is_file()
     assert (out / "reconstructions" / "step_00000010.png").is_file()
     assert any((out / "tb").iterdir())
+    assert (out / "loss_curves.png").is_file() and (out / "loss_curves.pdf").read_bytes()[:5] == b"%PDF-"
 
     again = run_train(["recipes/tiny_vae.yaml", "--out", str(out)], shared_data)
     assert again.returncode == 2 and "--resume auto" in again.stderr  # refuses to overwrite a run

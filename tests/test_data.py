@@ -285,6 +285,39 @@ def test_cifar10_folder_and_tar_round_trip(tmp_path):
     assert torch.equal(from_tar.as_uint8_tensor(), from_folder.as_uint8_tensor())
 
 
+def test_image_folder_layouts_channels_and_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    arrays = _write_image_folder(tmp_path / "split", np.random.default_rng(4), size=(6, 10))
+    ds = load_dataset("image_folder", "test", root=tmp_path, path="split")  # train/ and test/ folders: used as is
+    assert (len(ds), ds.shape, ds.classes) == (6, (3, 6, 10), ["airplane", "cat", "dog"])  # any size, not square
+    assert torch.equal(ds.as_uint8_tensor()[5], torch.from_numpy(arrays["test"][5]).permute(2, 0, 1))
+    assert ds.cache_path() is not None and ds.cache_path().is_file()  # decoded once, cached like the built-in sets
+    grey = load_dataset("image_folder", "test", root=tmp_path, path="split", channels=1, cache=False)
+    expected = Image.fromarray(arrays["test"][0]).convert("L")
+    assert grey.shape == (1, 6, 10) and torch.equal(grey[0][0], torch.from_numpy(np.array(expected)))
+
+    flat = tmp_path / "flat"  # <class>/* with no split folders: a fixed seeded 90 / 10 split of the 40 files
+    for i in range(40):
+        (flat / ("b" if i % 2 else "a")).mkdir(parents=True, exist_ok=True)
+        (flat / ("b" if i % 2 else "a") / f"{i:02d}.png").write_bytes(_png_bytes(np.full((5, 5, 3), i, np.uint8)))
+    train, test = (load_dataset("image_folder", s, root=tmp_path, path="flat", cache=False) for s in ("train", "test"))
+    assert (len(train), len(test)) == (36, 4) and train.classes == ["a", "b"]
+    seen = {int(x[0, 0, 0]) for x in train.as_uint8_tensor()} | {int(x[0, 0, 0]) for x in test.as_uint8_tensor()}
+    assert seen == set(range(40))  # disjoint halves covering every file
+    tar_path = tmp_path / "flat.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        tar.add(flat, arcname=".")
+    assert torch.equal(load_dataset("image_folder", "test", root=tmp_path, path="flat.tar", cache=False)
+                       .as_uint8_tensor(), test.as_uint8_tensor())
+
+    with pytest.raises(ValueError, match="needs path="):
+        load_dataset("image_folder", root=tmp_path)
+    with pytest.raises(ValueError, match="channels must be 1 .* got 4"):
+        load_dataset("image_folder", root=tmp_path, path="flat", channels=4)
+    with pytest.raises(DatasetNotFoundError, match="nowhere"):
+        load_dataset("image_folder", root=tmp_path, path="nowhere")
+
+
 def test_decoded_cache_round_trip(tmp_path, monkeypatch):
     _write_image_folder(tmp_path / "cifar10_folder", np.random.default_rng(3))
     ds = load_dataset("cifar10_folder", root=tmp_path)

@@ -162,7 +162,7 @@ def test_cli_inception_metrics_equal_torch_fidelity_calculate_metrics(tmp_path, 
     """The whole TF-Inception path against torch-fidelity's own pipeline on the same 8-bit images."""
     import torch
     import torch_fidelity
-    from test_evaluation import random_inception_weights
+    from zoo.evaluation.inception import random_inception_weights
     from zoo.evaluation import EvalContext
     from zoo.factory import load_checkpoint
 

@@ -102,5 +102,6 @@ def test_tool_prints_and_writes_the_figures(tmp_path, capsys):
     assert len(saved["fits"][0]["restart_estimates"]) == 2
     with Image.open(tmp_path / "figure1_log_densities.png") as three:
         assert three.size == (3 * 540, 394)
+    assert (tmp_path / "figure1_densities.pdf").read_bytes()[:5] == b"%PDF-"  # the paper copy beside the PNG
     with Image.open(tmp_path / "figure1_densities.png") as one:
         assert one.size == (540, 394) and len(one.convert("RGB").getcolors(maxcolors=1 << 16)) > 3  # curves, not a blank canvas

@@ -125,4 +125,5 @@ def test_fig2_study_fits_the_moments_by_forward_kl_and_a_mode_by_reverse_kl(tmp_
     assert det(reverse["cov"]) < det(jsg["cov"]) < det(forward["cov"])
     assert tool.main(["--out", str(tmp_path), "--steps", "20", "--samples", "2000"]) == 0
     assert Image.open(tmp_path / "fig2.png").size == (4 * 320, 340)
+    assert (tmp_path / "fig2.pdf").read_bytes()[:5] == b"%PDF-"
     assert set(json.loads((tmp_path / "fig2.json").read_text())["fits"]) == {"kl_pq", "kl_qp", "js", "jsg"}

@@ -58,6 +58,18 @@ def test_resume_from_an_earlier_checkpoint_replaces_the_later_ones_and_applies_a
     assert load_checkpoint(run).step == 4
 
 
+def test_a_changed_lr_reaches_a_phase_with_its_own_optimizer_state(tmp_path):
+    """AAE's enc_adv phase steps its own Adam state ("autoencoder/enc_adv") built from optim.autoencoder: a changed
+    lr at resume must reach both states, and resuming must not trip over the extra key."""
+    run = tmp_path / "run"
+    _trainer(run, ["train.max_steps=2", "train.checkpoint_every=1"], model="aae").train()
+    second = _trainer(run, ["train.max_steps=3", "optim.autoencoder.lr=1e-5"], model="aae")
+    second.resume(run)
+    assert set(second.optimizers) >= {"autoencoder", "autoencoder/enc_adv"}
+    for key in ("autoencoder", "autoencoder/enc_adv"):
+        assert [g["lr"] for g in second.optimizers[key].param_groups] == [1e-5]
+
+
 def test_a_changed_max_steps_reschedules_the_lr_from_the_resumed_step(tmp_path):
     run = tmp_path / "run"
     sched = "optim.vae.schedule={name: linear, final_factor: 0.0}"

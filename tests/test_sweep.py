@@ -63,3 +63,30 @@ def test_ijae_lambda_sweeps_expand_to_one_run_per_value():
     grid = expand_sweep(RECIPES / "sweeps" / "ijae_cifar10_ablations_lambda.yaml")
     resolved = [load_recipe(p.recipe, list(p.overrides)).model.config for p in grid]
     assert [(m.likelihood, m.lam) for m in resolved] == [(k, v) for k in ("l1", "l2") for v in lams]
+
+
+@pytest.mark.slow  # ~60 s on 2 cores: submitit's job processes, each starting a training process
+def test_submit_through_submitit_local_executor_skips_finished_and_reports_failed(tmp_path, capsys, shared_data,
+                                                                                 monkeypatch):
+    pytest.importorskip("submitit", reason="submitit is the optional extra zoo[cluster] (in zoo[dev])")
+    from conftest import subprocess_env
+    from zoo.commands import sweep as tool
+    from zoo.training.checkpoint import checkpoint_dirs
+    monkeypatch.setenv("ZOO_DATA", str(shared_data))
+    monkeypatch.setenv("PYTHONPATH", subprocess_env()["PYTHONPATH"])  # the jobs' processes import this checkout
+    sweep = tmp_path / "tiny.yaml"  # a 2-point sweep; limit 0 fails when the data loads, after validation
+    sweep.write_text(f"blocks:\n  - recipes: [{RECIPES / 'tiny_vae.yaml'}]\n    grid: {{data.options.limit: [64, 0]}}\n")
+    args = [str(sweep), "--submit", "--executor", "local", "--out-root", str(tmp_path / "runs"), "train.max_steps=4",
+            "train.progress=false", "train.tensorboard=false", "train.sample_every=0", "train.checkpoint_every=0"]
+    assert tool.main(args) == 1
+    out, err = capsys.readouterr()
+    assert out.count("submitted as job") == 2 and "(local)" in out and "1 of 2 submitted runs finished, 1 failed" in out
+    assert "error: run tiny_vae/limit=0 failed" in err and "zoo train exit status 1" in err
+    assert "limit must be an integer >= 1 or None, got 0" in err
+    ok, bad = tmp_path / "runs" / "tiny_vae-limit=64", tmp_path / "runs" / "tiny_vae-limit=0"
+    assert [p.name for p in checkpoint_dirs(ok)] == ["step_00000004"] and not checkpoint_dirs(bad)
+
+    sweep.write_text(f"blocks:\n  - recipes: [{RECIPES / 'tiny_vae.yaml'}]\n    grid: {{data.options.limit: [64]}}\n")
+    assert tool.main(args) == 0  # resumption: the finished run is skipped, nothing is submitted
+    out, _ = capsys.readouterr()
+    assert "tiny_vae/limit=64: finished, skipped" in out and "submitted" not in out

@@ -17,7 +17,7 @@ from zoo.registry import MODELS, register_model
 from zoo.training import NonFiniteLossError, Trainer
 from zoo.training.checkpoint import CheckpointError, checkpoint_dirs
 from zoo.models.base import validate_schedule
-from zoo.training.trainer import lr_factor
+from zoo.training.optim import lr_factor
 
 
 def _state(model) -> dict[str, torch.Tensor]:

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("zoo.commands.sweep", "expand a sweep file into one train command per grid point, or run them"),
     "bench": ("zoo.commands.bench", "time training steps: the generic trainer against a hand-written loop"),
     "bench_eval": ("zoo.commands.bench_eval", "time each metric against its reference library on the same images"),
+    "device_check": ("zoo.commands.device_check", "the GPU check in one run (or its CPU --dry-run): one summary table"),
     "train_mnist_classifier": ("zoo.commands.train_mnist_classifier", "train the modes metric's MNIST classifier"),
     "appendix_d": ("zoo.commands.appendix_d", "Rosca et al. App. D: density-ratio KL estimates against closed forms"),
     "jeffreys_1d": ("zoo.studies.jeffreys_1d", "IJAE App. B / Fig. 1: 1-D fits under KL, reverse KL and Jeffreys"),
@@ -26,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "latent_analysis": ("zoo.commands.latent_analysis", "Rosca et al. section 3: marginal KL, low-posterior samples"),
     "evidence": ("zoo.commands.evidence", "importance-sampled log evidence with a bootstrap interval"),
     "traverse": ("zoo.commands.traverse", "latent traversals of an encoder-decoder checkpoint"),
+    "interpolate": ("zoo.commands.interpolate", "linear / spherical latent interpolation grids of a checkpoint"),
+    "sample": ("zoo.commands.sample", "export N samples as PNG files or one .npz (torch-fidelity, clean-fid)"),
     "reproduce": ("zoo.commands.reproduce", "run reproduction specs (paper tables) and render docs/reproduction.md"),
 }
 

@@ -226,8 +226,19 @@ class TrainConfig:
     keep_last: int = 3
     ema: EMAConfig | None = None
     progress: bool = True
-    tensorboard: bool = True
+    tensorboard: bool = True  # false drops "tensorboard" from `loggers` (the older switch, kept for recipes using it)
+    # Where scalars, sample / reconstruction grids and the resolved recipe go besides metrics.jsonl and the PNGs:
+    # tensorboard (<run>/tb) and / or wandb (Weights & Biases; `pip install "zoo[wandb]"`; WANDB_MODE=offline works).
+    loggers: list[Literal["tensorboard", "wandb"]] = field(default_factory=lambda: ["tensorboard"])
+    wandb_project: str = "zoo"
     collective_timeout_s: float = 600.0  # multi-process: a peer silent this long is gone, and every process exits
+    # Speed switches (zoo.training.speed). compile: torch.compile each player in place (opt-in: the first steps pay
+    # for compilation); compile_options go to torch.compile (mode, backend, dynamic, ...).
+    compile: bool = False
+    compile_options: dict[str, Any] = field(default_factory=dict)
+    channels_last: bool | Literal["auto"] = "auto"  # auto: conv players in channels_last on CUDA
+    fused_adam: bool | Literal["auto"] = "auto"  # auto: one fused Adam kernel on CUDA, foreach elsewhere
+    tf32: bool | Literal["auto"] = "auto"  # auto: TF32 matmuls/convs on CUDA when training under bf16 autocast
 
 
 @dataclass
@@ -262,6 +273,9 @@ class Recipe:
     optim: dict[str, OptimizerConfig] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # Python modules (or .py files) imported before the model is resolved: models, backbones or datasets defined
+    # outside the package (`zoo train --import MODULE` adds to it, so a checkpoint's config.yaml records them).
+    imports: list[str] = field(default_factory=list)
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:

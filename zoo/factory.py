@@ -7,11 +7,15 @@ from names, recipes and checkpoints (`create_model`, `load_checkpoint`) and expa
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.util
 import itertools
 import os
+import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import torch
 
@@ -23,12 +27,75 @@ from zoo.training.checkpoint import (CONFIG, EMA_WEIGHTS, WEIGHTS, CheckpointErr
                                      load_state_into_players, read_trainer_state, read_weights, resolve_checkpoint)
 
 
+PLUGIN_GROUP = "zoo.models"  # entry-point group of installed packages that register models (or backbones, ...)
+_plugins_loaded = False
+
+
 def discover() -> None:
-    """Import the packages whose modules register themselves: datasets, backbones, models and metrics."""
+    """Import the packages whose modules register themselves (datasets, backbones, models and metrics), then every
+    module an installed distribution declares in the `zoo.models` entry-point group."""
     import zoo.data  # noqa: F401
     import zoo.evaluation  # noqa: F401
     import zoo.models  # noqa: F401
     import zoo.nn  # noqa: F401
+    load_plugins()
+
+
+def load_plugins() -> list[str]:
+    """Import the `zoo.models` entry points once per process, e.g. in a plugin's pyproject.toml::
+
+        [project.entry-points."zoo.models"]
+        my_vae = "my_package.my_vae"
+
+    A plugin that fails to import is reported as a warning (one broken package must not stop the zoo). Returns the
+    entry-point names loaded."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return []
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    loaded = []
+    for point in entry_points(group=PLUGIN_GROUP):
+        try:
+            point.load()
+            loaded.append(point.name)
+        except Exception as err:  # noqa: BLE001 - any import error of third-party code
+            warnings.warn(f"zoo: plugin {point.name!r} = {point.value!r} (entry-point group {PLUGIN_GROUP!r}) failed to "
+                          f"import: {type(err).__name__}: {err}; fix or uninstall that package", stacklevel=2)
+    return loaded
+
+
+def import_modules(names: Sequence[str]) -> list[str]:
+    """Import modules that register models (or backbones, datasets, metrics) defined outside the package.
+
+    Each name is a module importable from sys.path or the working directory (`my_models.vae`), or a path to a `.py`
+    file (imported as a module named after the file). Returns the names as a recipe records them: file paths
+    absolute, so a checkpoint loads from any working directory."""
+    recorded = []
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"imports: got {name!r}, expected a module name or a path to a .py file")
+        if name.endswith(".py"):
+            path = Path(name).expanduser().resolve()
+            if not path.is_file():
+                raise ConfigError(f"imports: {name!r} is not a file; give a module name or an existing .py file")
+            module = path.stem
+            if module not in sys.modules or getattr(sys.modules[module], "__file__", None) != str(path):
+                spec = importlib.util.spec_from_file_location(module, path)
+                sys.modules[module] = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(sys.modules[module])
+            recorded.append(str(path))
+            continue
+        if os.getcwd() not in sys.path and "" not in sys.path:  # the installed `zoo` script: cwd is not on it
+            sys.path.append(os.getcwd())
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            raise ConfigError(f"imports: cannot import {name!r} ({err}); run from the folder holding it, add that folder "
+                              f"to PYTHONPATH, install its package, or pass the path of its .py file") from None
+        recorded.append(name)
+    return recorded
 
 
 def list_models(pattern: str | None = None) -> list[str]:
@@ -66,6 +133,10 @@ def load_recipe(source: str | os.PathLike | Mapping[str, Any], overrides: list[s
     """
     tree = _deep_copy(dict(source) if isinstance(source, Mapping) else read_yaml(source))
     tree = apply_overrides(tree, overrides or [])
+    imports = tree.get("imports") or []
+    if not isinstance(imports, list):
+        raise ConfigError(f"imports: got {imports!r}, expected a list of module names or .py files")
+    tree["imports"] = import_modules(imports)  # before the model name is looked up: it may be defined there
     model = resolve_model(tree.get("model"))
     defaults = to_dict(model_class(model.name).default_optim(model.config))
     recipe = from_dict(Recipe, {**tree, "model": model, "optim": _merge(defaults, tree.get("optim") or {})})

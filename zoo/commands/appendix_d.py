@@ -25,7 +25,7 @@ from pathlib import Path
 
 
 from zoo.studies.density_ratio import appendix_d_run
-from zoo.studies.plot import Panel, Series, save_line_plots
+from zoo.figures import Panel, Series, save_line_plots
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -102,6 +102,6 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         (out / "results.json").write_text(json.dumps(results, indent=1))  # after every d: partial results survive
         save_line_plots([panel(int(d), r["summary"], args.log_y) for d, r in results["dims"].items()],
-                        out / "appendix_d.png")
+                        out / "appendix_d.png", formats=("pdf",))
     print(f"wrote {out / 'results.json'} and {out / 'appendix_d.png'}")
     return 0

@@ -6,6 +6,7 @@ every result in the registry table.
         [--seed S] [--split test]
     accelerate launch --multi_gpu --num_processes 2 -m zoo.cli evaluate runs/vae --metric fid,kid   # sharded samples
     zoo evaluate data:cifar10_folder:test --metric is_cifar --cifar-classifier PATH   # a real split
+    zoo evaluate runs/mine --import my_model --metric elbo   # a model defined outside the package
 
 A CHECKPOINT is a checkpoint directory or a run directory (its latest checkpoint); `data:NAME[:SPLIT]` evaluates the
 images of a dataset split as if they were samples (the reference value of a sample metric, and the classifier
@@ -66,6 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                        "<user cache>/zoo/eval, or ZOO_EVAL_CACHE)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the disk cache of reference statistics")
     options = add_metric_options(p)
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import this module (or .py file) first: models defined outside the package (repeatable; "
+                        "a checkpoint trained with --import records it and needs no flag)")
     p.add_argument("--json", help="also write all results of this call to this JSON file")
     p.add_argument("--registry", help="registry table (default: ZOO_REGISTRY, else runs/registry.sqlite)")
     p.add_argument("--no-registry", action="store_true", help="do not record results in the registry table")
@@ -157,7 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     from zoo.training import CheckpointError
     from zoo.training.distributed import default_accelerator
 
+    from zoo.config import ConfigError
+    from zoo.factory import import_modules
     discover()
+    try:
+        import_modules(args.imports)
+    except ConfigError as err:
+        print(f"error: --import: {err}", file=sys.stderr)
+        return 2
     names = [m.strip() for m in args.metric.split(",") if m.strip()]
     try:
         specs = [METRICS.get(n) for n in names]

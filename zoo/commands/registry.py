@@ -4,8 +4,9 @@
     zoo registry models                      # name, paper, players, phases of every registered model
     zoo registry list                        # runs and checkpoints with every result
     zoo registry compare --metric is,lpips --sort is [--best] [--format markdown|csv|json]
-    zoo registry plot --x is --y lpips --out runs/plots/is_lpips.png   # with the Pareto front
+    zoo registry plot --x is --y lpips --out runs/plots/is_lpips.png   # with the Pareto front (+ .pdf)
     zoo registry export [--out docs/model_zoo.md] [--note @NOTE.md] [--csv F] [--json F]
+    zoo registry report [--out runs/report.html]     # one offline HTML page: sortable table, samples, plots
 
 The table is runs/registry.sqlite, or ZOO_REGISTRY, or --registry PATH (see zoo/catalog.py). Every result is kept;
 results are only ranked against results of the same protocol (`protocol_id`): compare and export print one table
@@ -26,6 +27,7 @@ from typing import Any, Sequence
 
 from zoo.catalog import (Catalog, RegistryError, Result, Row, aggregate_seeds, best_per_model, describe_error,
                          pareto_front, sort_rows, wide_rows)
+from zoo.figures.style import FORMATS
 
 HEADLINE = ("is", "is_cifar", "fid", "lpips", "wcritic", "modes", "elbo")  # export: which number picks the best
 PROTOCOL_KEYS = ("n_samples", "n_real", "pairs", "splits", "reference_split", "sample_split", "backbone", "weights",
@@ -225,7 +227,7 @@ def cmd_compare(args: argparse.Namespace, catalog: Catalog) -> str:
 
 
 def cmd_plot(args: argparse.Namespace, catalog: Catalog) -> str:
-    from zoo.studies.plot import scatter_png
+    from zoo.figures import scatter_plot
     wanted_metrics(argparse.Namespace(metric=f"{args.x},{args.y}"), catalog)
     rows = [r for r in wide_rows(load(args, catalog, [args.x, args.y])) if r.value(args.x) is not None
             and r.value(args.y) is not None]
@@ -251,9 +253,10 @@ def cmd_plot(args: argparse.Namespace, catalog: Catalog) -> str:
     arrow = {True: " (higher is better)", False: " (lower is better)", None: ""}
     datasets = ", ".join(sorted({str(r.dataset) for r in rows}))
     bars = " ; bars: std over training seeds" if any(e != (0.0, 0.0) for e in errors) else ""
-    scatter_png(out, points, [f"{r.run}@{r.step}" for r in rows], [r.model or "?" for r in rows], front,
-                args.x + arrow[direction(args.x)], args.y + arrow[direction(args.y)],
-                title=f"{args.y} against {args.x}, Pareto front joined ({datasets}){bars}", errors=errors)
+    scatter_plot(out, points, [f"{r.run}@{r.step}" for r in rows], [r.model or "?" for r in rows], front,
+                 args.x + arrow[direction(args.x)], args.y + arrow[direction(args.y)],
+                 title=f"{args.y} against {args.x}, Pareto front joined ({datasets}){bars}", errors=errors,
+                 formats=args.formats)
     names = ", ".join(f"{rows[i].run}@{rows[i].step}" for i in front)
     return f"wrote {out} ({len(rows)} checkpoints; Pareto front: {names})"
 
@@ -308,6 +311,14 @@ def cmd_export(args: argparse.Namespace, catalog: Catalog) -> str:
     return f"wrote {', '.join(written)}"
 
 
+def cmd_report(args: argparse.Namespace, catalog: Catalog) -> str:
+    from zoo.commands.report import build_report
+    out = Path(args.out)
+    counts = build_report(catalog, out, direction, args.model, args.dataset, args.protocol)
+    return (f"wrote {out} ({counts['rows']} checkpoints, {counts['grids']} sample grids, {counts['pareto']} Pareto "
+            f"plots, {counts['curves']} loss-curve figures; self-contained, opens offline)")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="zoo registry", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -315,7 +326,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="the code registry").add_argument("--format", choices=("markdown", "csv", "json"),
                                                                      default="markdown")
-    for name in ("list", "compare", "plot", "export"):
+    for name in ("list", "compare", "plot", "export", "report"):
         p = sub.add_parser(name)
         p.add_argument("--model", help="only runs of this registered model")
         p.add_argument("--dataset", help="only runs on this dataset")
@@ -335,6 +346,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.add_argument("--y", default="lpips")
             p.add_argument("--best", action="store_true", help="only the best checkpoint per model (by --x)")
             p.add_argument("--out", help="PNG path (default runs/plots/<x>_vs_<y>.png)")
+            p.add_argument("--formats", nargs="*", default=["pdf"], choices=FORMATS,
+                           help="also write the figure in these formats beside --out (default: pdf)")
+        if name == "report":
+            p.add_argument("--out", default="runs/report.html", help="the HTML file to write")
         if name == "export":
             p.add_argument("--out", default="docs/model_zoo.md")
             p.add_argument("--note", help="Markdown placed under the title, e.g. how the runs were made (@FILE: read "
@@ -349,10 +364,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "models":
         print(cmd_models(args))
         return 0
+    commands = {"list": cmd_list, "compare": cmd_compare, "plot": cmd_plot, "export": cmd_export,
+                "report": cmd_report}
     try:
         with Catalog(args.registry, readonly=True) as catalog:  # reading only: works on a read-only table too
-            print({"list": cmd_list, "compare": cmd_compare, "plot": cmd_plot, "export": cmd_export}[args.command](
-                args, catalog))
+            print(commands[args.command](args, catalog))
     except (RegistryError, sqlite3.DatabaseError) as err:
         print(f"error: {err if isinstance(err, RegistryError) else describe_error(args.registry, err)}",
               file=sys.stderr)

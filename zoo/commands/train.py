@@ -2,6 +2,7 @@
 """Train a model from a recipe.
 
     accelerate launch -m zoo.cli train recipes/tiny_vae.yaml [--out runs/x] [--resume auto|PATH] [train.max_steps=20]
+    zoo train my_recipe.yaml --import my_model      # a model defined in my_model.py, outside the package
 
 Plain `zoo train ...` works too (one process). The run directory gets config.yaml (the resolved recipe),
 history.jsonl (starts and resumes, with changed settings), metrics.jsonl, tb/ (TensorBoard), samples/ and
@@ -20,7 +21,7 @@ import sys
 from pathlib import Path
 
 from zoo.config import ConfigError
-from zoo.factory import load_recipe
+from zoo.factory import import_modules, load_recipe
 from zoo.training.checkpoint import CheckpointError, CheckpointWriteError
 from zoo.training.rundir import RunDirError
 
@@ -32,6 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("overrides", nargs="*", help="typed overrides KEY=VALUE, e.g. train.max_steps=20")
     parser.add_argument("--out", help="run directory (default: runs/<recipe name>)")
     parser.add_argument("--resume", help="'auto' (latest checkpoint in --out, if any) or a checkpoint / run path")
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                        help="import this module (or .py file) first: a model defined outside the package; recorded "
+                             "in the run's config.yaml (`imports`) so its checkpoints load anywhere (repeatable)")
     return parser.parse_intermixed_args(argv)  # overrides may come before or after the options
 
 
@@ -54,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(args: argparse.Namespace) -> int:
     from zoo.training.rundir import check_out_dir, refuse_other_run
+    imported = import_modules(args.imports)  # models defined outside the package register themselves here
     recipe = load_recipe(args.recipe, args.overrides)
+    recipe.imports = list(dict.fromkeys([*recipe.imports, *imported]))
     out = Path(args.out) if args.out else Path("runs") / Path(args.recipe).stem
     check_out_dir(out)
     if args.resume is None:
@@ -98,4 +104,16 @@ def train(args: argparse.Namespace) -> int:
             print(f"zoo: warning: the run finished with diverging losses "
                   f"({', '.join(f'{k} = {v:.3g}' for k, v in trainer.diverging.items())}); its checkpoints are "
                   f"finite but probably useless", file=sys.stderr)
+        write_loss_curves(out)
     return 0
+
+
+def write_loss_curves(out: Path) -> Path | None:
+    """<out>/loss_curves.png and .pdf from the run's metrics.jsonl; a run too short to log anything gets none."""
+    from zoo.figures import loss_curves
+    from zoo.training.logging import read_metrics
+
+    if not (out / "metrics.jsonl").is_file() or not (records := read_metrics(out)):
+        return None
+    return loss_curves([{k: v for k, v in r.items() if not k.startswith("lr/")} for r in records],
+                       out / "loss_curves.png", title=out.name, formats=("pdf",))

@@ -1,6 +1,6 @@
 """Datasets stored as image files (PNG/JPEG) in a folder or an uncompressed tar, decoded with PIL.
 
-Registers ``cifar10_folder``, ``celeba64``, ``tinyimagenet`` and ``chairs``. Tars are read in place, never extracted;
+Registers ``image_folder`` (your own images), ``cifar10_folder``, ``celeba64``, ``tinyimagenet`` and ``chairs``. Tars are read in place, never extracted;
 a decoded split can be cached as a ``.pt`` under the user cache (see `zoo.data.base`).
 """
 from __future__ import annotations
@@ -141,31 +141,72 @@ def _is_image(name: str) -> bool:
     return name.lower().endswith(IMAGE_SUFFIXES)
 
 
-def _image_folder(name: str, location: Path, split: str, limit: int | None, cache: bool, **transform) -> ImageFiles:
-    """ImageFolder layout ``<location>/<split>/<class>/*`` in a folder or tar; targets index the sorted classes."""
+def _list_images(location: Path) -> tuple[dict[str, tarfile.TarInfo] | None, list[str]]:
+    """Sorted relative POSIX paths of the image files in a folder or an uncompressed tar (with the tar's members)."""
     if location.is_dir():
-        split_dir = location / split
-        if not split_dir.is_dir():
-            raise not_found(name, [split_dir / "<class>/*.png|jpg|jpeg"])
-        classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
-        files = [(c, f.name) for c in classes for f in sorted((split_dir / c).iterdir()) if _is_image(f.name)]
-        source = FolderSource(split_dir, [f"{c}/{f}" for c, f in files[:limit]])
+        return None, sorted(p.relative_to(location).as_posix() for p in location.rglob("*")
+                            if p.is_file() and _is_image(p.name))
+    with tarfile.open(location) as tar:
+        members = {m.name.removeprefix("./"): m for m in tar if m.isfile() and _is_image(m.name)}
+    return members, sorted(members)
+
+
+def _image_folder(name: str, location: Path, split: str, limit: int | None, cache: bool, mode: str = "RGB",
+                  split_folders: bool = True, test_fraction: float = 0.1, **transform) -> ImageFiles:
+    """ImageFolder layout in a folder or tar: ``<split>/<class>/*`` (or ``<split>/*``: one class); targets index the
+    sorted classes. Without ``train/`` and ``test/`` folders and `split_folders` False, every ``<class>/*`` (or ``*``)
+    image is split by a fixed seeded permutation: "test" is `test_fraction` of it."""
+    members, names = _list_images(location)
+    has_splits = any(n.startswith(("train/", "test/")) for n in names)
+    if has_splits or split_folders:
+        names = [n.removeprefix(f"{split}/") for n in names if n.startswith(f"{split}/")]
+        if not names:
+            what = f"{location}:{split}/<class>/*.png|jpg|jpeg" + (" (tar members)" if members is not None else "")
+            raise not_found(name, [what])
+        prefix = f"{split}/"
     else:
-        with tarfile.open(location) as tar:
-            members = {}
-            for m in tar:
-                parts = m.name.removeprefix("./").split("/")
-                if m.isfile() and len(parts) == 3 and parts[0] == split and _is_image(parts[2]):
-                    members[m.name.removeprefix("./")] = m
-        if not members:
-            raise not_found(name, [f"{location}:{split}/<class>/*.png|jpg|jpeg (tar members)"])
-        names = sorted(members)
-        classes = sorted({n.split("/")[1] for n in names})
-        files = [tuple(n.split("/")[1:]) for n in names]
-        source = TarSource(location, [members[n] for n in names[:limit]])
+        if not names:
+            raise not_found(name, [f"{location}/<class>/*.png|jpg|jpeg"])
+        names = [names[i] for i in holdout(len(names), split, test_fraction).tolist()]
+        prefix = ""
+    classes = sorted({n.split("/")[0] if "/" in n else "" for n in names})
+    names = names[:limit]
+    if members is None:
+        source: FolderSource | TarSource = FolderSource(location / prefix, names)
+    else:
+        source = TarSource(location, [members[prefix + n] for n in names])
     index = {c: i for i, c in enumerate(classes)}
-    targets = [index[c] for c, _ in files[:limit]]
-    return ImageFiles(name, source, "RGB", targets, classes, cache=cache, cacheable=limit is None, **transform)
+    targets = [index[n.split("/")[0] if "/" in n else ""] for n in names]
+    return ImageFiles(name, source, mode, targets, classes, cache=cache, cacheable=limit is None, **transform)
+
+
+@register_dataset("image_folder")
+def image_folder(root: Path, split: str = "train", *, path: str | None = None, channels: int = 3,
+                 image_size: int | None = None, pad_to: int | None = None, download: bool = True,
+                 limit: int | None = None, cache: bool = True, test_fraction: float = 0.1) -> ImageFiles:
+    """Your own images: any ImageFolder-style folder or uncompressed ``.tar`` of PNG/JPEG files, any size.
+
+    `path` (required; relative paths are taken relative to `root`) holds either ``train/<class>/*`` and
+    ``test/<class>/*`` (the class folder may be left out), or just ``<class>/*`` / ``*`` files, which are then split by
+    a fixed seeded permutation ("test" = `test_fraction` of them). `channels` = 3 (RGB) or 1 (grey); `image_size`
+    centre-crops and resizes to a square (needed when the files differ in size). Decoded splits are cached like the
+    built-in sets and held on the training device when small; `download` is ignored (nothing to download).
+    """
+    check_split("image_folder", split, ("train", "test"))
+    check_count("image_folder", "limit", limit)
+    if path is None:
+        raise ValueError("dataset 'image_folder' needs path=...: the folder or .tar holding your images (in a recipe: "
+                         "data: {name: image_folder, options: {path: /data/my_images}})")
+    if channels not in (1, 3):
+        raise ValueError(f"dataset 'image_folder': channels must be 1 (grey) or 3 (RGB), got {channels!r}")
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"dataset 'image_folder': test_fraction must be in (0, 1), got {test_fraction!r}")
+    location = Path(root) / path
+    if not (location.is_dir() or (location.is_file() and tarfile.is_tarfile(location))):
+        raise not_found("image_folder", [f"{location}  (a folder or uncompressed .tar of PNG/JPEG images)"],
+                        "Pass path=... naming your image folder or tar (absolute, or relative to the data root).")
+    return _image_folder("image_folder", location, split, limit, cache, "RGB" if channels == 3 else "L",
+                         split_folders=False, test_fraction=test_fraction, image_size=image_size, pad_to=pad_to)
 
 
 @register_dataset("cifar10_folder")

@@ -75,7 +75,9 @@ class BatchStream:
     def _start_epoch(self) -> None:
         order = self._shard()
         if self.resident is not None:
-            self._order = order.to(self.device)
+            # pinned + non_blocking: the host does not wait for the device at an epoch boundary either
+            self._order = order.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" \
+                else order
             return
         batches = order.view(-1, self.batch_size)[self.position:].tolist()
         # A generator of the loader's own: creating an iterator draws its workers' base seed from it, and from the

@@ -190,9 +190,9 @@ class EvalContext:
             torch.manual_seed(seed)  # models that draw extra noise (noise injection) draw it reproducibly too
             with torch.no_grad(), indexed_noise(lambda i, k: stream_seed(f"sample:{k}", self.seed, i),
                                                 b * self.batch_size) as noise:
-                self._samples[b] = quantize(model.sample(self.batch_size, generator=generator)).cpu()
+                self._samples[b] = quantize(model.sample(self.batch_size, generator=generator))  # stays on device
             self._per_batch_noise |= noise.calls == 0
-        return self._samples[b][: n - b * self.batch_size].to(self.device)
+        return self._samples[b][: n - b * self.batch_size]
 
     def map_samples(self, fn: BatchFn, n: int, desc: str = "samples") -> tuple[Tensor, int]:
         """fn(samples, None) over the first n samples (for a data source: n images of its sample split, with
@@ -275,7 +275,8 @@ class EvalContext:
                           dynamic_ncols=True):
                 images, labels = make(b)
                 torch.manual_seed(stream_seed(f"batch:{desc}", self.seed, b))  # fn's own draws: fixed per batch
-                outputs.append((b, fn(images, labels).detach().cpu()))
+                outputs.append((b, fn(images, labels).detach()))  # on the device: no host sync per batch
+        outputs = [(b, out.cpu()) for b, out in outputs]
         if world > 1:
             from accelerate.utils import gather_object
             outputs = gather_object(outputs)

@@ -13,6 +13,14 @@ def interpolate(real: Tensor, fake: Tensor, generator: torch.Generator | None = 
     return eps * real + (1 - eps) * fake
 
 
+def _eager(critic: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """The uncompiled call of a critic compiled in place (`train.compile`): torch.compile's autograd does not
+    support the double backward a penalty needs, and `Module.compile` leaves `forward` eager."""
+    if isinstance(critic, torch.nn.Module) and getattr(critic, "_compiled_call_impl", None) is not None:
+        return critic.forward
+    return critic
+
+
 def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor,
                      generator: torch.Generator | None = None) -> Tensor:
     """E[(||grad_x_hat D(x_hat)||_2 - 1)^2] on random interpolates (Gulrajani et al. 2017, eq. 3), in fp32.
@@ -21,6 +29,6 @@ def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Ten
     """
     with torch.autocast(device_type=real.device.type, enabled=False):
         x_hat = interpolate(real.float(), fake.detach().float(), generator).requires_grad_(True)
-        scores = critic(x_hat).float()
+        scores = _eager(critic)(x_hat).float()
         (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
         return (grad.flatten(1).norm(2, dim=1) - 1.0).pow(2).mean()

@@ -29,7 +29,7 @@ from torch import Tensor
 
 
 from zoo.data.synthetic import IJAE_MEANS, IJAE_STDS, IJAE_WEIGHTS
-from zoo.studies.plot import Panel, Series, save_line_plots
+from zoo.figures import Panel, Series, save_line_plots
 
 DIVERGENCES = ("forward_kl", "reverse_kl", "jsd", "jeffreys")
 LABELS = {"forward_kl": "Forward KL", "reverse_kl": "Reverse KL", "jsd": "JSD", "jeffreys": "lambda-Jeffreys"}
@@ -198,8 +198,9 @@ def plot(fits: dict[str, Fit], out: Path, lam: float) -> list[Path]:
     dens = [Series(x.tolist(), target.exp().tolist(), "target p*", "black", dashed=True)]
     dens += [Series(x.tolist(), curves[k].exp().tolist(), label[k], COLORS[k]) for k in DIVERGENCES if k in curves]
     densities = Panel("d) densities", dens, xlabel="x", legend="upper left")
-    return [save_line_plots(log_panels, out / "figure1_log_densities.png", columns=len(log_panels), size=PANEL_SIZE),
-            save_line_plots([densities], out / "figure1_densities.png", size=PANEL_SIZE)]
+    return [save_line_plots(log_panels, out / "figure1_log_densities.png", columns=len(log_panels), size=PANEL_SIZE,
+                            formats=("pdf",)),
+            save_line_plots([densities], out / "figure1_densities.png", size=PANEL_SIZE, formats=("pdf",))]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -115,29 +115,30 @@ def moments(dataset) -> tuple[Tensor, Tensor]:
 
 
 def render(dataset, fits: dict[str, dict], path: Path, alpha: float, size: int = 320) -> None:
-    """One panel per fit: grey mixture density (darker = denser), red level sets of q at radius 1, 2, 3."""
-    from PIL import Image, ImageDraw
+    """One panel per fit (each `size` px wide): grey mixture density (darker = denser), red level sets of q at
+    Mahalanobis radius 1, 2, 3. Written as PNG and, beside it, PDF (zoo.figures style)."""
+    from zoo.figures import save, style
+    from zoo.figures.style import DPI, plt
 
     lo, hi = -5.0, 6.0
     axis = torch.linspace(lo, hi, size)
-    gy, gx = torch.meshgrid(axis.flip(0), axis, indexing="ij")  # image rows go down, y goes up
+    gy, gx = torch.meshgrid(axis, axis, indexing="ij")
     density = dataset.log_prob(torch.stack([gx, gy], -1)).exp()
-    shade = (255 * (1 - (density / density.max()).sqrt())).clamp(0, 255).to(torch.uint8)
-    to_px = lambda x, y: ((x - lo) / (hi - lo) * (size - 1), (hi - y) / (hi - lo) * (size - 1))  # noqa: E731
-    canvas = Image.new("RGB", (size * len(fits), size + 20), "white")
     t = torch.linspace(0, 2 * math.pi, 200)
-    for i, (name, fitted) in enumerate(fits.items()):
-        panel = Image.fromarray(shade.numpy(), "L").convert("RGB")
-        draw = ImageDraw.Draw(panel)
-        scale = torch.linalg.cholesky(torch.tensor(fitted["cov"]))
-        mean = torch.tensor(fitted["mean"])
-        for radius in (1, 2, 3):
-            ring = mean + radius * (scale @ torch.stack([t.cos(), t.sin()])).T  # (200, 2)
-            draw.line([to_px(x, y) for x, y in ring.tolist()], fill=(220, 30, 30), width=2)
-        canvas.paste(panel, (i * size, 20))
-        ImageDraw.Draw(canvas).text((i * size + 6, 4), TITLES[name].format(alpha=alpha), fill="black")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
+    with style():
+        fig, axes = plt.subplots(1, len(fits), figsize=(size * len(fits) / DPI, (size + 20) / DPI),
+                                 layout="constrained", squeeze=False)
+        for ax, (name, fitted) in zip(axes[0], fits.items()):
+            ax.imshow(density.sqrt().numpy(), cmap="Greys", origin="lower", extent=(lo, hi, lo, hi))
+            scale = torch.linalg.cholesky(torch.tensor(fitted["cov"]))
+            mean = torch.tensor(fitted["mean"])
+            for radius in (1, 2, 3):
+                ring = mean + radius * (scale @ torch.stack([t.cos(), t.sin()])).T  # (200, 2)
+                ax.plot(ring[:, 0].numpy(), ring[:, 1].numpy(), color="#D55E00", lw=1.5)
+            ax.set(xlim=(lo, hi), ylim=(lo, hi), aspect="equal")
+            ax.grid(False)
+            ax.set_title(TITLES[name].format(alpha=alpha))
+        save(fig, path, formats=("pdf",))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,5 +164,5 @@ def main(argv: list[str] | None = None) -> int:
         m, c = fitted["mean"], fitted["cov"]
         print(f"{TITLES[name].format(alpha=args.alpha):>12}: mean [{m[0]:6.2f}, {m[1]:6.2f}]  "
               f"cov [[{c[0][0]:5.2f}, {c[0][1]:5.2f}], [{c[1][0]:5.2f}, {c[1][1]:5.2f}]]")
-    print(f"wrote {out / 'fig2.png'} and {out / 'fig2.json'}")
+    print(f"wrote {out / 'fig2.png'} (and .pdf) and {out / 'fig2.json'}")
     return 0

@@ -1,27 +1,54 @@
-"""Run logging: scalars to JSONL (always) and TensorBoard (optional), image grids as PNG."""
+"""Run logging: scalars to JSONL (always), image grids as PNG (always), and the optional trackers: TensorBoard
+(scalars, sample / reconstruction grids, the resolved recipe as text and as hparams) and Weights & Biases (the same,
+the recipe as the run config). `train.loggers` picks the trackers."""
 from __future__ import annotations
 
 import json
 import math
+import secrets
 from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
 
 import torch
 from torch import Tensor
 
 
 class RunLogger:
-    """Appends one JSON object per logging step to `<run>/metrics.jsonl` and mirrors it to TensorBoard."""
+    """Appends one JSON object per logging step to `<run>/metrics.jsonl` and mirrors scalars and image grids to the
+    trackers in `loggers` ("tensorboard": `<run>/tb`; "wandb": a run under `<run>/wandb`, resumed across restarts).
 
-    def __init__(self, run_dir: Path, tensorboard: bool = True):
+    Args:
+        run_dir: the run directory.
+        loggers: tracker names (`TrainConfig.loggers`).
+        config: the resolved recipe as a nested dict: TensorBoard text + hparams, the W&B run config.
+        project: the W&B project.
+    """
+
+    def __init__(self, run_dir: Path, loggers: Sequence[str] = ("tensorboard",), config: dict[str, Any] | None = None,
+                 project: str = "zoo"):
         self.path = run_dir / "metrics.jsonl"
-        self.writer = None
-        if tensorboard:
+        self.writer = self.wandb = None
+        if "tensorboard" in loggers:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # tensorboard is a dependency; a broken install should not stop training
                 SummaryWriter = None
             if SummaryWriter is not None:
                 self.writer = SummaryWriter(log_dir=str(run_dir / "tb"))
+                if config is not None:
+                    self._tensorboard_config(config)
+        if "wandb" in loggers:
+            self.wandb = _wandb_run(run_dir, config, project)
+
+    def _tensorboard_config(self, config: dict[str, Any]) -> None:
+        from torch.utils.tensorboard.summary import hparams
+
+        self.writer.add_text("recipe", "```yaml\n" + yaml.safe_dump(config, sort_keys=False) + "```", 0)
+        flat = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flatten(config).items()}
+        for summary in hparams(flat, {}):  # the HParams tab: one row per run, columns = recipe keys
+            self.writer.file_writer.add_summary(summary)
 
     def log(self, step: int, scalars: dict[str, float]) -> None:
         record = {"step": step, **{k: (v if math.isfinite(v) else str(v)) for k, v in scalars.items()}}
@@ -30,10 +57,57 @@ class RunLogger:
         if self.writer is not None:
             for key, value in scalars.items():
                 self.writer.add_scalar(key, value, step)
+        if self.wandb is not None:
+            self.wandb.log(dict(scalars), step=step)
+
+    def log_images(self, tag: str, images: Tensor, step: int, nrow: int | None = None) -> None:
+        """A grid of images in [-1, 1] (B, C, H, W) to the trackers under `tag` (the PNG is `save_grid`'s job)."""
+        if self.writer is None and self.wandb is None:
+            return
+        from torchvision.utils import make_grid
+
+        grid = make_grid(images.detach().float().cpu().add(1).div(2).clamp(0, 1),
+                         nrow=nrow or max(1, int(math.sqrt(images.shape[0]))), padding=1)  # (3, H', W')
+        if self.writer is not None:
+            self.writer.add_image(tag, grid, step)
+        if self.wandb is not None:
+            import wandb
+
+            array = grid.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            self.wandb.log({tag: wandb.Image(array)}, step=step)
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+            self.wandb = None
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}: nested recipe sections as dotted keys (the override syntax)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _wandb_run(run_dir: Path, config: dict[str, Any] | None, project: str):
+    """A W&B run for this run directory; its id is kept in `<run>/wandb_id` so a resumed run continues it."""
+    try:
+        import wandb
+    except ImportError:
+        raise ImportError("train.loggers names wandb, which is not installed: pip install 'zoo[wandb]' (or wandb), "
+                          "or drop wandb from train.loggers") from None
+    id_file = run_dir / "wandb_id"
+    run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(4)  # W&B ids: [a-z0-9]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    id_file.write_text(run_id)
+    return wandb.init(project=project, name=run_dir.name, id=run_id, resume="allow", dir=str(run_dir),
+                      config=config, settings=wandb.Settings(silent=True))
 
 
 def save_grid(images: Tensor, path: Path, nrow: int | None = None) -> None:

@@ -185,8 +185,9 @@ def apply_optimizer_settings(optimizers: dict, schedulers: dict, recipe: Any, ch
     """After loading optimizer and scheduler states, make the recipe's hyper-parameters the ones that run: a loaded
     state carries the checkpoint's lr, betas, eps and weight decay, which would silently override a changed recipe."""
     for key, opt in optimizers.items():
-        cfg, sched = recipe.optim[key], schedulers[key]
-        if not any(k.startswith(f"optim.{key}.") for k in changed) and "train.max_steps" not in changed:
+        entry = key.split("/")[0]  # a phase with its own state ("autoencoder/enc_adv") follows its optim entry
+        cfg, sched = recipe.optim[entry], schedulers[key]
+        if not any(k.startswith(f"optim.{entry}.") for k in changed) and "train.max_steps" not in changed:
             continue
         for group in opt.param_groups:
             group.update(betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay, initial_lr=cfg.lr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -17,7 +18,7 @@ import yaml
 from accelerate import Accelerator
 from torch import Tensor
 
-from zoo.config import ConfigError, Recipe, ScheduleConfig, to_dict
+from zoo.config import ConfigError, Recipe, to_dict
 from zoo.data.base import open_split
 from zoo.data.stream import BatchStream
 from zoo.models.base import GenerativeModel, Phase, PhaseOutput, validate_schedule
@@ -28,6 +29,8 @@ from zoo.training.distributed import (StopRequests, all_reduce_grads, autocast_d
                                      default_accelerator, peer_lost)
 from zoo.training.ema import EMA
 from zoo.training.logging import RunLogger, interleave, note_diverging, save_grid
+from zoo.training.optim import build_optimizers
+from zoo.training.speed import prepare_players, resolve_speed, set_tf32, to_memory_format
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -46,21 +49,6 @@ def check_data_shape(model: GenerativeModel, dataset: Any, recipe: Recipe) -> No
             "set model.channels / model.image_size to match")
     raise ConfigError(f"data {recipe.data.name!r} yields examples of shape {tuple(got)}, but the model expects "
                       f"{tuple(expected)}; {hint}, or resize with data.options.image_size / data.options.pad_to")
-
-
-def lr_factor(schedule: ScheduleConfig, max_steps: int):
-    """Multiplier of the base learning rate as a function of the global step."""
-
-    def factor(step: int) -> float:
-        if step < schedule.warmup_steps:
-            return (step + 1) / schedule.warmup_steps
-        if schedule.name == "constant":
-            return 1.0
-        t = min(1.0, (step - schedule.warmup_steps) / max(1, max_steps - schedule.warmup_steps))
-        shape = 1.0 - t if schedule.name == "linear" else 0.5 * (1.0 + math.cos(math.pi * t))
-        return schedule.final_factor + (1.0 - schedule.final_factor) * shape
-
-    return factor
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -98,17 +86,13 @@ class Trainer:
         self.autocast_dtype = autocast_dtype(recipe.train.mixed_precision, self.device)
         model.to(self.device).train()
 
+        self.speed = resolve_speed(recipe.train, self.device, model, self.autocast_dtype is not None)
+        if self.device.type == "cuda":
+            set_tf32(self.speed.tf32)
+        prepare_players(model.players.values(), replace(self.speed, compile=False))  # compiled after the EMA copy
+
         self.players_of = {k: list(cfg.players) for k, cfg in recipe.optim.items()}
-        # one state per optim entry, plus one per phase that asks for its own (Phase.own_state) over its players
-        states = {k: (cfg, cfg.players) for k, cfg in recipe.optim.items()}
-        states.update({p.state_key: (recipe.optim[p.optimizer], self.trained_players(p)) for p in self.phases
-                       if p.own_state})
-        self.optimizers = {k: torch.optim.Adam([p for n in players for p in model.players[n].parameters()],
-                                               lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
-                           for k, (cfg, players) in states.items()}
-        self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(self.optimizers[k], lr_factor(cfg.schedule,
-                                                                                             recipe.train.max_steps))
-                           for k, (cfg, _) in states.items()}
+        self.optimizers, self.schedulers = build_optimizers(model, recipe, self.phases, self.speed)
         self.players = dict(model.players.items())  # never wrapped (see `zoo.training.distributed.all_reduce_grads`)
         self.distributed = self.accelerator.num_processes > 1
         if self.distributed:
@@ -116,6 +100,8 @@ class Trainer:
         ema_cfg = recipe.train.ema
         self.ema = EMA({n: self.players[n] for n in ema_cfg.players}, ema_cfg.decay, ema_cfg.start_step) if ema_cfg \
             else None
+        if self.speed.compile:
+            prepare_players(model.players.values(), replace(self.speed, channels_last=False))
 
         self.dataset = dataset if dataset is not None else open_split(recipe.data)
         check_data_shape(model, self.dataset, recipe)
@@ -170,6 +156,7 @@ class Trainer:
         trained = self.trained_players(phase)
         self._set_trainable(trained)
         optimizer.zero_grad(set_to_none=True)
+        batch = to_memory_format(batch, self.speed)
         chunks = batch.chunk(cfg.accumulation) if cfg.accumulation > 1 else (batch,)
         outs = []
         for chunk in chunks:
@@ -221,7 +208,9 @@ class Trainer:
             self._counts[name] = self._counts.get(name, 0) + 1
 
     def _flush_logs(self) -> dict[str, float]:
-        scalars = {k: (v / self._counts[k]).item() for k, v in self._running.items()}
+        # one device-to-host copy for all scalars (one sync per logging step, not one per logged value)
+        means = torch.stack([v / self._counts[k] for k, v in self._running.items()]).tolist() if self._running else []
+        scalars = dict(zip(self._running, means))
         self._running, self._counts = {}, {}
         bad = [k for k, v in scalars.items() if k.endswith("/loss") and not math.isfinite(v)]
         if bad:
@@ -303,12 +292,16 @@ class Trainer:
             samples = model.sample(n, generator=generator)
             if samples.dim() == 4:
                 save_grid(samples, self.out_dir / "samples" / f"step_{self.step:08d}.png")
+                if self.logger is not None:
+                    self.logger.log_images("samples", samples, self.step)
             if model.has_encoder and samples.dim() == 4:
                 x = torch.stack([self.dataset[i] for i in range(min(n // 2, len(self.dataset)))]).to(self.device)
                 from zoo.data.stream import to_model_range
                 x = to_model_range(x)
-                save_grid(interleave(x, model.reconstruct(x)), self.out_dir / "reconstructions" /
-                          f"step_{self.step:08d}.png", nrow=2 * max(1, int(math.sqrt(x.shape[0] / 2))))
+                pairs, nrow = interleave(x, model.reconstruct(x)), 2 * max(1, int(math.sqrt(x.shape[0] / 2)))
+                save_grid(pairs, self.out_dir / "reconstructions" / f"step_{self.step:08d}.png", nrow=nrow)
+                if self.logger is not None:
+                    self.logger.log_images("reconstructions", pairs, self.step, nrow)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -353,7 +346,9 @@ class Trainer:
             if rundir.claim(self.out_dir, step=self.step, resumed_from=self.resumed_from, restart=self._restart,
                             changes=self._changes, config_yaml=self.config_yaml, is_main=self.is_main,
                             sync=self.accelerator.wait_for_everyone):
-                self.logger = RunLogger(self.out_dir, self.recipe.train.tensorboard)
+                train = self.recipe.train
+                loggers = [k for k in train.loggers if train.tensorboard or k != "tensorboard"]
+                self.logger = RunLogger(self.out_dir, loggers, to_dict(self.recipe), train.wandb_project)
         self._begun = True
 
     def resume(self, path: str | Path, *, missing_ok: bool = False) -> Path | None:

@@ -1,0 +1,89 @@
+"""`zoo registry report` opened in a real headless Chromium: rows, decoded images, sorting by a metric from the URL,
+filtering, nothing fetched from the network; the screenshot is kept in the test's tmp_path (its path is printed)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from zoo.catalog import Catalog
+from zoo.commands import registry
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def browse(url: str, *args: str, timeout: float = 60) -> str:
+    """Run headless Chromium on `url` with `args`; kills its whole process group on timeout or failure."""
+    if CHROMIUM is None:
+        pytest.fail("headless Chromium is needed: apt-get install chromium (.ci/run does it)")
+    proc = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                             "--disable-dev-shm-usage", "--virtual-time-budget=5000", *args, url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, err[-2000:]
+    return out
+
+
+def make_registry(tmp_path):
+    """Three runs with sample grids and metrics.jsonl: IS 4 / 5 / 6, LPIPS 0.2 / 0.3 / (none)."""
+    path = tmp_path / "registry.sqlite"
+    with Catalog(path) as catalog:
+        for i, (name, model, is_, lpips) in enumerate((("vae_a", "vae", 4.0, 0.2), ("vae_b", "vae", 5.0, 0.3),
+                                                      ("wgan", "wgan_gp", 6.0, None))):
+            run_dir = tmp_path / "runs" / name
+            (run_dir / "samples").mkdir(parents=True)
+            grid = np.full((34, 34, 3), 60 * i, np.uint8)
+            Image.fromarray(grid).save(run_dir / "samples" / "step_00000010.png")
+            (run_dir / "metrics.jsonl").write_text("".join(json.dumps({"step": s, f"{model}/loss": 1 / s}) + "\n"
+                                                           for s in (5, 10)))
+            run = catalog.register_run(run_dir, model=model, dataset="cifar10")
+            ckpt = catalog.register_checkpoint(run, 10, run_dir / "checkpoints" / "step_00000010")
+            catalog.add_result(ckpt, "is", is_, 0.1, {"n_samples": 50000, "splits": 10})
+            if lpips is not None:
+                catalog.add_result(ckpt, "lpips", lpips, 0.01, {"pairs": 1000})
+                catalog.add_result(ckpt, "lpips.reference", 0.5, 0.01, {"pairs": 1000})  # real data: in no Pareto plot
+    return path
+
+
+def run_order(dom: str) -> list[str]:
+    return re.findall(r'<tr data-run="([^"]+)"', dom)
+
+
+def test_report_in_headless_chromium(tmp_path, capsys):
+    out = tmp_path / "report.html"
+    assert registry.main(["--registry", str(make_registry(tmp_path)), "report", "--out", str(out)]) == 0
+    assert "(3 checkpoints, 3 sample grids, 1 Pareto plots, 3 loss-curve figures" in capsys.readouterr().out  # is-lpips
+    page = out.read_text()
+    assert not re.findall(r'(?:src|href)="(?!data:)', page)  # self-contained: every image is a data: URI
+    assert "n_samples=50000, splits=10" in page and "pairs=1000" in page  # each metric's protocol
+
+    url = out.as_uri()
+    dom = browse(url, "--dump-dom")
+    assert run_order(dom) == ["vae_a", "vae_b", "wgan"]  # registry order without ?sort
+    assert 'data-images-decoded="7"' in dom  # 3 sample grids + 1 Pareto plot + 3 loss curves, all decodable
+    assert run_order(browse(url + "?sort=is", "--dump-dom")) == ["wgan", "vae_b", "vae_a"]  # IS: higher first
+    # LPIPS: lower first, the run without LPIPS last; desc=1 reverses
+    assert run_order(browse(url + "?sort=lpips", "--dump-dom")) == ["vae_a", "vae_b", "wgan"]
+    assert run_order(browse(url + "?sort=lpips&desc=1", "--dump-dom")) == ["vae_b", "vae_a", "wgan"]
+    filtered = browse(url + "?filter=wgan_gp", "--dump-dom")
+    hidden = re.findall(r'<tr data-run="([^"]+)"( hidden="")?', filtered)
+    assert [name for name, h in hidden if not h] == ["wgan"]
+
+    shot = tmp_path / "report.png"
+    browse(url + "?sort=is", f"--screenshot={shot}", "--window-size=1280,1600", "--hide-scrollbars")
+    with Image.open(shot) as image:
+        assert image.size == (1280, 1600)
+        assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 50  # text, table and figures drawn
+    print(f"report screenshot: {shot}")

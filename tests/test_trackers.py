@@ -1,0 +1,86 @@
+"""Trackers: TensorBoard gets scalars, sample / reconstruction grids and the recipe (text + hparams); Weights & Biases
+(offline mode, real wandb) the same with the recipe as the run config, read back from its local run directory."""
+from __future__ import annotations
+
+import glob
+import json
+import struct
+
+import pytest
+
+from conftest import RandomImages, tiny_recipe
+from zoo import Trainer, create_model
+
+OVERRIDES = ["train.max_steps=10", "train.log_every=5", "train.sample_every=10", "train.n_samples=4",
+             "train.checkpoint_every=0", "model.latent_dim=3"]
+
+
+def train(tmp_path, loggers: str) -> None:
+    recipe = tiny_recipe("vae", [*OVERRIDES, f"train.loggers=[{loggers}]", "train.tensorboard=true"])
+    Trainer(create_model(recipe), recipe, tmp_path / "run", dataset=RandomImages(64, (1, 28, 28))).train()
+
+
+def test_tensorboard_gets_scalars_grids_and_the_recipe(tmp_path, one_thread):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    train(tmp_path, "tensorboard")
+    events = EventAccumulator(str(tmp_path / "run" / "tb"), size_guidance={"images": 0, "tensors": 0}).Reload()
+    assert [e.step for e in events.Scalars("vae/loss")] == [5, 10]
+    assert events.Scalars("vae/loss")[1].value == pytest.approx(json.loads(
+        (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[1])["vae/loss"], rel=1e-6)
+    (samples,) = events.Images("samples")
+    (pairs,) = events.Images("reconstructions")
+    # 4 samples: a 2 x 2 grid of 28 px tiles with 1 px padding; 2 originals, each beside its reconstruction: 2 x 2
+    assert (samples.step, samples.width, samples.height) == (10, 2 * 29 + 1, 2 * 29 + 1)
+    assert (pairs.step, pairs.width, pairs.height) == (10, 2 * 29 + 1, 2 * 29 + 1)
+    (text,) = [t for t in events.Tags()["tensors"] if t.startswith("recipe")]
+    recipe = events.Tensors(text)[0].tensor_proto.string_val[0].decode()
+    assert "latent_dim: 3" in recipe and "max_steps: 10" in recipe
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+    assert hparams["model.latent_dim"].number_value == 3 and hparams["model.name"].string_value == "vae"
+    assert hparams["train.loggers"].string_value == "['tensorboard']"
+
+
+def wandb_records(path: str):
+    """The protobuf records of a W&B transaction log (.wandb): a LevelDB-style log of 32 KiB blocks, each record a
+    7-byte header (CRC32, length, type: 1 full, 2 first, 3 middle, 4 last) and its bytes, after a 7-byte file header."""
+    from wandb.proto import wandb_internal_pb2
+
+    data, pos, parts = open(path, "rb").read(), 7, b""
+    assert data[:4] == b":W&B"
+    while pos + 7 <= len(data):
+        left = 32768 - pos % 32768
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7]) if left >= 7 else (0, 0, 0)
+        if kind == 0:  # the zero padding at the end of a block
+            pos += left
+            continue
+        parts, pos = parts + data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind in (1, 4):
+            yield wandb_internal_pb2.Record.FromString(parts)
+            parts = b""
+
+
+def test_wandb_offline_run_holds_scalars_grids_and_config(tmp_path, monkeypatch, one_thread):
+    pytest.importorskip("wandb", reason="wandb is the optional extra zoo[wandb] (in zoo[dev])")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    train(tmp_path, "wandb")
+    run = tmp_path / "run"
+    assert not (run / "tb").exists()  # only the trackers asked for
+    (log,) = glob.glob(str(run / "wandb" / "offline-run-*" / "run-*.wandb"))
+    assert log.endswith(f"run-{(run / 'wandb_id').read_text()}.wandb")  # the id a resumed run continues
+    records = list(wandb_records(log))
+    config = {c.key: json.loads(c.value_json) for r in records if r.WhichOneof("record_type") == "run"
+              for c in r.run.config.update}
+    assert config["model"]["latent_dim"] == 3 and config["train"]["loggers"] == ["wandb"]
+    history = [{(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in r.history.item}
+               for r in records if r.WhichOneof("record_type") == "history"]
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [h["_step"] for h in history] == [5, 10]
+    assert history[0]["vae/loss"] == pytest.approx(metrics[0]["vae/loss"], rel=1e-6)
+    assert (history[1]["samples/_type"], history[1]["samples/width"], history[1]["samples/height"]) == (
+        "image-file", 2 * 29 + 1, 2 * 29 + 1)
+    assert (history[1]["reconstructions/width"], history[1]["reconstructions/height"]) == (59, 59)
+    assert (run / "wandb" / log.split("/")[-2] / "files" / history[1]["samples/path"]).is_file()

@@ -1,0 +1,163 @@
+"""`zoo registry report`: the registry table as ONE self-contained HTML file that opens offline (every image is
+embedded as base64, the script and styles are inline; nothing is fetched from the network).
+
+    zoo registry report --out runs/report.html [--model vae] [--dataset cifar10]
+    # open runs/report.html; runs/report.html?sort=fid sorts by FID best first, ?filter=vae keeps rows with "vae"
+
+The page holds: a table of every checkpoint with its run, model, dataset, step, latest result per metric (mean ± std,
+the metric's protocol in the column's tooltip and listed under the table) and its sample grid; click a column to sort
+(best first for metrics, again to reverse), type in the filter box to keep matching rows; the Pareto plot of every
+pair of metrics two or more checkpoints share (`*.reference` values, measured on real data, left out); each run's loss
+curves from its metrics.jsonl.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import itertools
+import json
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from zoo.catalog import Catalog, Row, pareto_front
+from zoo.figures import loss_curves, scatter_plot
+from zoo.training.logging import read_metrics
+
+MAX_PARETO = 6  # metric pairs drawn; a registry with many metrics would otherwise get dozens of plots
+
+SCRIPT = """
+const table = document.getElementById('runs'), body = table.tBodies[0];
+function sortBy(col, descending) {
+  const th = table.tHead.rows[0].cells[col], numeric = th.dataset.numeric === '1';
+  const key = r => { const c = r.cells[col]; return numeric ? (c.dataset.value === undefined ? null : +c.dataset.value)
+                                                            : c.textContent; };
+  const rows = Array.from(body.rows);
+  rows.sort((a, b) => { const x = key(a), y = key(b);
+    if (x === null || y === null) return (x === null) - (y === null);   // rows without the metric go last
+    return (x < y ? -1 : x > y ? 1 : 0) * (descending ? -1 : 1); });
+  rows.forEach(r => body.appendChild(r));
+  table.dataset.sortedBy = th.dataset.key; table.dataset.descending = descending ? '1' : '0';
+}
+function best(col) { return table.tHead.rows[0].cells[col].dataset.higher === '1'; }
+Array.from(table.tHead.rows[0].cells).forEach((th, col) => th.addEventListener('click', () => {
+  const again = table.dataset.sortedBy === th.dataset.key;
+  sortBy(col, again ? table.dataset.descending !== '1' : best(col)); }));
+function filterRows(text) {
+  const words = text.toLowerCase().split(/\\s+/).filter(w => w);
+  Array.from(body.rows).forEach(r => { const t = r.textContent.toLowerCase();
+    r.hidden = !words.every(w => t.includes(w)); });
+}
+document.getElementById('filter').addEventListener('input', e => filterRows(e.target.value));
+const params = new URLSearchParams(location.search);
+if (params.get('filter')) { document.getElementById('filter').value = params.get('filter');
+                            filterRows(params.get('filter')); }
+// How many images decoded: a broken embedded image shows here (read by the headless-browser test).
+window.addEventListener('load', () => { document.body.dataset.imagesDecoded =
+  Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0).length; });
+if (params.get('sort')) {
+  const col = Array.from(table.tHead.rows[0].cells).findIndex(th => th.dataset.key === params.get('sort'));
+  if (col >= 0) sortBy(col, params.has('desc') ? params.get('desc') === '1' : best(col));
+}
+"""
+
+STYLE = """
+body { font-family: system-ui, 'DejaVu Sans', sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; font-size: 0.9em; } th, td { border: 1px solid #ccc; padding: 4px 8px; }
+th { background: #f2f2f2; cursor: pointer; position: sticky; top: 0; } td.num { text-align: right; }
+td img { width: 128px; image-rendering: pixelated; } figure { display: inline-block; margin: 0.5em; }
+figure img { max-width: 640px; } #filter { margin: 0.5em 0; width: 24em; }
+"""
+
+
+def data_uri(path: Path) -> str:
+    """The file as a data: URI (PNG), so the page needs no file beside it."""
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def sample_grid(out_dir: Path, step: int) -> Path | None:
+    """The run's sample grid at `step`, else its latest one before it."""
+    grids = sorted((out_dir / "samples").glob("step_*.png")) if out_dir.is_dir() else []
+    before = [g for g in grids if g.stem[5:].isdigit() and int(g.stem[5:]) <= step]
+    return before[-1] if before else None
+
+
+def build_report(catalog: Catalog, out: Path, direction: Callable[[str], bool | None], model: str | None = None,
+                 dataset: str | None = None, protocol: str | None = None) -> dict[str, int]:
+    """Write the report to `out`; returns what it holds (rows, sample grids, Pareto plots, loss curves). A column
+    whose results mix protocols tags each value with its protocol id; a Pareto plot holds one protocol per axis."""
+    from zoo.commands.registry import cell, protocol_summary
+
+    rows = catalog.rows(model, dataset, protocol)
+    run_dirs = {run["name"]: Path(run["out_dir"]) for run in catalog.runs()}
+    metrics = sorted({m for r in rows for m in r.results})
+    higher = {m: direction(m) for m in metrics}
+    protocols = {m: sorted({protocol_summary(r.results[m]["protocol"]) for r in rows if m in r.results})
+                 for m in metrics}
+    mixed = {m for m in metrics if len({r.protocol_id(m) for r in rows if m in r.results}) > 1}
+    counts = {"rows": len(rows), "grids": 0, "pareto": 0, "curves": 0}
+    arrow = {True: " ↑", False: " ↓", None: ""}
+    head = "".join(f'<th data-key="{k}" data-numeric="{int(k == "step")}" data-higher="1">{k}</th>'
+                   for k in ("run", "model", "dataset", "step"))
+    head += "".join(f'<th data-key="{html.escape(m)}" data-numeric="1" data-higher="{int(higher[m] is not False)}" '
+                    f'title="{html.escape("; ".join(protocols[m]))}">{html.escape(m)}{arrow[higher[m]]}</th>'
+                    for m in metrics)
+    head += '<th data-key="samples">samples</th>'
+    body = []
+    for r in rows:
+        cells = [f"<td>{html.escape(str(v))}</td>" for v in (r.run, r.model, r.dataset)]
+        cells.append(f'<td class="num" data-value="{r.step}">{r.step}</td>')
+        for m in metrics:
+            value = r.value(m)
+            cells.append(f'<td class="num" data-value="{value!r}">{cell(r, m, m in mixed)}</td>' if value is not None
+                         else "<td></td>")
+        grid = sample_grid(run_dirs.get(r.run, Path(r.path).parent.parent), r.step)
+        counts["grids"] += grid is not None
+        cells.append(f'<td><img alt="samples of {html.escape(r.run)} at step {r.step}" src="{data_uri(grid)}"></td>'
+                     if grid else "<td></td>")
+        body.append(f'<tr data-run="{html.escape(r.run)}">' + "".join(cells) + "</tr>")
+    figures = []
+    with tempfile.TemporaryDirectory() as tmp:
+        scores = [m for m in metrics if not m.endswith(".reference")]  # a real-data reference is no model's result
+        plots = []  # (x, y, rows): one plot per metric pair and protocol pair with two or more checkpoints
+        for x, y in itertools.combinations(scores, 2):
+            groups: dict[tuple, list[Row]] = {}
+            for r in rows:
+                if r.value(x) is not None and r.value(y) is not None:
+                    groups.setdefault((r.protocol_id(x), r.protocol_id(y)), []).append(r)
+            plots += [(x, y, group) for group in groups.values() if len(group) > 1]
+        for x, y, both in plots[:MAX_PARETO]:
+            points = [(r.value(x), r.value(y)) for r in both]
+            front = pareto_front(points, higher[x] is not False, higher[y] is not False)
+            png = scatter_plot(Path(tmp) / f"pareto_{counts['pareto']}.png", points, [f"{r.run}@{r.step}" for r in both],
+                               [r.model or "?" for r in both], front, x + arrow[higher[x]], y + arrow[higher[y]],
+                               title=f"{y} against {x}", size=(800, 520))
+            tags = f" (protocols {both[0].protocol_id(x)[:6]}, {both[0].protocol_id(y)[:6]})" if {x, y} & mixed else ""
+            figures.append(("pareto", f"{y} against {x}{tags}", png))
+            counts["pareto"] += 1
+        for name in dict.fromkeys(r.run for r in rows):
+            run_dir = run_dirs.get(name)
+            records = read_metrics(run_dir) if run_dir and (run_dir / "metrics.jsonl").is_file() else []
+            records = [{k: v for k, v in rec.items() if not k.startswith("lr/")} for rec in records]
+            if any(len(rec) > 1 for rec in records):
+                png = loss_curves(records, Path(tmp) / f"curves_{counts['curves']}.png", title=name)
+                figures.append(("curves", f"training curves of {name}", png))
+                counts["curves"] += 1
+        sections = {kind: "".join(f'<figure class="{kind}"><img alt="{html.escape(caption)}" src="{data_uri(png)}">'
+                                  f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+                                  for k, caption, png in figures if k == kind) for kind in ("pareto", "curves")}
+    listing = "".join(f"<li><code>{html.escape(m)}</code>{arrow[higher[m]]}: {html.escape(p) or '(none recorded)'}"
+                      f"</li>" for m in metrics for p in protocols[m])
+    page = (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>zoo registry report</title>"
+            f"<style>{STYLE}</style></head><body><h1>zoo registry report</h1>"
+            f"<p>{len(rows)} checkpoints from {html.escape(str(catalog.path))}. Click a column to sort (metrics best "
+            f"first: ↑ higher is better, ↓ lower); the filter keeps rows holding every word typed.</p>"
+            f'<input id="filter" type="search" placeholder="filter rows, e.g. vae cifar10">'
+            f'<table id="runs"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+            f"<h2>Protocols</h2><ul>{listing}</ul>"
+            f"<h2>Pareto plots</h2>{sections['pareto'] or '<p>(fewer than two checkpoints share two metrics)</p>'}"
+            f"<h2>Loss curves</h2>{sections['curves'] or '<p>(no run has a metrics.jsonl)</p>'}"
+            f"<script>{SCRIPT}</script></body></html>")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page)
+    return counts
