@@ -13,7 +13,7 @@ from conftest import tiny_recipe
 from zoo import create_model
 from zoo.config import to_dict
 from zoo.generate import export_samples, interpolate, interpolation_codes, lerp, slerp, to_uint8
-from zoo.training.checkpoint import write_checkpoint
+from zoo.training.checkpoint import TRAINER_STATE_KEYS, write_checkpoint
 
 
 def test_slerp_closed_form_norms_and_endpoints():
@@ -64,7 +64,7 @@ def checkpoint(tmp_path):
     torch.manual_seed(0)
     recipe = tiny_recipe("vae")
     model = create_model(recipe)
-    return write_checkpoint(tmp_path / "run", 7, weights=model.state_dict(), trainer_state={"step": 7},
+    return write_checkpoint(tmp_path / "run", 7, weights=model.state_dict(), trainer_state={"step": 7, **{k: {} for k in TRAINER_STATE_KEYS[1:]}},
                             config_yaml=yaml.safe_dump(to_dict(recipe), sort_keys=False)), model
 
 

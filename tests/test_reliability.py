@@ -236,12 +236,13 @@ def test_train_tool_ends_user_errors_in_one_line(train_main, tmp_path, shared_da
 def test_the_registry_follows_an_abandoned_branch(tmp_path):
     """Results measured on the abandoned checkpoints stay with them; the new branch's checkpoints get their own rows
     (before, the new step_3 kept the old step_3's row, its hash and its results)."""
-    from zoo.catalog import Catalog, checkpoint_sha256, record_training
+    from zoo.catalog import Catalog, checkpoint_sha256, record_training, relocate_checkpoints
     run = tmp_path / "run"
     _trainer(run, ["train.max_steps=3", "train.checkpoint_every=1", "train.keep_last=0"]).train()
     assert record_training(run)
     old_sha = checkpoint_sha256(run / "checkpoints" / "step_00000003")
     second = _trainer(run, ["train.max_steps=3", "train.checkpoint_every=1", "train.keep_last=0", "optim.vae.lr=1e-5"])
+    second.on_checkpoints_moved = relocate_checkpoints  # what `zoo train` sets: the registry is its concern
     second.resume(run / "checkpoints" / "step_00000002")
     second.train()
     assert record_training(run)

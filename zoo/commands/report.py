@@ -15,12 +15,12 @@ from __future__ import annotations
 import base64
 import html
 import itertools
-import json
 import tempfile
 from pathlib import Path
 from typing import Callable
 
 from zoo.catalog import Catalog, Row, pareto_front
+from zoo.commands.formats import cell, protocol_summary
 from zoo.figures import loss_curves, scatter_plot
 from zoo.training.logging import read_metrics
 
@@ -86,7 +86,6 @@ def build_report(catalog: Catalog, out: Path, direction: Callable[[str], bool | 
                  dataset: str | None = None, protocol: str | None = None) -> dict[str, int]:
     """Write the report to `out`; returns what it holds (rows, sample grids, Pareto plots, loss curves). A column
     whose results mix protocols tags each value with its protocol id; a Pareto plot holds one protocol per axis."""
-    from zoo.commands.registry import cell, protocol_summary
 
     rows = catalog.rows(model, dataset, protocol)
     run_dirs = {run["name"]: Path(run["out_dir"]) for run in catalog.runs()}

@@ -82,8 +82,9 @@ def train(args: argparse.Namespace) -> int:
             ckpt = trainer.resume(out if auto else Path(args.resume), missing_ok=auto)
             if trainer.is_main and ckpt is not None:
                 print(f"zoo: resumed from {ckpt} at step {trainer.step}")
+    from zoo.catalog import record_training, relocate_checkpoints
+    trainer.on_checkpoints_moved = relocate_checkpoints  # registry rows follow checkpoints a resume moves aside
     trainer.begin()
-    from zoo.catalog import record_training
     if trainer.is_main:
         record_training(out, args.recipe)  # the registry table; a failure only warns
     try:

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-from zoo.config import ConfigError, to_dict
+from zoo.config import ConfigError, ModelSection, Recipe, from_dict, read_yaml, to_dict
 from zoo.training.checkpoint import CHECKPOINTS, checkpoint_dirs
 
 HISTORY, METRICS, CONFIG_FILE, ABANDONED = "history.jsonl", "metrics.jsonl", "config.yaml", "abandoned"
@@ -74,7 +74,8 @@ def clean_temporaries(out: Path) -> list[Path]:
     return stale
 
 
-def abandon_after(out: Path, step: int, *, reason: str) -> Path | None:
+def abandon_after(out: Path, step: int, *, reason: str,
+                  on_moved: Callable[[dict[Path, Path]], None] = lambda moves: None) -> Path | None:
     """Move the checkpoints after `step`, and the metrics logged after it, to `abandoned/<time>-<reason>/`.
 
     Returns that folder, or None when nothing came after `step`.
@@ -96,8 +97,7 @@ def abandon_after(out: Path, step: int, *, reason: str) -> Path | None:
     for ckpt in later:
         os.rename(ckpt, dest / ckpt.name)
         moves[ckpt] = dest / ckpt.name
-    from zoo.catalog import relocate_checkpoints  # late: the registry table is optional here
-    relocate_checkpoints(moves)
+    on_moved(moves)  # e.g. the registry table's rows follow the moved checkpoints (`zoo train` passes that)
     if drop:
         (dest / METRICS).write_text("".join(drop))
         tmp = metrics.with_name(f".{METRICS}.tmp")
@@ -198,13 +198,30 @@ def apply_optimizer_settings(optimizers: dict, schedulers: dict, recipe: Any, ch
         sched._last_lr = lrs  # what get_last_lr() reports (and logs) until the next scheduler step
 
 
-def changed_settings(ckpt: Path, recipe: Any) -> dict[str, tuple[Any, Any]]:
+def saved_recipe(path: Path, model_class: Any) -> Recipe:
+    """A checkpoint's config.yaml read back as a Recipe, its model section parsed with `model_class`'s config (the
+    model being resumed: the name is checked first, so that a vgh checkpoint never parses as vgh_plus)."""
+    tree = read_yaml(path)
+    section = dict(tree.get("model") or {}) if isinstance(tree, dict) else {}
+    name = section.pop("name", None)
+    if name != model_class.name:
+        raise ConfigError(f"model.name: the checkpoint's recipe trains {name!r}, not {model_class.name!r}")
+    model = ModelSection(name, from_dict(model_class.config_class, section, "model"))
+    return from_dict(Recipe, {**tree, "model": model})
+
+
+def changed_settings(ckpt: Path, recipe: Any, model_class: Any) -> dict[str, tuple[Any, Any]]:
     """The settings `recipe` changes relative to checkpoint `ckpt`'s recipe; ConfigError if one that defines the run
     (`IMMUTABLE`) differs, CheckpointError if the checkpoint's config.yaml is unreadable."""
-    from zoo.factory import load_recipe
     from zoo.training.checkpoint import CONFIG, CheckpointError
     try:
-        saved = load_recipe(ckpt / CONFIG)
+        name = (read_yaml(ckpt / CONFIG).get("model") or {}).get("name")
+    except (ConfigError, AttributeError) as err:
+        raise CheckpointError(f"{str(ckpt / CONFIG)!r}: cannot read the checkpoint's recipe: {err}") from None
+    if name != recipe.model.name:
+        raise immutable_error(ckpt, {"model.name": (name, recipe.model.name)})
+    try:
+        saved = saved_recipe(ckpt / CONFIG, model_class)
     except ConfigError as err:
         raise CheckpointError(f"{str(ckpt / CONFIG)!r}: cannot read the checkpoint's recipe: {err}") from None
     fixed, free = compare_recipes(saved, recipe)
@@ -214,7 +231,8 @@ def changed_settings(ckpt: Path, recipe: Any) -> dict[str, tuple[Any, Any]]:
 
 
 def claim(out: Path, *, step: int, resumed_from: Path | None, restart: bool, changes: dict[str, tuple[Any, Any]],
-          config_yaml: str, is_main: bool, sync: Callable[[], None] = lambda: None) -> bool:
+          config_yaml: str, is_main: bool, sync: Callable[[], None] = lambda: None,
+          on_moved: Callable[[dict[Path, Path]], None] = lambda moves: None) -> bool:
     """Make `out` this run's directory before anything is written; returns whether this process writes there.
 
     A new run refuses a directory holding another run (on every process, so that all of them stop); a run resumed
@@ -235,7 +253,8 @@ def claim(out: Path, *, step: int, resumed_from: Path | None, restart: bool, cha
     if stale := clean_temporaries(out):
         notes.append(f"removed {len(stale)} incomplete checkpoint write(s) left by an interrupted run: "
                      f"{', '.join(p.name for p in stale)}")
-    if own and (moved := abandon_after(out, step, reason=f"after-step_{step:08d}")):
+    if own and (moved := abandon_after(out, step, reason=f"after-step_{step:08d}",
+                                               on_moved=on_moved)):
         notes.append(f"this run continues from step {step}: its later checkpoints and metrics "
                      f"({', '.join(sorted(p.name for p in moved.iterdir()))}) were moved to {moved}")
     if changes:

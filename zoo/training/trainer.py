@@ -11,7 +11,7 @@ import contextlib
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import yaml
@@ -126,6 +126,8 @@ class Trainer:
         # check runs at logging steps so the step loop never waits on the device.
         self._check_every_phase = self.device.type == "cpu"
         self.logger: RunLogger | None = None  # opened by `begin`, when the run directory is claimed
+        # told {old: new} when a resume moves later checkpoints aside (`zoo train` keeps the registry table in step)
+        self.on_checkpoints_moved: Callable[[dict[Path, Path]], None] = lambda moves: None
 
     @property
     def config_yaml(self) -> str:
@@ -345,7 +347,7 @@ class Trainer:
         if not self._begun and self.out_dir is not None:
             if rundir.claim(self.out_dir, step=self.step, resumed_from=self.resumed_from, restart=self._restart,
                             changes=self._changes, config_yaml=self.config_yaml, is_main=self.is_main,
-                            sync=self.accelerator.wait_for_everyone):
+                            sync=self.accelerator.wait_for_everyone, on_moved=self.on_checkpoints_moved):
                 train = self.recipe.train
                 loggers = [k for k in train.loggers if train.tensorboard or k != "tensorboard"]
                 self.logger = RunLogger(self.out_dir, loggers, to_dict(self.recipe), train.wandb_project)
@@ -364,7 +366,7 @@ class Trainer:
             self._restart = True
             return None
         ckpt = resolve_checkpoint(path)
-        self._changes = rundir.changed_settings(ckpt, self.recipe)
+        self._changes = rundir.changed_settings(ckpt, self.recipe, type(self.model))
         weights = read_weights(ckpt)
         check_finite(weights, str(ckpt))
         load_state_into_players(self.players, weights, str(ckpt))
