@@ -63,8 +63,10 @@ def _comparable(tree: dict[str, Any]) -> dict[str, Any]:
 
 
 def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Settings of the saved config `a` that `b` changes; keys `a` lacks (added to the zoo after the run was saved,
+    so the run had their defaults) are not differences."""
     if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in sorted(set(a) | set(b)) for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+        return [d for k in sorted(a) for d in _differences(a[k], b.get(k), f"{prefix}{k}.")]
     return [] if a == b else [f"{prefix.rstrip('.')}: {a!r} -> {b!r}"]
 
 
