@@ -72,8 +72,9 @@ def test_wandb_offline_run_holds_scalars_grids_and_config(tmp_path, monkeypatch,
     (log,) = glob.glob(str(run / "wandb" / "offline-run-*" / "run-*.wandb"))
     assert log.endswith(f"run-{(run / 'wandb_id').read_text()}.wandb")  # the id a resumed run continues
     records = list(wandb_records(log))
-    config = {c.key: json.loads(c.value_json) for r in records if r.WhichOneof("record_type") == "run"
-              for c in r.run.config.update}
+    # the recipe reaches the log in the run record or, when wandb sends it after the run starts, a config record
+    config = {c.key: json.loads(c.value_json) for r in records if r.WhichOneof("record_type") in ("run", "config")
+              for c in (r.run.config.update if r.WhichOneof("record_type") == "run" else r.config.update)}
     assert config["model"]["latent_dim"] == 3 and config["train"]["loggers"] == ["wandb"]
     history = [{(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in r.history.item}
                for r in records if r.WhichOneof("record_type") == "history"]
