@@ -8,7 +8,7 @@ import importlib
 import pytest
 import torch
 
-from conftest import RandomImages, tiny_recipe
+from conftest import SHARED, RandomImages, tiny_recipe
 from zoo.config import DataConfig
 from zoo.data import TensorImages
 from zoo.evaluation import EvalContext, EvaluationError, msssim
@@ -150,6 +150,50 @@ def test_reference_statistics_are_computed_once_per_split_and_protocol(tmp_path,
                              datasets={"test": RandomImages(40, (1, 28, 28), seed=2)})
     run("msssim", other_data)
     assert other_data.reference_computations == 1  # other images under the same names: not taken from the cache
+
+
+ALEXNET = SHARED / "weights" / "lpips" / "alexnet_features.pth"
+
+
+class _Reconstructs(torch.nn.Module):
+    has_encoder = True
+
+    def __init__(self, kernel: int):
+        super().__init__()
+        self.kernel = kernel
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    def reconstruct(self, x):
+        return torch.nn.functional.avg_pool2d(x, self.kernel, 1, self.kernel // 2)
+
+
+@pytest.mark.skipif(not ALEXNET.exists(), reason=f"shared file {ALEXNET} is absent (set ZOO_SHARED)")
+def test_lpips_real_features_are_cached_and_the_distance_is_the_lpips_package(tmp_path, monkeypatch):
+    from zoo.evaluation import lpips_distance, sampling
+    from zoo.evaluation.core import quantize
+    real = RandomImages(12, (3, 28, 28), seed=5)
+
+    def context(kernel, **kw):
+        return EvalContext(_Reconstructs(kernel), DataConfig(name="tensor"), datasets={"test": real}, batch_size=5,
+                           cache_dir=tmp_path / "cache", options={"lpips_weights": str(ALEXNET)}, **kw)
+
+    def package(kernel):  # the lpips package's own forward on both images of every pair
+        x = real.images.float() / 127.5 - 1
+        return lpips_distance(x, quantize(_Reconstructs(kernel).reconstruct(x)).float() / 127.5 - 1, ALEXNET)
+
+    first = context(3)
+    value = run("lpips", first)["lpips"].value
+    assert value == pytest.approx(package(3).double().mean().item(), abs=1e-6)
+    assert first.reference_computations == 1 and len(list((tmp_path / "cache").glob("lpips-features-*.pt"))) == 1
+    second = context(5)  # another checkpoint of the same call: the real side from memory
+    assert run("lpips", second)["lpips"].value == pytest.approx(package(5).double().mean().item(), abs=1e-6)
+    assert second.reference_computations == 0
+    monkeypatch.setattr(sampling, "_REFERENCES", {})  # a later call: from the disk cache, the same number
+    third = context(3)
+    assert run("lpips", third)["lpips"].value == value and third.reference_computations == 0
+    fewer = context(3, n_real=7)  # another subset of the split: its own reference
+    run("lpips", fewer)
+    assert fewer.reference_computations == 1
 
 
 # ------------------------------------------------------------------------------------------ options and refusals

@@ -100,10 +100,44 @@ def lpips_distance(x: Tensor, y: Tensor, weights: str | Path | None = None) -> T
                          f"{tuple(y.shape)}")
     net, _ = _network(weights)
     net = net.to(x.device)
-    x, y = to_rgb(x).float(), to_rgb(y).float()
-    if min(x.shape[-2:]) < MIN_SIDE:  # AlexNet's stride-4 stem and two max-pools leave nothing of smaller images
-        x, y = (F.interpolate(t, size=(MIN_SIDE, MIN_SIDE), mode="bilinear", align_corners=False) for t in (x, y))
-    return net(x, y).flatten()  # (B, 1, 1, 1) -> (B,)
+    # _lpips_input upsamples small images: AlexNet's stride-4 stem and two max-pools leave nothing of them
+    return net(_lpips_input(x), _lpips_input(y)).flatten()  # (B, 1, 1, 1) -> (B,)
+
+
+def _lpips_input(x: Tensor) -> Tensor:
+    """The images LPIPS compares: RGB, at least 32 px (before its v0.1 scaling layer)."""
+    x = to_rgb(x).float()
+    if min(x.shape[-2:]) < MIN_SIDE:
+        x = F.interpolate(x, size=(MIN_SIDE, MIN_SIDE), mode="bilinear", align_corners=False)
+    return x
+
+
+@torch.no_grad()
+def lpips_features(x: Tensor, weights: str | Path | None = None) -> list[Tensor]:
+    """The unit-normalised AlexNet activations LPIPS compares (one (B, C_k, H_k, W_k) tensor per layer). One side
+    of `lpips_distance`: the real images' features are a reference statistic, computed once and cached."""
+    import lpips
+    net, _ = _network(weights)
+    net = net.to(x.device)
+    return [lpips.normalize_tensor(f) for f in net.net(net.scaling_layer(_lpips_input(x)))]
+
+
+@torch.no_grad()
+def lpips_from_features(f0: list[Tensor], f1: list[Tensor], weights: str | Path | None = None) -> Tensor:
+    """(B,) LPIPS from two feature lists of `lpips_features`: the lpips package's v0.1 combination (squared
+    differences, linear layer per level, spatial mean, sum over levels)."""
+    net, _ = _network(weights)
+    return sum(lin(((a - b) ** 2).to(next(lin.parameters()).device)).mean(dim=(2, 3))
+               for lin, a, b in zip(net.lins, f0, f1)).flatten()
+
+
+def _flatten(features: list[Tensor]) -> Tensor:
+    return torch.cat([f.flatten(1) for f in features], dim=1)
+
+
+def _unflatten(flat: Tensor, like: list[Tensor]) -> list[Tensor]:
+    sizes = [f[0].numel() for f in like]
+    return [part.view(-1, *f.shape[1:]) for part, f in zip(flat.split(sizes, dim=1), like)]
 
 
 @dataclass
@@ -119,12 +153,20 @@ def lpips_metric(ctx: EvalContext, opts: LpipsOptions) -> list[MetricResult]:
     weights = opts.lpips_weights
     _, record = _network(weights)
 
-    def distances(images: Tensor, labels: Tensor | None) -> Tensor:
+    def real_features(images: Tensor, labels: Tensor | None) -> Tensor:
+        return _flatten(lpips_features(images.float() / 127.5 - 1, weights)).cpu()
+
+    # The real side of every pair: computed once per (split, n, weights), reused by every checkpoint and later call.
+    reference = ctx.reference("lpips-features", {"metric": "lpips", **record, "min_side": MIN_SIDE},
+                              lambda: ctx.map_real(real_features, n=ctx.n_real, desc="lpips reference"), n=ctx.n_real)
+
+    def distances(images: Tensor, labels: Tensor | None, rows: slice) -> Tensor:
         x = images.float() / 127.5 - 1
         x_hat = quantize(model.reconstruct(x)).float() / 127.5 - 1  # 8-bit, as a saved reconstruction
-        return lpips_distance(x, x_hat, weights)
+        f_hat = lpips_features(x_hat, weights)
+        return lpips_from_features(_unflatten(reference[rows].to(x.device), f_hat), f_hat, weights)
 
-    d = ctx.map_real(distances, n=ctx.n_real, desc="lpips")
+    d = ctx.map_real(distances, n=ctx.n_real, desc="lpips", with_rows=True)
     std = d.double().std().item() if len(d) > 1 else 0.0
     return [MetricResult("lpips", d.double().mean().item(), std,
                          ctx.protocol(reference_split=ctx.split, n_real=len(d), **record))]

@@ -172,11 +172,18 @@ class EvalContext:
         labels = targets[index] if targets is not None else None
         return images.to(self.device), (labels.to(self.device) if labels is not None else None)
 
-    def map_real(self, fn: BatchFn, split: str | None = None, n: int | None = None, desc: str = "real") -> Tensor:
-        """fn(images, labels) over the chosen reference images in batches; outputs concatenated in order."""
+    def map_real(self, fn: BatchFn, split: str | None = None, n: int | None = None, desc: str = "real",
+                 with_rows: bool = False) -> Tensor:
+        """fn(images, labels) over the chosen reference images in batches; outputs concatenated in order. With
+        `with_rows`, fn(images, labels, rows) also gets the batch's `slice` of positions in that order (to pair a
+        batch with the rows of a cached reference statistic computed over the same images)."""
         split = split or self.split
         index = self.indices(split, n)
         chunks = index.split(self.batch_size)
+        if with_rows:
+            size = self.batch_size
+            return self._sharded(len(chunks), lambda b: self.real_batch(split, chunks[b]), fn, desc,
+                                 rows=lambda b: slice(b * size, b * size + len(chunks[b])))
         return self._sharded(len(chunks), lambda b: self.real_batch(split, chunks[b]), fn, desc)
 
     # ---- samples -------------------------------------------------------------------------------------------------
@@ -251,7 +258,7 @@ class EvalContext:
         self.reference_computations += 1
         value = compute().cpu()
         _REFERENCES[key] = value
-        if path is not None and self.is_main:
+        if path is not None and self.is_main and value.nbytes <= DISK_CACHE_MAX_BYTES:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -264,8 +271,8 @@ class EvalContext:
         return value
 
     # ---- sharding ------------------------------------------------------------------------------------------------
-    def _sharded(self, n_batches: int, make: Callable[[int], tuple[Tensor, Tensor | None]], fn: BatchFn,
-                 desc: str) -> Tensor:
+    def _sharded(self, n_batches: int, make: Callable[[int], tuple[Tensor, Tensor | None]], fn: Callable[..., Tensor],
+                 desc: str, rows: Callable[[int], slice] | None = None) -> Tensor:
         rank, world = self.world
         mine = range(rank, n_batches, world)
         from tqdm.auto import tqdm
@@ -275,7 +282,8 @@ class EvalContext:
                           dynamic_ncols=True):
                 images, labels = make(b)
                 torch.manual_seed(stream_seed(f"batch:{desc}", self.seed, b))  # fn's own draws: fixed per batch
-                outputs.append((b, fn(images, labels).detach()))  # on the device: no host sync per batch
+                out = fn(images, labels) if rows is None else fn(images, labels, rows(b))
+                outputs.append((b, out.detach()))  # on the device: no host sync per batch
         outputs = [(b, out.cpu()) for b, out in outputs]
         if world > 1:
             from accelerate.utils import gather_object
@@ -285,6 +293,8 @@ class EvalContext:
         return torch.cat([out for _, out in sorted(outputs, key=lambda t: t[0])])
 
 
+# Larger statistics (LPIPS features of 10,000 64 px images are 1.3 GB) stay in memory only: cheaper to recompute.
+DISK_CACHE_MAX_BYTES = 2 << 30
 _REFERENCES: dict[str, Tensor] = {}  # in-process reference cache shared by every context (several checkpoints)
 
 
