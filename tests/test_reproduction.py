@@ -133,6 +133,7 @@ def test_finished_runs_are_skipped_and_interrupted_runs_resume(tmp_path, shared_
     with Catalog() as catalog:  # every run and result recorded in the registry table
         rows = catalog.rows()
         assert {Path(r.path).parent.parent.parent.name for r in rows} == {"small", "big"}
+        assert {name for (name,) in catalog.query("SELECT name FROM runs")} == {"small_seed0", "big_seed0"}
         assert catalog.count("results") == 3 * 2  # 2 runs + the resumed one, 2 values each
 
     longer = run_one(spec, plan(spec, "smoke")[0], "smoke", out, ["train.max_steps=6"])  # a longer schedule extends

@@ -583,16 +583,18 @@ def relocate_checkpoints(moves: dict[Path, Path], path: str | Path | None = None
               f"{type(err).__name__}: {err} (training is unaffected)", file=sys.stderr)
 
 
-def record_training(out_dir: str | Path, recipe: str | None = None, path: str | Path | None = None) -> bool:
-    """Record a training run and its checkpoints (`zoo train` calls this at the start and at the end of training).
-    Never raises: an unreachable registry table prints a warning and training goes on. Returns success."""
+def record_training(out_dir: str | Path, recipe: str | None = None, path: str | Path | None = None,
+                    name: str | None = None) -> bool:
+    """Record a training run and its checkpoints (`zoo train` calls this at the start and at the end of training);
+    `name` defaults to the folder's name. Never raises: an unreachable registry table prints a warning and training
+    goes on. Returns success."""
     from zoo.training.checkpoint import CONFIG, checkpoint_dirs
     out = Path(out_dir)
     try:
         config = (out / CONFIG).read_text()
         tree = yaml.safe_load(config) or {}
         with Catalog(path, lock_timeout=RECORD_LOCK_TIMEOUT_S) as catalog:
-            run_id = catalog.register_run(out, model=(tree.get("model") or {}).get("name"),
+            run_id = catalog.register_run(out, name=name, model=(tree.get("model") or {}).get("name"),
                                           dataset=(tree.get("data") or {}).get("name"), recipe=recipe, config=config,
                                           git_commit=git_commit())
             known = {rec[0] for rec in catalog.query("SELECT path FROM checkpoints WHERE run_id = ? AND sha256 IS NOT "

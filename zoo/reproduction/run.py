@@ -103,7 +103,8 @@ def train_run(spec: ReproSpec, item: PlannedRun, scale: str, run_dir: Path, extr
                           f"{scale!r}; pass another --out")
     if trainer.step < recipe.train.max_steps:
         trainer.train()
-    record_training(run_dir, recipe=str(recipe_path))
+    # named by the spec's run and the seed: every run folder is called seed<k>
+    record_training(run_dir, recipe=str(recipe_path), name=f"{item.run.name}_seed{item.seed}")
     if trainer.step < recipe.train.max_steps:  # a stop signal: resumable, not a result
         raise RunInterrupted(f"{run_dir} stopped at step {trainer.step} of {recipe.train.max_steps}; run the same "
                              f"command again to resume it")
