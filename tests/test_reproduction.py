@@ -157,6 +157,35 @@ def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path, shared_data, m
     assert [r["status"] for r in saved["runs"]] == ["failed", "done"]
 
 
+def test_registered_metrics_are_recorded_with_their_own_protocol_and_can_be_recorded_again(
+        tmp_path, shared_data, monkeypatch, one_thread):
+    """A `metrics` spec's results are rows `zoo evaluate` would write (the metric's protocol, std and spread), so the
+    registry groups them with other evaluations of that protocol; --record puts finished runs into a fresh table."""
+    monkeypatch.setenv("ZOO_DATA", str(shared_data))
+    spec = load_spec(tiny_spec(tmp_path, runs=[{"name": "small", "recipe": TINY}], claims=[],
+                               metrics=[{"name": "msssim", "label": "diversity"}],
+                               protocol={"name": "metrics", "options": {"metrics": ["msssim"], "n_samples": 16,
+                                                                        "n_real": 16, "batch_size": 8}}))
+    (record,) = run_spec(spec, "smoke", tmp_path / "runs", progress=False, log=lambda *a: None)
+
+    def rows():
+        with Catalog() as catalog:
+            (row,) = [r for r in catalog.rows() if r.results]  # the measured (latest) checkpoint
+            return row.run, {m: (r["value"], r["std"], r["spread"], r["protocol"]) for m, r in row.results.items()}
+
+    name, results = rows()
+    assert name == "small_seed0" and set(results) == {"msssim", "msssim.reference"}  # no "msssim_std" result
+    value, std, spread, protocol = results["msssim"]
+    assert (value, std) == (record["values"]["msssim"], record["values"]["msssim_std"])
+    assert spread == "per-pair std" and protocol == record["protocol"]["metrics"]["msssim"]
+    assert protocol["msssim_protocol"] == "small3" and protocol["n_samples"] == 16 and "spec" not in protocol
+
+    monkeypatch.setenv("ZOO_REGISTRY", str(tmp_path / "fresh.sqlite"))
+    from zoo.commands import reproduce
+    assert reproduce.main([str(spec.path), "--scale", "smoke", "--out", str(tmp_path / "runs"), "--record"]) == 0
+    assert rows() == (name, results)
+
+
 # ---- rendering ---------------------------------------------------------------------------------------------------
 def test_render_puts_the_paper_beside_ours_and_checks_claims(tmp_path):
     spec = load_spec(tiny_spec(tmp_path, seeds=[0, 1], scales={

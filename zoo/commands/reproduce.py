@@ -4,6 +4,7 @@
     python tools/reproduce.py SPEC [SPEC ...] --scale smoke [KEY=VALUE ...]   # extra overrides for every run
     python tools/reproduce.py --render          # re-render docs/reproduction.md from the committed results
     python tools/reproduce.py --list            # the specs, their scales and whether they have results
+    python tools/reproduce.py SPEC --scale cpu --record   # re-record finished runs in the registry table only
 
 A spec (recipes/reproduction/*.yaml) lists runs (recipe + overrides), seeds, a measurement protocol, the paper's
 values with their source, the paper's claims, and scales: `smoke` (tests), `cpu` (a reduced schedule for a CPU),
@@ -22,7 +23,7 @@ from pathlib import Path
 from zoo.config import ConfigError
 from zoo.reproduction import find_specs, load_spec, render_document, run_spec
 from zoo.reproduction.render import load_results
-from zoo.reproduction.run import RunInterrupted
+from zoo.reproduction.run import RunInterrupted, record_finished
 from zoo.reproduction.spec import SCALES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,6 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--page", default=str(PAGE), help="the rendered markdown page")
     p.add_argument("--render", action="store_true", help="(re-)render the page from every spec's results")
     p.add_argument("--list", action="store_true", help="list the specs and exit")
+    p.add_argument("--record", action="store_true",
+                   help="only (re-)record the finished runs of the specs at --scale in the registry table (e.g. a "
+                        "fresh ZOO_REGISTRY); trains and measures nothing")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_intermixed_args(argv)
     args.overrides = [s for s in args.specs if "=" in s and not s.endswith(".yaml")] + args.overrides
@@ -65,6 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         for spec in every:
             have = ", ".join(load_results(Path(args.results), spec)) or "no results"
             print(f"{spec.path}: {spec.title} [scales: {', '.join(spec.scales)}; {have}]")
+        return 0
+    if args.record:
+        if not args.scale or not specs:
+            print("error: --record needs spec files and --scale", file=sys.stderr)
+            return 2
+        for spec in specs:
+            print(f"{spec.name} [{args.scale}]: recorded {record_finished(spec, args.scale, Path(args.out))} "
+                  f"finished runs in the registry table")
         return 0
     status = 0
     for spec in specs:

@@ -106,7 +106,7 @@ def metrics(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str, A
     metric_options = {k: os.path.expandvars(v) if isinstance(v, str) else v for k, v in options.items()}
     model, recipe, step, ckpt = load_checkpoint(run_dir)
     ctx = EvalContext(model, recipe.data, source=str(ckpt), options=metric_options, **common)
-    values, protocols, skipped = {}, {}, {}
+    values, protocols, spreads, metadata, skipped = {}, {}, {}, {}, {}
     for name in names:
         try:
             results = METRICS.get(name)(ctx)
@@ -117,9 +117,12 @@ def metrics(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str, A
             values[r.metric] = r.value
             if r.std is not None:
                 values[f"{r.metric}_std"] = r.std
+                spreads[r.metric] = r.spread
             protocols[r.metric] = r.protocol
-    return values, {"protocol": "metrics", "metrics": protocols, "skipped": skipped, "step": step,
-                    "checkpoint": str(ckpt)}
+            if r.metadata:  # e.g. the critic's training curve: into the registry, not into the docs JSON
+                metadata[r.metric] = r.metadata
+    return values, {"protocol": "metrics", "metrics": protocols, "spreads": spreads, "metadata": metadata,
+                    "skipped": skipped, "step": step, "checkpoint": str(ckpt)}
 
 
 def evidence(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str, Any]]:

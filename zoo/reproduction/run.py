@@ -111,8 +111,30 @@ def train_run(spec: ReproSpec, item: PlannedRun, scale: str, run_dir: Path, extr
     return trainer.step, trainer.step - start
 
 
-def _record_results(run_dir: Path, values: dict[str, float], protocol: dict[str, Any], context: dict[str, Any]
-                    ) -> None:
+def _metric_rows(values: dict[str, float], protocol: dict[str, Any], context: dict[str, Any]
+                 ) -> list[tuple[str, float, float | None, dict[str, Any], str | None, dict[str, Any]]]:
+    """(name, value, std, protocol, spread, metadata) per result. Registered metrics (protocol `metrics`) keep each
+    metric's own protocol and spread, as `zoo evaluate` records them, so the registry compares them with other
+    evaluations of that protocol (result.json files older than `spreads` take the spread from the metric's
+    definition); other protocols record every value under the spec's protocol and run."""
+    per_metric = protocol.get("metrics")
+    if protocol.get("protocol") != "metrics" or not isinstance(per_metric, dict):
+        return [(name, value, None, {**protocol, **context}, None, {}) for name, value in values.items()]
+    from zoo.registry import METRICS
+    rows = []
+    for name, metric_protocol in per_metric.items():
+        if name not in values:
+            continue
+        std = values.get(f"{name}_std")
+        spread = protocol.get("spreads", {}).get(name) or (METRICS.get(name.split(".")[0]).spread if std is not None
+                                                            else None)
+        metadata = {**protocol.get("metadata", {}).get(name, {}), "reproduction": context}
+        rows.append((name, values[name], std, metric_protocol, spread, metadata))
+    return rows
+
+
+def _record_results(run_dir: Path, values: dict[str, float], protocol: dict[str, Any], context: dict[str, Any],
+                    commit: str | None = None) -> None:
     """Results into the registry table; a failure only warns (the numbers are in result.json)."""
     import warnings
 
@@ -124,10 +146,33 @@ def _record_results(run_dir: Path, values: dict[str, float], protocol: dict[str,
             ckpts = checkpoint_dirs(run_dir)
             cid = (catalog.register_checkpoint_dir(ckpts[-1]) if ckpts else
                    catalog.register_source(f"study:{context['spec']}:{context['run']}", context["spec"]))
-            for metric, value in values.items():
-                catalog.add_result(cid, metric, value, None, {**protocol, **context})
+            for name, value, std, metric_protocol, spread, metadata in _metric_rows(values, protocol, context):
+                catalog.add_result(cid, name, value, std, metric_protocol, spread=spread, metadata=metadata,
+                                   code_commit=commit)
     except Exception as err:  # noqa: BLE001 - sqlite, disk, permissions: never lose the numbers over it
         warnings.warn(f"could not record results in the registry table: {err}", stacklevel=2)
+
+
+def record_finished(spec: ReproSpec, scale: str, out: Path) -> int:
+    """(Re-)record the finished runs of `spec` at `scale` (their result.json) in the registry table, training and
+    measuring nothing: e.g. into a fresh table, or after a registry was lost. Returns the number of runs recorded."""
+    from zoo.catalog import record_training
+
+    count = 0
+    for item in plan(spec, scale):
+        run_dir = out / spec.name / scale / item.run.name / f"seed{item.seed}"
+        result_path = run_dir / "result.json"
+        if not result_path.is_file():
+            continue
+        record = json.loads(result_path.read_text())
+        if record.get("status") != "done":
+            continue
+        if item.run.recipe is not None:
+            record_training(run_dir, recipe=str(spec.recipe_path(item.run)), name=f"{item.run.name}_seed{item.seed}")
+        context = {"spec": spec.name, "scale": scale, "run": item.run.name, "seed": item.seed}
+        _record_results(run_dir, record["values"], record["protocol"], context, record.get("commit"))
+        count += 1
+    return count
 
 
 def run_one(spec: ReproSpec, item: PlannedRun, scale: str, out: Path, extra: list[str],
@@ -158,7 +203,7 @@ def run_one(spec: ReproSpec, item: PlannedRun, scale: str, out: Path, extra: lis
               "seconds": round(time.time() - begun, 1), "commit": commit or git_commit(), "run_dir": str(run_dir)}
     run_dir.mkdir(parents=True, exist_ok=True)
     result_path.write_text(json.dumps(record, indent=1, default=str))
-    _record_results(run_dir, values, protocol, context)
+    _record_results(run_dir, values, protocol, context, record["commit"])
     return record
 
 
@@ -207,7 +252,7 @@ def write_results(path: Path, spec: ReproSpec, scale: str, records: list[dict[st
     for r in records:
         kept = {k: r[k] for k in keep if k in r}
         if "protocol" in r:  # its settings and diagnostics, without the run's path
-            kept["protocol"] = {k: v for k, v in r["protocol"].items() if k != "checkpoint"}
+            kept["protocol"] = {k: v for k, v in r["protocol"].items() if k not in ("checkpoint", "metadata")}
         merged[(r["run"], r["seed"])] = kept
     order = {r.name: i for i, r in enumerate(spec.runs)}
     doc = {"spec": spec.name, "scale": scale, "scale_description": s.description, "epochs": s.epochs,
