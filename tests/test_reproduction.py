@@ -180,9 +180,18 @@ def test_registered_metrics_are_recorded_with_their_own_protocol_and_can_be_reco
     assert spread == "per-pair std" and protocol == record["protocol"]["metrics"]["msssim"]
     assert protocol["msssim_protocol"] == "small3" and protocol["n_samples"] == 16 and "spec" not in protocol
 
+    # a result.json written before spreads were kept: in a fresh process, the spread comes from the metric definition
+    result_path = tmp_path / "runs" / "tiny" / "smoke" / "small" / "seed0" / "result.json"
+    saved = json.loads(result_path.read_text())
+    del saved["protocol"]["spreads"]
+    result_path.write_text(json.dumps(saved))
     monkeypatch.setenv("ZOO_REGISTRY", str(tmp_path / "fresh.sqlite"))
-    from zoo.commands import reproduce
-    assert reproduce.main([str(spec.path), "--scale", "smoke", "--out", str(tmp_path / "runs"), "--record"]) == 0
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "zoo.cli", "reproduce", str(spec.path), "--scale", "smoke", "--out",
+                           str(tmp_path / "runs"), "--record"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "recorded 1 finished runs" in done.stdout and "could not" not in done.stderr, \
+        done.stderr[-2000:]
     assert rows() == (name, results)
 
 

@@ -120,6 +120,7 @@ def _metric_rows(values: dict[str, float], protocol: dict[str, Any], context: di
     per_metric = protocol.get("metrics")
     if protocol.get("protocol") != "metrics" or not isinstance(per_metric, dict):
         return [(name, value, None, {**protocol, **context}, None, {}) for name, value in values.items()]
+    import zoo.evaluation  # noqa: F401 - registers the metrics whose definitions give the spreads
     from zoo.registry import METRICS
     rows = []
     for name, metric_protocol in per_metric.items():
