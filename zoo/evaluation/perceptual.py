@@ -127,8 +127,7 @@ def lpips_from_features(f0: list[Tensor], f1: list[Tensor], weights: str | Path 
     """(B,) LPIPS from two feature lists of `lpips_features`: the lpips package's v0.1 combination (squared
     differences, linear layer per level, spatial mean, sum over levels)."""
     net, _ = _network(weights)
-    return sum(lin(((a - b) ** 2).to(next(lin.parameters()).device)).mean(dim=(2, 3))
-               for lin, a, b in zip(net.lins, f0, f1)).flatten()
+    return sum(lin((a - b) ** 2).mean(dim=(2, 3)) for lin, a, b in zip(net.lins, f0, f1)).flatten()
 
 
 def _flatten(features: list[Tensor]) -> Tensor:
@@ -154,7 +153,7 @@ def lpips_metric(ctx: EvalContext, opts: LpipsOptions) -> list[MetricResult]:
     _, record = _network(weights)
 
     def real_features(images: Tensor, labels: Tensor | None) -> Tensor:
-        return _flatten(lpips_features(images.float() / 127.5 - 1, weights)).cpu()
+        return _flatten(lpips_features(images.float() / 127.5 - 1, weights))  # map_real gathers on the host
 
     # The real side of every pair: computed once per (split, n, weights), reused by every checkpoint and later call.
     reference = ctx.reference("lpips-features", {"metric": "lpips", **record, "min_side": MIN_SIDE},

@@ -180,11 +180,8 @@ class EvalContext:
         split = split or self.split
         index = self.indices(split, n)
         chunks = index.split(self.batch_size)
-        if with_rows:
-            size = self.batch_size
-            return self._sharded(len(chunks), lambda b: self.real_batch(split, chunks[b]), fn, desc,
-                                 rows=lambda b: slice(b * size, b * size + len(chunks[b])))
-        return self._sharded(len(chunks), lambda b: self.real_batch(split, chunks[b]), fn, desc)
+        rows = (lambda b: slice(b * self.batch_size, b * self.batch_size + len(chunks[b]))) if with_rows else None
+        return self._sharded(len(chunks), lambda b: self.real_batch(split, chunks[b]), fn, desc, rows=rows)
 
     # ---- samples -------------------------------------------------------------------------------------------------
     def sample_batch(self, b: int, n: int) -> Tensor:

@@ -41,6 +41,16 @@ class PlannedRun:
     def key(self) -> str:
         return f"{self.run.name}/seed{self.seed}"
 
+    @property
+    def registry_name(self) -> str:  # every run folder is called seed<k>: the registry names it by run and seed
+        return f"{self.run.name}_seed{self.seed}"
+
+    def directory(self, out: Path, spec_name: str, scale: str) -> Path:
+        return out / spec_name / scale / self.run.name / f"seed{self.seed}"
+
+    def context(self, spec_name: str, scale: str) -> dict[str, Any]:
+        return {"spec": spec_name, "scale": scale, "run": self.run.name, "seed": self.seed}
+
 
 def plan(spec: ReproSpec, scale: str) -> list[PlannedRun]:
     """The runs of `spec` at `scale`, in spec order, each seed in turn."""
@@ -103,8 +113,7 @@ def train_run(spec: ReproSpec, item: PlannedRun, scale: str, run_dir: Path, extr
                           f"{scale!r}; pass another --out")
     if trainer.step < recipe.train.max_steps:
         trainer.train()
-    # named by the spec's run and the seed: every run folder is called seed<k>
-    record_training(run_dir, recipe=str(recipe_path), name=f"{item.run.name}_seed{item.seed}")
+    record_training(run_dir, recipe=str(recipe_path), name=item.registry_name)
     if trainer.step < recipe.train.max_steps:  # a stop signal: resumable, not a result
         raise RunInterrupted(f"{run_dir} stopped at step {trainer.step} of {recipe.train.max_steps}; run the same "
                              f"command again to resume it")
@@ -161,7 +170,7 @@ def record_finished(spec: ReproSpec, scale: str, out: Path) -> int:
 
     count = 0
     for item in plan(spec, scale):
-        run_dir = out / spec.name / scale / item.run.name / f"seed{item.seed}"
+        run_dir = item.directory(out, spec.name, scale)
         result_path = run_dir / "result.json"
         if not result_path.is_file():
             continue
@@ -169,9 +178,9 @@ def record_finished(spec: ReproSpec, scale: str, out: Path) -> int:
         if record.get("status") != "done":
             continue
         if item.run.recipe is not None:
-            record_training(run_dir, recipe=str(spec.recipe_path(item.run)), name=f"{item.run.name}_seed{item.seed}")
-        context = {"spec": spec.name, "scale": scale, "run": item.run.name, "seed": item.seed}
-        _record_results(run_dir, record["values"], record["protocol"], context, record.get("commit"))
+            record_training(run_dir, recipe=str(spec.recipe_path(item.run)), name=item.registry_name)
+        _record_results(run_dir, record["values"], record["protocol"], item.context(spec.name, scale),
+                        record.get("commit"))
         count += 1
     return count
 
@@ -182,10 +191,10 @@ def run_one(spec: ReproSpec, item: PlannedRun, scale: str, out: Path, extra: lis
     is the checkout's commit when the code was loaded (default: now)."""
     from zoo.catalog import git_commit
 
-    run_dir = out / spec.name / scale / item.run.name / f"seed{item.seed}"
+    run_dir = item.directory(out, spec.name, scale)
     result_path = run_dir / "result.json"
     options = protocol_options(spec, scale)
-    context = {"spec": spec.name, "scale": scale, "run": item.run.name, "seed": item.seed}
+    context = item.context(spec.name, scale)
     begun = time.time()
     if spec.protocol.name == "study":
         if result_path.is_file() and json.loads(result_path.read_text()).get("args") == item.args:
