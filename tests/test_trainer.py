@@ -11,7 +11,7 @@ from conftest import RECIPES as RECIPES_DIR, RandomImages, data_shape, tiny_reci
 from zoo import create_model, load_checkpoint
 from zoo.config import ConfigError, OptimizerConfig, ScheduleConfig
 from zoo.factory import load_recipe
-from zoo.data.stream import BatchStream, to_model_range
+from zoo.data.stream import BatchStream, batches_per_epoch, to_model_range
 from zoo.models.base import GenerativeModel, Phase, PhaseOutput
 from zoo.registry import MODELS, register_model
 from zoo.training import NonFiniteLossError, Trainer
@@ -315,6 +315,27 @@ def test_stream_resume_and_normalisation():
     torch.testing.assert_close(levels, torch.tensor([-1.0, -0.6, 1.0]))
     vectors = torch.tensor([[0.25, -3.0]])
     assert torch.equal(to_model_range(vectors), vectors)  # float (toy) data passes through
+
+
+@pytest.mark.parametrize("on_device", ["auto", "never"])
+def test_an_epoch_can_keep_its_last_batch_as_a_dataloader_does(on_device):
+    """drop_last=False: 30 examples in batches of 4 are 8 steps an epoch, the last of 2 (DataLoader's default), every
+    example once per epoch, and a resumed stream continues with the same batches, the small one included."""
+    data = RandomImages(30, (1, 2, 2))
+    assert batches_per_epoch(30, 4) == 7 and batches_per_epoch(30, 4, drop_last=False) == 8
+    assert batches_per_epoch(60_000, 64, drop_last=False) == 938  # Deasy et al.'s MNIST epoch
+    stream = BatchStream(data, 4, seed=2, drop_last=False, on_device=on_device)
+    epoch = [stream.next() for _ in range(8)]
+    assert [len(b) for b in epoch] == [4] * 7 + [2]
+    index_of = {bytes(data.images[i].flatten().tolist()): i for i in range(30)}
+    seen = [index_of[bytes(x.flatten().tolist())] for b in epoch for x in ((b + 1) * 127.5).round().to(torch.uint8)]
+    assert sorted(seen) == list(range(30))
+    later = [stream.next() for _ in range(9)]  # the next epoch, and the first batch of the one after
+    assert [len(b) for b in later] == [4] * 7 + [2, 4]
+    resumed = BatchStream(data, 4, seed=2, drop_last=False, on_device=on_device)
+    resumed.load_state_dict({"epoch": 1, "position": 6})
+    for expected in later[6:]:
+        assert torch.equal(resumed.next(), expected)
 
 
 def test_data_shape_mismatch_is_a_clear_error():

@@ -181,6 +181,7 @@ class DataConfig:
     options: dict[str, Any] = field(default_factory=dict)  # dataset-specific keyword options (image_size, seed, ...)
     on_device: Literal["auto", "always", "never"] = "auto"  # hold the split as one uint8 tensor on the device
     num_workers: int = 0  # DataLoader workers when the split is streamed from disk
+    drop_last: bool = True  # drop each epoch's incomplete last batch; false keeps it (a DataLoader's default epoch)
 
 
 @dataclass

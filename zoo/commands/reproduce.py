@@ -32,6 +32,13 @@ RESULTS = REPO / "docs" / "data" / "reproduction"
 PAGE = REPO / "docs" / "reproduction.md"
 
 
+def _seed_list(value: str) -> list[int]:
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 0,1,2, got {value!r}") from None
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="zoo reproduce", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,6 +53,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--record", action="store_true",
                    help="only (re-)record the finished runs of the specs at --scale in the registry table (e.g. a "
                         "fresh ZOO_REGISTRY); trains and measures nothing")
+    p.add_argument("--runs", type=lambda v: [r for r in v.split(",") if r],
+                   help="comma-separated run names: only these runs of the scale (e.g. one process per core)")
+    p.add_argument("--seeds", type=_seed_list, help="comma-separated seeds: only these seeds of the scale")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="let a paper-scale run start from a checkout with uncommitted changes (a trial, not a result)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_intermixed_args(argv)
     args.overrides = [s for s in args.specs if "=" in s and not s.endswith(".yaml")] + args.overrides
@@ -83,10 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         results_path = (Path(args.results) / f"{spec.name}.{args.scale}.json" if args.scale != "smoke" else None)
         try:
             records = run_spec(spec, args.scale, Path(args.out), extra=args.overrides, progress=not args.no_progress,
-                               results_path=results_path)
+                               results_path=results_path, runs=args.runs, seeds=args.seeds,
+                               allow_dirty=args.allow_dirty)
         except RunInterrupted as err:
             print(f"stopped: {err}", file=sys.stderr)
             return 130
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         failed = [r for r in records if r["status"] == "failed"]
         if failed:
             status = 1

@@ -29,9 +29,16 @@ def to_model_range(batch: Tensor) -> Tensor:
     return batch.float()
 
 
+def batches_per_epoch(n: int, batch_size: int, world_size: int = 1, drop_last: bool = True) -> int:
+    """Batches one process draws per epoch from its shard of `n` examples (n // world_size each): whole batches
+    only, or with `drop_last=False` one more, smaller, last batch (a PyTorch DataLoader's default epoch)."""
+    shard = n // world_size
+    return shard // batch_size if drop_last else -(-shard // batch_size)
+
+
 class BatchStream:
-    """Batches of `batch_size` from this process's shard of a seeded per-epoch permutation (incomplete last batch
-    of an epoch dropped).
+    """Batches of `batch_size` from this process's shard of a seeded per-epoch permutation. The incomplete last
+    batch of an epoch is dropped, or (drop_last=False) delivered as a smaller batch, as a DataLoader does by default.
 
     Args:
         dataset: map-style dataset of tensors (uint8 (C, H, W) images or float (D,) vectors).
@@ -41,15 +48,20 @@ class BatchStream:
         rank, world_size: process index and count; each process reads every world_size-th permuted index.
         on_device: "auto" (resident if the dataset offers the whole split as a tensor), "always", "never".
         num_workers: DataLoader workers for streamed splits.
+        drop_last: drop the incomplete last batch of each epoch (else deliver it: 60,000 MNIST images in batches
+            of 64 are 938 steps, the last of 32).
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, *, seed: int = 0, device: torch.device | str = "cpu",
-                 rank: int = 0, world_size: int = 1, on_device: str = "auto", num_workers: int = 0):
+                 rank: int = 0, world_size: int = 1, on_device: str = "auto", num_workers: int = 0,
+                 drop_last: bool = True):
         self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
         self.device = torch.device(device)
         self.rank, self.world_size, self.num_workers = rank, world_size, num_workers
         n = len(dataset)  # type: ignore[arg-type]
-        self.batches_per_epoch = (n // world_size) // batch_size
+        self.drop_last = drop_last
+        self.shard_size = n // world_size  # equal shards: every process takes the same steps per epoch
+        self.batches_per_epoch = batches_per_epoch(n, batch_size, world_size, drop_last)
         if self.batches_per_epoch == 0:
             raise ValueError(f"data: {n} examples cannot fill one batch of {batch_size} on each of {world_size} "
                              f"process(es); lower data.batch_size or use a larger split")
@@ -67,10 +79,11 @@ class BatchStream:
 
     # ---- order ------------------------------------------------------------------------------------------------
     def _shard(self) -> Tensor:
-        """This epoch's indices for this process, truncated to whole batches."""
+        """This epoch's indices for this process: whole batches, or the whole shard when the last batch is kept."""
         g = torch.Generator().manual_seed(self.seed + self.epoch)
         perm = torch.randperm(len(self.dataset), generator=g)  # type: ignore[arg-type]
-        return perm[self.rank::self.world_size][: self.batches_per_epoch * self.batch_size]
+        kept = self.batches_per_epoch * self.batch_size if self.drop_last else self.shard_size
+        return perm[self.rank::self.world_size][:kept]
 
     def _start_epoch(self) -> None:
         order = self._shard()
@@ -79,7 +92,7 @@ class BatchStream:
             self._order = order.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" \
                 else order
             return
-        batches = order.view(-1, self.batch_size)[self.position:].tolist()
+        batches = [chunk.tolist() for chunk in order.split(self.batch_size)][self.position:]
         # A generator of the loader's own: creating an iterator draws its workers' base seed from it, and from the
         # global torch RNG without one, which would shift the noise of the step that opens the iterator (a resumed
         # run opens it inside a different step than the uninterrupted run).

@@ -17,7 +17,7 @@ from typing import Any
 
 from zoo.config import ConfigError, to_dict
 from zoo.reproduction.protocols import CHECKPOINT_PROTOCOLS, study
-from zoo.reproduction.spec import ReproSpec, RunSpec
+from zoo.reproduction.spec import REPO, ReproSpec, RunSpec
 
 QUIET = ["train.tensorboard=false", "train.sample_every=0"]
 IGNORED_TRAIN_KEYS = ("max_steps", "progress", "tensorboard", "sample_every", "checkpoint_every", "log_every",
@@ -52,13 +52,22 @@ class PlannedRun:
         return {"spec": spec_name, "scale": scale, "run": self.run.name, "seed": self.seed}
 
 
-def plan(spec: ReproSpec, scale: str) -> list[PlannedRun]:
-    """The runs of `spec` at `scale`, in spec order, each seed in turn."""
+def plan(spec: ReproSpec, scale: str, runs: list[str] | None = None, seeds: list[int] | None = None
+         ) -> list[PlannedRun]:
+    """The runs of `spec` at `scale`, in the scale's order, each seed in turn; `runs` / `seeds` pick a subset of
+    them (e.g. one process per core, each with its own runs)."""
     s = spec.scale(scale)
     names = s.runs if s.runs is not None else [r.name for r in spec.runs]
-    seeds = s.seeds if s.seeds is not None else spec.seeds
+    every_seed = s.seeds if s.seeds is not None else spec.seeds
+    for kind, asked, known in (("run", runs, names), ("seed", seeds, every_seed)):
+        unknown = [a for a in asked or [] if a not in known]
+        if unknown:
+            raise ConfigError(f"{spec.name} [{scale}]: no {kind} {', '.join(map(str, unknown))} at this scale; it has "
+                              f"{', '.join(map(str, known))}")
+    names = [n for n in names if runs is None or n in runs]
     return [PlannedRun(spec.run(n), seed, [*spec.run(n).overrides, *s.overrides, f"train.seed={seed}"],
-                       [*spec.run(n).args, *s.args]) for n in names for seed in seeds]
+                       [*spec.run(n).args, *s.args]) for n in names for seed in every_seed
+            if seeds is None or seed in seeds]
 
 
 def protocol_options(spec: ReproSpec, scale: str) -> dict[str, Any]:
@@ -80,6 +89,48 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [f"{prefix.rstrip('.')}: {a!r} -> {b!r}"]
 
 
+# The code that decides what a run trains to (with the run's recipe file): a run resumed under a commit that changed
+# any of it is restarted.
+TRAINING_CODE = ("zoo/models", "zoo/nn", "zoo/losses", "zoo/training", "zoo/data", "zoo/config.py", "zoo/factory.py")
+PROVENANCE = "provenance.json"
+
+
+def training_code_changes(old: str, new: str, recipe: Path | None = None) -> list[str] | None:
+    """Files of TRAINING_CODE (and `recipe`) that differ between commits `old` and `new` ("-dirty" suffixes
+    ignored); None when git cannot tell (no checkout, or a commit it does not know)."""
+    import subprocess
+    paths = [*TRAINING_CODE, *([str(recipe.resolve().relative_to(REPO))] if recipe and recipe.resolve().is_relative_to(
+        REPO) else [])]
+    try:
+        diff = subprocess.run(["git", "diff", "--name-only", old.removesuffix("-dirty"), new.removesuffix("-dirty"),
+                               "--", *paths], cwd=REPO, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return diff.stdout.split() if diff.returncode == 0 else None
+
+
+def note_commit(run_dir: Path, commit: str | None, recipe: Path | None = None, log=print) -> list[str]:
+    """Record that `run_dir` trains under `commit` (provenance.json lists every commit a run trained under). A run
+    begun under a commit whose training code differs from this one's is moved aside (to `<run>.stale-<commit>`,
+    nothing deleted) so it restarts: its checkpoints would mix two versions of the code. Returns the commits."""
+    path = run_dir / PROVENANCE
+    commits: list[str] = json.loads(path.read_text())["commits"] if path.is_file() else []
+    if commits and commit and commits[-1] != commit:
+        changed = training_code_changes(commits[-1], commit, recipe)
+        if changed is None or changed:
+            stale = run_dir.with_name(f"{run_dir.name}.stale-{commits[-1][:12]}")
+            log(f"{run_dir}: trained under {commits[-1]}, and the training code differs at {commit} "
+                f"({', '.join(changed[:5]) if changed else 'git cannot compare them'}): restarting it "
+                f"(the old run moved to {stale})")
+            run_dir.rename(stale)
+            commits = []
+    if commit and (not commits or commits[-1] != commit):
+        commits.append(commit)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"commits": commits}, indent=1) + "\n")
+    return commits
+
+
 def train_run(spec: ReproSpec, item: PlannedRun, scale: str, run_dir: Path, extra: list[str],
               progress: bool) -> tuple[int, int]:
     """Train `item` in `run_dir` up to its schedule, resuming its checkpoints; returns (steps, steps trained now)."""
@@ -89,6 +140,7 @@ def train_run(spec: ReproSpec, item: PlannedRun, scale: str, run_dir: Path, extr
     from zoo import Trainer, create_model, load_recipe
     from zoo.catalog import record_training
     from zoo.data import load_dataset
+    from zoo.data.stream import batches_per_epoch
     from zoo.training.checkpoint import CONFIG, checkpoint_dirs
 
     recipe_path = spec.recipe_path(item.run)
@@ -96,7 +148,8 @@ def train_run(spec: ReproSpec, item: PlannedRun, scale: str, run_dir: Path, extr
     train_set = load_dataset(recipe.data.name, recipe.data.split, recipe.data.root, **recipe.data.options)
     epochs = spec.scale(scale).epochs
     if epochs is not None:
-        recipe.train.max_steps = max(1, round(epochs * (len(train_set) // recipe.data.batch_size)))
+        per_epoch = batches_per_epoch(len(train_set), recipe.data.batch_size, drop_last=recipe.data.drop_last)
+        recipe.train.max_steps = max(1, round(epochs * per_epoch))
     saved = run_dir / CONFIG
     if saved.is_file():
         changed = _differences(_comparable(yaml.safe_load(saved.read_text())), _comparable(to_dict(recipe)))
@@ -196,21 +249,26 @@ def run_one(spec: ReproSpec, item: PlannedRun, scale: str, out: Path, extra: lis
     options = protocol_options(spec, scale)
     context = item.context(spec.name, scale)
     begun = time.time()
+    commit = commit or git_commit()
+    commits = [commit]
     if spec.protocol.name == "study":
         if result_path.is_file() and json.loads(result_path.read_text()).get("args") == item.args:
             return {**json.loads(result_path.read_text()), "skipped": True}
         values, protocol = study(run_dir, options, item.args)
         steps, trained = None, None
     else:
+        if not (result_path.is_file() and json.loads(result_path.read_text()).get("status") == "done"):
+            commits = note_commit(run_dir, commit, spec.recipe_path(item.run)) or commits
         steps, trained = train_run(spec, item, scale, run_dir, extra, progress)
         if trained == 0 and result_path.is_file():
             previous = json.loads(result_path.read_text())
             if previous.get("steps") == steps and previous.get("options") == options:
                 return {**previous, "skipped": True}
+            commits = previous.get("commits") or commits
         values, protocol = CHECKPOINT_PROTOCOLS[spec.protocol.name](run_dir, options)
     record = {**context, "status": "done", "values": values, "protocol": protocol, "options": options,
               "steps": steps, "trained_now": trained, "overrides": item.overrides + extra, "args": item.args,
-              "seconds": round(time.time() - begun, 1), "commit": commit or git_commit(), "run_dir": str(run_dir)}
+              "seconds": round(time.time() - begun, 1), "commit": commit, "commits": commits, "run_dir": str(run_dir)}
     run_dir.mkdir(parents=True, exist_ok=True)
     result_path.write_text(json.dumps(record, indent=1, default=str))
     _record_results(run_dir, values, protocol, context, record["commit"])
@@ -218,15 +276,21 @@ def run_one(spec: ReproSpec, item: PlannedRun, scale: str, out: Path, extra: lis
 
 
 def run_spec(spec: ReproSpec, scale: str, out: Path, *, extra: list[str] | None = None, progress: bool = True,
-             results_path: Path | None = None, log=print) -> list[dict[str, Any]]:
-    """Every run of `spec` at `scale`; a failing run is reported (status "failed") and the others go on. Writes the
-    records to `results_path` (default `<out>/<spec>/<scale>/results.json`) after each run."""
+             results_path: Path | None = None, log=print, runs: list[str] | None = None,
+             seeds: list[int] | None = None, allow_dirty: bool = False) -> list[dict[str, Any]]:
+    """Every run of `spec` at `scale` (or the `runs` x `seeds` subset); a failing run is reported (status "failed")
+    and the others go on. Writes the records to `results_path` (default `<out>/<spec>/<scale>/results.json`) after
+    each run. A `paper` result counts only from a committed tree: a dirty checkout is refused unless `allow_dirty`."""
     from tqdm.auto import tqdm
 
     from zoo.catalog import git_commit
 
     commit = git_commit()  # the code this process runs, even if the checkout moves on meanwhile
-    items = plan(spec, scale)
+    if scale == "paper" and not allow_dirty and (commit is None or commit.endswith("-dirty")):
+        raise ConfigError(f"{spec.name} [paper]: the checkout is {'not a git checkout' if commit is None else 'dirty'}"
+                          f"; paper-scale results count only from a clean, committed tree: commit (or stash) first, "
+                          f"or pass --allow-dirty for a trial that is not a result")
+    items = plan(spec, scale, runs, seeds)
     results_path = results_path or out / spec.name / scale / "results.json"
     records: list[dict[str, Any]] = []
     bar = tqdm(items, desc=f"{spec.name} [{scale}]", unit="run", position=0, disable=not progress, dynamic_ncols=True)
@@ -255,17 +319,28 @@ def write_results(path: Path, spec: ReproSpec, scale: str, records: list[dict[st
     diagnostics, e.g. the density-ratio classifiers' final losses, kept): what render reads. Records of
     runs this call did not touch (a subset run, or rows imported from elsewhere, which say their `source`) are kept;
     all are ordered as the spec lists its runs."""
-    keep = ("run", "seed", "status", "values", "steps", "overrides", "args", "commit", "seconds", "error", "options",
-            "source")
+    keep = ("run", "seed", "status", "values", "steps", "overrides", "args", "commit", "commits", "seconds", "error",
+            "options", "source")
+    import fcntl
+    import os
+
     s = spec.scale(scale)
-    merged = {(r["run"], r["seed"]): r for r in json.loads(path.read_text())["runs"]} if path.is_file() else {}
-    for r in records:
-        kept = {k: r[k] for k in keep if k in r}
-        if "protocol" in r:  # its settings and diagnostics, without the run's path
-            kept["protocol"] = {k: v for k, v in r["protocol"].items() if k not in ("checkpoint", "metadata")}
-        merged[(r["run"], r["seed"])] = kept
-    order = {r.name: i for i, r in enumerate(spec.runs)}
-    doc = {"spec": spec.name, "scale": scale, "scale_description": s.description, "epochs": s.epochs,
-           "runs": [merged[k] for k in sorted(merged, key=lambda k: (order.get(k[0], len(order)), k[1]))]}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    # Several processes (one per core, each with its own runs) merge into one file: read-merge-write under a lock,
+    # and replace the file atomically so a reader never sees half of it.
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        merged = {(r["run"], r["seed"]): r for r in json.loads(path.read_text())["runs"]} if path.is_file() else {}
+        for r in records:
+            if scale == "paper" and r.get("status") != "done":
+                continue  # the paper-scale file holds finished runs only
+            kept = {k: r[k] for k in keep if k in r}
+            if "protocol" in r:  # its settings and diagnostics, without the run's path
+                kept["protocol"] = {k: v for k, v in r["protocol"].items() if k not in ("checkpoint", "metadata")}
+            merged[(r["run"], r["seed"])] = kept
+        order = {r.name: i for i, r in enumerate(spec.runs)}
+        doc = {"spec": spec.name, "scale": scale, "scale_description": s.description, "epochs": s.epochs,
+               "runs": [merged[k] for k in sorted(merged, key=lambda k: (order.get(k[0], len(order)), k[1]))]}
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        partial.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+        os.replace(partial, path)

@@ -22,11 +22,11 @@ HISTORY, METRICS, CONFIG_FILE, ABANDONED = "history.jsonl", "metrics.jsonl", "co
 RUN_MARKERS = (CONFIG_FILE, METRICS, HISTORY, CHECKPOINTS)
 
 # Settings that define a run: a checkpoint resumes only into a recipe that agrees on them. The data order (epoch,
-# position) is relative to the seed, the batch size and the split, and optimizer states to the players they cover.
+# position) is relative to the seed, the batch size, the split and whether the last batch is kept, and optimizer states to the players they cover.
 # Everything else (max_steps, lr and the other optimizer hyper-parameters, schedules, logging, EMA decay, data.root,
 # data.on_device) may change at a resume: it is applied, announced and recorded in history.jsonl.
-IMMUTABLE = ("model", "data.name", "data.split", "data.batch_size", "data.options", "train.seed", "optim.*.players",
-             "train.ema.players", "optim")
+IMMUTABLE = ("model", "data.name", "data.split", "data.batch_size", "data.drop_last", "data.options", "train.seed",
+             "optim.*.players", "train.ema.players", "optim")
 
 
 class RunDirError(RuntimeError):

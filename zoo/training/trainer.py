@@ -108,7 +108,8 @@ class Trainer:
         try:
             self.stream = BatchStream(self.dataset, recipe.data.batch_size, seed=recipe.train.seed, device=self.device,
                                       rank=self.accelerator.process_index, world_size=self.accelerator.num_processes,
-                                      on_device=recipe.data.on_device, num_workers=recipe.data.num_workers)
+                                      on_device=recipe.data.on_device, num_workers=recipe.data.num_workers,
+                                      drop_last=recipe.data.drop_last)
         except ValueError as err:
             raise ConfigError(str(err)) from None
         self.step = 0
