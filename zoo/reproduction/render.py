@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.reproduction.spec import ClaimSpec, ReproSpec, Term
+from zoo.reproduction.verdicts import Sample, trend_verdict, verdict
 
 RENDERED_SCALES = ("paper", "cpu")  # best first; smoke is never a result
 
@@ -46,50 +47,64 @@ def fmt(stat: Stat | None, digits: int) -> str:
     return f"{stat.mean:.{digits}f}{spread} (n={stat.n})"
 
 
-def _term_value(spec: ReproSpec, doc: dict[str, Any] | None, term: Term) -> tuple[float | None, Stat | None, str]:
-    """(value, its Stat when a single run, description) of a claim term; value None when a run is missing."""
+def sample(doc: dict[str, Any] | None, run: str, metric: str) -> Sample | None:
+    """The finished seeds' values of `run` (None when there are none or one diverged); a single seed carries its
+    estimator error when the protocol recorded one (`<metric>_sem` or `<metric>_stderr`)."""
+    if doc is None:
+        return None
+    rows = [r["values"] for r in doc["runs"]
+            if r["run"] == run and r.get("status") == "done" and metric in r.get("values", {})]
+    values = tuple(float(v[metric]) for v in rows)
+    if not values or any(v != v for v in values):
+        return None
+    stderr = next((rows[0][k] for k in (f"{metric}_sem", f"{metric}_stderr") if k in rows[0]), None) \
+        if len(rows) == 1 else None
+    return Sample(values, stderr=stderr)
+
+
+def _term_sample(spec: ReproSpec, doc: dict[str, Any] | None, term: Term) -> tuple[Sample | None, str]:
+    """(the term's sample, description): a constant, one run's seeds, the best / worst run's seeds (picked by its
+    mean), or the runs' means (reduce: mean); None when a run is missing."""
     if term.value is not None:
-        return term.value, None, f"{term.value:g}"
+        return Sample((term.value,), constant=True), f"{term.value:g}"
     metric = spec.metric(term.metric).name
-    stats = {r: aggregate(doc, r, metric) for r in term.runs}
-    if any(s is None or s.mean != s.mean for s in stats.values()):
-        return None, None, ""
-    if term.reduce == "single":
-        (run, stat), = stats.items()
-        return stat.mean, stat, run
+    samples = {r: sample(doc, r, metric) for r in term.runs}
+    missing = [r for r, s in samples.items() if s is None]
+    if term.reduce == "single" or len(missing) == len(samples):
+        if missing:
+            return None, ""
+        (run, picked), = samples.items()
+        return picked, run
+    # a reduction over several runs is checked over those run at this scale, naming the ones left out
+    samples = {r: s for r, s in samples.items() if s is not None}
+    over = ", ".join(samples) + (f" (not run at this scale: {', '.join(missing)})" if missing else "")
     pick = {"min": min, "max": max}.get(term.reduce)
     if pick is not None:
-        run = pick(stats, key=lambda r: stats[r].mean)
-        return stats[run].mean, stats[run], f"{term.reduce} over {', '.join(term.runs)} = {run}"
-    return statistics.fmean(s.mean for s in stats.values()), None, f"mean over {', '.join(term.runs)}"
+        run = pick(samples, key=lambda r: samples[r].mean)
+        return samples[run], f"{term.reduce} over {over} = {run}"
+    return Sample(tuple(s.mean for s in samples.values())), f"mean over {over}"
 
 
 def check_claim(spec: ReproSpec, doc: dict[str, Any] | None, claim: ClaimSpec) -> tuple[str, str]:
-    """(verdict, detail): verdict is "holds", "does not hold" or "not checked"."""
+    """(verdict, detail): "holds", "inconclusive" (the difference is inside the seeds' 95 % interval, see
+    zoo.reproduction.verdicts), "does not hold", or "not checked"; a detail starting "one seed" says no seed spread
+    stands behind the verdict."""
     if claim.op in ("increasing", "decreasing"):
         metric = spec.metric(claim.lhs.metric)
-        stats = [aggregate(doc, r, metric.name) for r in claim.lhs.runs]
-        if any(s is None or s.mean != s.mean for s in stats):
+        samples = [sample(doc, r, metric.name) for r in claim.lhs.runs]
+        if any(s is None for s in samples):
             return "not checked", "not every run of the claim was run at this scale"
-        means = [s.mean for s in stats]
-        pairs = list(zip(means, means[1:]))
-        ok = all(b > a for a, b in pairs) if claim.op == "increasing" else all(b < a for a, b in pairs)
-        shown = ", ".join(f"{r} {m:.{metric.digits}f}" for r, m in zip(claim.lhs.runs, means))
-        return ("holds" if ok else "does not hold"), shown
-    lhs, lstat, ldesc = _term_value(spec, doc, claim.lhs)
-    rhs, rstat, rdesc = _term_value(spec, doc, claim.rhs)
+        result = trend_verdict(samples, claim.op == "increasing")
+        shown = ", ".join(f"{r} {s.mean:.{metric.digits}f}" for r, s in zip(claim.lhs.runs, samples))
+        return result.kind, ("one seed: " if result.one_seed else "") + f"{shown}; {result.detail}"
+    lhs, ldesc = _term_sample(spec, doc, claim.lhs)
+    rhs, rdesc = _term_sample(spec, doc, claim.rhs)
     if lhs is None or rhs is None:
         return "not checked", "not every run of the claim was run at this scale"
-    ok = {"<": lhs < rhs, ">": lhs > rhs, "<=": lhs <= rhs, ">=": lhs >= rhs}[claim.op]
     digits = spec.metric(claim.lhs.metric).digits
-    detail = f"{ldesc}: {lhs:.{digits}f} {claim.op if ok else 'is not ' + claim.op} {rdesc}: {rhs:.{digits}f}"
-    spreads = [s.std for s in (lstat, rstat) if s is not None and s.std is not None]
-    if spreads and abs(lhs - rhs) <= sum(spreads):
-        detail += (f" (the difference {abs(lhs - rhs):.{digits}f} is within the seeds' spread, the sum of the stds "
-                   f"{sum(spreads):.{digits}f})")
-    elif not spreads and (lstat is not None or rstat is not None):
-        detail += " (one seed: no spread)"
-    return ("holds" if ok else "does not hold"), detail
+    result = verdict(lhs, claim.op, rhs)
+    sides = f"{ldesc}: {lhs.mean:.{digits}f} vs {rdesc}: {rhs.mean:.{digits}f}"
+    return result.kind, ("one seed: " if result.one_seed else "") + f"{sides}; {result.detail}"
 
 
 def command(spec: ReproSpec, scale: str) -> str:
@@ -110,12 +125,14 @@ def render_spec(spec: ReproSpec, results: dict[str, dict[str, Any]]) -> str:
                      (f" (needs: {', '.join(spec.requires)})." if spec.requires else "."))
     else:
         s = spec.scale(scale)
-        commits = sorted({r.get("commit") or "?" for r in doc["runs"] if r.get("status") == "done"})
+        # every commit a run trained under, in full with its -dirty flag (a dirty one is not a clean result)
+        commits = sorted({c for r in doc["runs"] if r.get("status") == "done"
+                          for c in (r.get("commits") or [r.get("commit") or "?"])})
         steps = sorted({r["steps"] for r in doc["runs"] if r.get("steps") is not None})
         schedule = (f"{doc['epochs']:g} epochs" if doc.get("epochs") else "") + \
                    (f"{', ' if doc.get('epochs') else ''}{'/'.join(map(str, steps))} steps" if steps else "")
         lines.append(f"Ours: scale `{scale}` ({s.description.strip() or 'see the spec'}); schedule run: "
-                     f"{schedule or 'n/a'}; commit {', '.join(c[:12] for c in commits)}. Command: "
+                     f"{schedule or 'n/a'}; commit {', '.join(commits)}. Command: "
                      f"`{command(spec, scale)}`.")
         if scale != "paper" and "paper" in spec.scales:
             lines.append(f"Paper scale, not yet run: `{command(spec, 'paper')}`" +
@@ -137,11 +154,15 @@ def render_spec(spec: ReproSpec, results: dict[str, dict[str, Any]]) -> str:
     if notes:
         lines += ["", "Notes: " + "; ".join(notes) + "."]
     if spec.claims:
-        lines += ["", "| claim (source) | ours |", "|---|---|"]
+        lines += ["", "Verdicts: **holds** / **does not hold** when the 95 % interval of the difference lies on one side "
+                  "of zero (Welch's t over seeds; see zoo/reproduction/verdicts.py), **inconclusive** when it contains "
+                  "zero; \"one seed\" marks a verdict with no seed spread behind it.", "",
+                  "| claim (source) | on the paper's own numbers | ours |", "|---|---|---|"]
         for claim in spec.claims:
-            verdict, detail = check_claim(spec, doc, claim)
-            lines.append(f"| {claim.statement} ({claim.source}) | **{verdict}**" + (f": {detail}" if detail else "")
-                         + " |")
+            kind, detail = check_claim(spec, doc, claim)
+            paper = claim.on_paper_values + (f" ({claim.note})" if claim.note else "")
+            lines.append(f"| {claim.statement} ({claim.source}) | {paper} | **{kind}**" +
+                         (f": {detail}" if detail else "") + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -97,6 +97,10 @@ class ClaimSpec:
     lhs: Term
     op: Literal["<", ">", "<=", ">=", "increasing", "decreasing"]
     rhs: Term | None = None
+    # What the paper's own printed numbers say of the claim: a text can claim more than its tables show (e.g. a row
+    # in an appendix the claim ignores); the page shows it beside ours and the tests hold the spec to it.
+    on_paper_values: Literal["holds", "does not hold"] = "holds"
+    note: str = ""  # why the claim reads as it does (a second reading, a corrected source)
 
 
 @dataclass
