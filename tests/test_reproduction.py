@@ -21,14 +21,14 @@ TINY = str(REPO / "recipes" / "tiny_vae.yaml")
 
 
 def tiny_spec(tmp_path: Path, **changes) -> Path:
-    """A two-run spec over the tiny VAE recipe, measured by the reconstruction protocol on 32 test images."""
+    """A two-run spec over the tiny VAE recipe, measured by the registered reconstruction metric on 32 test images."""
     tree = {
         "name": "tiny", "title": "Tiny table", "paper": "Nobody 2020", "source": "Table 9",
-        "metrics": [{"name": "reconstruction_error", "label": "error", "units": "SSE per image"}],
-        "protocol": {"name": "reconstruction", "options": {"split": "test", "limit": 32}},
+        "metrics": [{"name": "reconstruction", "label": "error", "units": "SSE per image"}],
+        "protocol": {"name": "metrics", "options": {"metrics": ["reconstruction"], "split": "test", "n_real": 32}},
         "runs": [{"name": "small", "recipe": TINY, "overrides": ["model.latent_dim=4"],
-                  "paper": {"reconstruction_error": {"value": 8.5, "source": "Table 9, row small"}}},
-                 {"name": "big", "recipe": TINY, "paper": {"reconstruction_error": {"value": 7.25,
+                  "paper": {"reconstruction": {"value": 8.5, "source": "Table 9, row small"}}},
+                 {"name": "big", "recipe": TINY, "paper": {"reconstruction": {"value": 7.25,
                                                                                      "source": "Table 9, row big"}}}],
         "seeds": [0],
         "scales": {"smoke": {"description": "tiny", "overrides": ["train.max_steps=4", "train.checkpoint_every=2",
@@ -47,8 +47,8 @@ def tiny_spec(tmp_path: Path, **changes) -> Path:
     ("top", {"titel": "x"}, "tiny.titel: unknown key (did you mean 'title'?)"),
     ("run", {"runs": [{"name": "a", "recipe": TINY, "overides": []}]}, "tiny.runs[0].overides: unknown key"),
     ("scale", {"scales": {"smoke": {"epoch": 1}}}, "tiny.scales.smoke.epoch: unknown key (did you mean 'epochs'?)"),
-    ("paper", {"runs": [{"name": "a", "recipe": TINY, "paper": {"reconstruction_error": {"value": 1, "src": "x"}}}]},
-     "tiny.runs[0].paper.reconstruction_error.src: unknown key"),
+    ("paper", {"runs": [{"name": "a", "recipe": TINY, "paper": {"reconstruction": {"value": 1, "src": "x"}}}]},
+     "tiny.runs[0].paper.reconstruction.src: unknown key"),
 ])
 def test_spec_loader_names_unknown_keys(tmp_path, where, change, message):
     with pytest.raises(ConfigError) as err:
@@ -81,15 +81,15 @@ def test_deasy_paper_values_are_the_papers_table_2():
     """Spot values of Table 2, and every paper value of the four Deasy specs appears in the paper's text."""
     text = (PAPERS / "deasy2020_jsg_vae_arxiv.md").read_text() + (PAPERS / "deasy2020_jsg_vae_appendix.md").read_text()
     mnist = load_spec(SPECS / "deasy2020_tables12_mnist.yaml")
-    assert mnist.run("kl_qp").paper["reconstruction_error"].value == 8.46
-    assert mnist.run("jsg_a0.1").paper["reconstruction_error"].value == 7.52
-    assert mnist.run("jsg_dual_a0.3").paper["reconstruction_error"].value == 7.34
+    assert mnist.run("kl_qp").paper["reconstruction"].value == 8.46
+    assert mnist.run("jsg_a0.1").paper["reconstruction"].value == 7.52
+    assert mnist.run("jsg_dual_a0.3").paper["reconstruction"].value == 7.34
     for ds in ("mnist", "fashion_mnist", "dsprites", "chairs"):
         spec = load_spec(SPECS / f"deasy2020_tables12_{ds}.yaml")
         # 4 baselines, 9 + 9 alphas; MNIST and Fashion-MNIST add the NeurIPS appendix's beta = 0.25 row
         assert len(spec.runs) == (23 if ds in ("mnist", "fashion_mnist") else 22)
         for run in spec.runs:
-            value = run.paper["reconstruction_error"].value
+            value = run.paper["reconstruction"].value
             assert f"{value:.2f}" in text, (ds, run.name, value)
 
 
@@ -129,13 +129,13 @@ def test_finished_runs_are_skipped_and_interrupted_runs_resume(tmp_path, shared_
     shutil.rmtree(ckpts[-1])
     resumed = run_one(spec, PlannedRun(spec.run("small"), 0, plan(spec, "smoke")[0].overrides), "smoke", out, [])
     assert (resumed["steps"], resumed["trained_now"], resumed["status"]) == (4, 2, "done")
-    assert resumed["values"]["reconstruction_error"] == pytest.approx(first[0]["values"]["reconstruction_error"])
+    assert resumed["values"]["reconstruction"] == pytest.approx(first[0]["values"]["reconstruction"])
 
     with Catalog() as catalog:  # every run and result recorded in the registry table
         rows = catalog.rows()
         assert {Path(r.path).parent.parent.parent.name for r in rows} == {"small", "big"}
         assert {name for (name,) in catalog.query("SELECT name FROM runs")} == {"small_seed0", "big_seed0"}
-        assert catalog.count("results") == 3 * 2  # 2 runs + the resumed one, 2 values each
+        assert catalog.count("results") == 3  # 2 runs + the resumed one, the registered metric each (std as its std)
 
     longer = run_one(spec, plan(spec, "smoke")[0], "smoke", out, ["train.max_steps=6"])  # a longer schedule extends
     assert (longer["steps"], longer["trained_now"]) == (6, 2)
@@ -201,11 +201,11 @@ def test_render_puts_the_paper_beside_ours_and_checks_claims(tmp_path):
     spec = load_spec(tiny_spec(tmp_path, seeds=[0, 1], scales={
         "smoke": {}, "cpu": {"description": "two steps", "epochs": 0.5}, "paper": {"description": "all of it"}}))
     doc = {"spec": "tiny", "scale": "cpu", "epochs": 0.5, "runs": [
-        {"run": "small", "seed": 0, "status": "done", "values": {"reconstruction_error": 9.0}, "steps": 8,
+        {"run": "small", "seed": 0, "status": "done", "values": {"reconstruction": 9.0}, "steps": 8,
          "commit": "abcdef1234567890"},
-        {"run": "small", "seed": 1, "status": "done", "values": {"reconstruction_error": 10.0}, "steps": 8,
+        {"run": "small", "seed": 1, "status": "done", "values": {"reconstruction": 10.0}, "steps": 8,
          "commit": "abcdef1234567890"},
-        {"run": "big", "seed": 0, "status": "done", "values": {"reconstruction_error": 6.0}, "steps": 8,
+        {"run": "big", "seed": 0, "status": "done", "values": {"reconstruction": 6.0}, "steps": 8,
          "commit": "abcdef1234567890"},
         {"run": "big", "seed": 1, "status": "failed", "error": "ValueError: boom"}]}
     text = render_spec(spec, {"cpu": doc})
@@ -328,3 +328,23 @@ def test_the_cpu_mnist_claims_within_the_seeds_spread_are_inconclusive():
                       "JS^G_* at Table 1's best alpha (0.3) beats every baseline"):
         kind, detail = by_statement[statement]
         assert kind == "inconclusive" and "Welch's t" in detail and "n = 2 vs 2" in detail, (statement, detail)
+
+
+def test_zoo_evaluate_reconstruction_is_the_reproduction_number_under_the_same_protocol(tmp_path, shared_data,
+                                                                                         monkeypatch, one_thread):
+    """`zoo evaluate RUN --metric reconstruction` gives a spec's Table 1-2 number for any checkpoint: the same value
+    and the same protocol id as the reproduction's `metrics: [reconstruction]` measurement of that run."""
+    from zoo.catalog import protocol_id
+    from zoo.commands import evaluate
+    monkeypatch.setenv("ZOO_DATA", str(shared_data))
+    spec = load_spec(tiny_spec(tmp_path, runs=[{"name": "small", "recipe": TINY}], claims=[]))
+    record, = run_spec(spec, "smoke", tmp_path / "runs", progress=False, log=lambda *a: None)
+    out = tmp_path / "evaluate.json"
+    assert evaluate.main([record["run_dir"], "--metric", "reconstruction", "--n-real", "32", "--json", str(out),
+                          "--no-registry", "--no-progress"]) == 0
+    result, = [r for r in json.loads(out.read_text()) if r["metric"] == "reconstruction"]
+    ours = record["protocol"]["metrics"]["reconstruction"]
+    assert result["value"] == pytest.approx(record["values"]["reconstruction"], rel=1e-6)
+    assert result["std"] == pytest.approx(record["values"]["reconstruction_std"], rel=1e-6)
+    assert protocol_id(result["protocol"]) == protocol_id(ours)
+    assert ours["n_real"] == 32 and ours["point"] == "posterior mean" and record["values"]["reconstruction"] > 0

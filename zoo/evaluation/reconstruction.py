@@ -13,6 +13,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from zoo.data.stream import to_model_range, whole_split
+from zoo.evaluation.core import MetricResult, define_metric
+from zoo.evaluation.sampling import EvalContext
 from zoo.models.base import GenerativeModel
 
 
@@ -53,3 +55,21 @@ def reconstruction_errors(model: GenerativeModel, data: Dataset | Tensor, *, bat
         return torch.cat(errors)
     finally:
         model.train(was_training)
+
+
+@define_metric("reconstruction", "summed squared error per image between x and the decoder mean at the posterior mean, "
+               "pixels in [0, 1] (Deasy et al. 2020, Tables 1-2)", higher_is_better=False,
+               spread="standard error over test images")
+def reconstruction_metric(ctx: EvalContext) -> list[MetricResult]:
+    """The Table 1-2 number of any checkpoint with an encoder, over the whole reference split (or `n_real` images)."""
+    model = ctx.require_model("reconstruction", "has_encoder", "an encoder (reconstruct)")
+
+    def errors(images: Tensor, labels: Tensor | None) -> Tensor:
+        return reconstruction_errors(model, images, batch_size=len(images))
+
+    values = ctx.map_real(errors, n=ctx.n_real, desc="reconstruction")
+    sem = (values.std() / len(values) ** 0.5).item() if len(values) > 1 else None
+    return [MetricResult("reconstruction", values.mean().item(), sem,
+                         ctx.protocol(reference_split=ctx.split, n_real=len(values), point="posterior mean",
+                                      units="summed squared error per image, pixels in [0, 1]",
+                                      std="standard error over test images"))]

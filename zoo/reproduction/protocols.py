@@ -41,22 +41,6 @@ def _check_options(name: str, options: dict[str, Any], allowed: set[str]) -> Non
                           f"{', '.join(sorted(allowed))}")
 
 
-def reconstruction(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str, Any]]:
-    """Deasy et al. Tables 1-2: summed squared error per image between x and the decoder mean at the posterior mean,
-    pixels in [0, 1], averaged over the split (`zoo.evaluation.reconstruction`). Options: split, limit."""
-    from zoo import load_checkpoint
-    from zoo.evaluation.reconstruction import reconstruction_errors
-
-    _check_options("reconstruction", options, {"split", "limit"})
-    model, recipe, step, ckpt = load_checkpoint(run_dir)
-    data, split = _eval_data(recipe, options, "test")
-    errors = reconstruction_errors(model, data)
-    sem = (errors.std() / errors.numel() ** 0.5).item() if errors.numel() > 1 else float("nan")
-    return ({"reconstruction_error": errors.mean().item(), "reconstruction_error_sem": sem},
-            {"protocol": "reconstruction", "split": split, "n_eval": errors.numel(), "step": step,
-             "checkpoint": str(ckpt)})
-
-
 def latent_kl(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str, Any]]:
     """Rosca et al. App. E: KL[q(z)||p(z)] by Monte Carlo (Algorithm 2) with the eq. 5 terms, and by the density-ratio
     trick (Algorithm 3) for each classifier in `ratio` ({name, layers, hidden, steps, lr}). Options: split (default
@@ -184,4 +168,4 @@ def study(out_dir: Path, options: dict[str, Any], args: list[str]) -> tuple[Valu
 
 
 CHECKPOINT_PROTOCOLS: dict[str, Callable[[Path, dict[str, Any]], tuple[Values, dict[str, Any]]]] = {
-    "reconstruction": reconstruction, "latent_kl": latent_kl, "metrics": metrics, "evidence": evidence}
+    "latent_kl": latent_kl, "metrics": metrics, "evidence": evidence}

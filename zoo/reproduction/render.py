@@ -52,14 +52,22 @@ def sample(doc: dict[str, Any] | None, run: str, metric: str) -> Sample | None:
     estimator error when the protocol recorded one (`<metric>_sem` or `<metric>_stderr`)."""
     if doc is None:
         return None
-    rows = [r["values"] for r in doc["runs"]
-            if r["run"] == run and r.get("status") == "done" and metric in r.get("values", {})]
-    values = tuple(float(v[metric]) for v in rows)
+    rows = [r for r in doc["runs"] if r["run"] == run and r.get("status") == "done" and metric in r.get("values", {})]
+    values = tuple(float(r["values"][metric]) for r in rows)
     if not values or any(v != v for v in values):
         return None
-    stderr = next((rows[0][k] for k in (f"{metric}_sem", f"{metric}_stderr") if k in rows[0]), None) \
-        if len(rows) == 1 else None
-    return Sample(values, stderr=stderr)
+    return Sample(values, stderr=_standard_error(rows[0], metric) if len(rows) == 1 else None)
+
+
+def _standard_error(row: dict[str, Any], metric: str) -> float | None:
+    """The estimator's standard error recorded with a result: `<metric>_sem` / `_stderr`, or its `_std` when the
+    metric's spread is a standard error (a per-image or split std is not one)."""
+    values = row.get("values", {})
+    for key in (f"{metric}_sem", f"{metric}_stderr"):
+        if key in values:
+            return float(values[key])
+    spread = (row.get("protocol", {}).get("spreads") or {}).get(metric) or ""
+    return float(values[f"{metric}_std"]) if f"{metric}_std" in values and "standard error" in spread else None
 
 
 def _term_sample(spec: ReproSpec, doc: dict[str, Any] | None, term: Term) -> tuple[Sample | None, str]:

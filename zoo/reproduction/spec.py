@@ -42,7 +42,7 @@ class MetricSpec:
 class ProtocolSpec:
     """How a finished run is measured: a protocol of zoo.reproduction.protocols and its options."""
 
-    name: Literal["reconstruction", "latent_kl", "metrics", "evidence", "study"]
+    name: Literal["latent_kl", "metrics", "evidence", "study"]  # Deasy's reconstruction: metrics [reconstruction]
     options: dict[str, Any] = field(default_factory=dict)
 
 
