@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 import zoo.data as data
-from zoo.data import DatasetNotFoundError, load_dataset, resolve_root
+from zoo.data import DatasetNotFoundError, dataset_version, load_dataset, resolve_root
 from zoo.registry import DATASETS
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"  # <repo>/../shared/data
@@ -176,14 +176,14 @@ def test_as_uint8_tensor_cap(fake_mnist):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# color_mnist
+# stacked_mnist and color_mnist
 # --------------------------------------------------------------------------------------------------------------
 
 
-def test_color_mnist_deterministic_and_consistent(fake_mnist):
+def test_stacked_mnist_deterministic_and_consistent(fake_mnist):
     root, arrays = fake_mnist
     images, labels = torch.from_numpy(arrays["train"][0]), torch.from_numpy(arrays["train"][1]).long()
-    ds = load_dataset("color_mnist", root=root, size=200)
+    ds = load_dataset("stacked_mnist", root=root, size=200)
     x = ds.as_uint8_tensor()
     assert x.shape == (200, 3, 28, 28) and ds.shape == (3, 28, 28)
     src = ds.source_indices
@@ -194,18 +194,57 @@ def test_color_mnist_deterministic_and_consistent(fake_mnist):
         assert ds.targets[i] == 100 * labels[src[i, 0]] + 10 * labels[src[i, 1]] + labels[src[i, 2]]
     assert torch.equal(ds.targets, (labels[src] * torch.tensor([100, 10, 1])).sum(1))
     assert torch.equal(ds[5], x[5])
-    assert torch.equal(load_dataset("color_mnist", root=root, size=200).as_uint8_tensor(), x)
-    assert torch.equal(load_dataset("color_mnist", root=root, size=200, limit=20).as_uint8_tensor(), x[:20])
-    assert not torch.equal(load_dataset("color_mnist", root=root, size=200, seed=1).source_indices, src)
-    assert not torch.equal(load_dataset("color_mnist", "test", root=root, size=200).source_indices, src)
-    assert len(load_dataset("color_mnist", root=root)) == 50  # default size: the MNIST split
+    assert torch.equal(load_dataset("stacked_mnist", root=root, size=200).as_uint8_tensor(), x)
+    assert torch.equal(load_dataset("stacked_mnist", root=root, size=200, limit=20).as_uint8_tensor(), x[:20])
+    assert not torch.equal(load_dataset("stacked_mnist", root=root, size=200, seed=1).source_indices, src)
+    assert not torch.equal(load_dataset("stacked_mnist", "test", root=root, size=200).source_indices, src)
+    assert len(load_dataset("stacked_mnist", root=root)) == 50  # default size: the MNIST split
 
 
-def test_color_mnist_shared_modes():
+def test_stacked_mnist_shared_modes():
     root = _shared("MNIST", "raw")
-    ds = load_dataset("color_mnist", "test", root=root)
+    ds = load_dataset("stacked_mnist", "test", root=root)
     assert len(ds) == 10000 and ds.targets.min() >= 0 and ds.targets.max() < 1000
     assert ds.targets.unique().numel() > 990  # 10k uniform draws over 1000 modes miss ~0 of them
+
+
+def test_color_mnist_is_one_digit_in_one_colour(fake_mnist):
+    """Metz et al.'s Color MNIST (Rosca et al.'s [33]): every example is one MNIST digit times one RGB colour, so its
+    three channels are the same digit scaled by the colour, the brightest channel equal to the digit itself."""
+    root, arrays = fake_mnist
+    images, labels = torch.from_numpy(arrays["train"][0]), torch.from_numpy(arrays["train"][1]).long()
+    ds = load_dataset("color_mnist", root=root)
+    x = ds.as_uint8_tensor()
+    assert x.shape == (50, 3, 28, 28) and torch.equal(ds.source_indices, torch.arange(50))  # the split, in order
+    assert torch.equal(ds.targets, labels)  # ten digit classes, not 1000 stacked modes
+    colours = ds.colours
+    assert colours.shape == (50, 3) and (colours >= 0).all() and torch.allclose(colours.amax(1), torch.ones(50))
+    for i in range(50):
+        expected = (images[i].float() * colours[i][:, None, None]).round().to(torch.uint8)
+        assert torch.equal(x[i], expected)
+        brightest = int(colours[i].argmax())
+        assert torch.equal(x[i, brightest], images[i])  # one digit: the brightest channel is the digit itself
+    assert torch.equal(ds[7], x[7])
+    assert torch.equal(load_dataset("color_mnist", root=root, limit=10).as_uint8_tensor(), x[:10])
+    assert not torch.equal(load_dataset("color_mnist", root=root, seed=1).colours, colours)
+    assert len(load_dataset("color_mnist", root=root, size=80)) == 80  # `size` draws digits at random
+
+
+def test_color_mnist_of_the_shared_mnist_is_one_digit_per_image():
+    """On the real MNIST test split: every image's three channels are proportional (one colour), each image's digit
+    is that MNIST test image, and the colours cover hues evenly (each channel is the brightest for about a third)."""
+    ds = load_dataset("color_mnist", "test", root=_shared("MNIST", "raw"))
+    mnist = load_dataset("mnist", "test", root=_shared("MNIST", "raw")).as_uint8_tensor()
+    x = ds.as_uint8_tensor().float()
+    assert x.shape == (10000, 3, 28, 28)
+    brightest = ds.colours.argmax(1)
+    assert torch.equal(x[torch.arange(10000), brightest], mnist[:, 0].float())
+    # channel c = round(digit * colour_c): within rounding of the brightest channel times the colour
+    assert ((x - mnist.float() * ds.colours[:, :, None, None]).abs() <= 0.5 + 1e-4).all()
+    shares = torch.bincount(brightest, minlength=3) / 10000
+    assert ((shares > 0.30) & (shares < 0.37)).all(), shares
+    assert ds.targets.unique().numel() == 10
+    assert dataset_version("color_mnist") == "metz2017-single-digit" and dataset_version("stacked_mnist") is None
 
 
 # --------------------------------------------------------------------------------------------------------------

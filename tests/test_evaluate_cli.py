@@ -103,7 +103,7 @@ def test_mnist_classifier_trains_from_its_recipe(mnist_classifier):
 def test_modes_of_stacked_mnist_test_images_cover_the_modes(mnist_classifier, tmp_path, shared_data):
     path, accuracy = mnist_classifier
     out = tmp_path / "modes.json"
-    res = tool([EVALUATE, "data:color_mnist:test", "--metric", "modes", "--n-samples", "2000", "--batch-size", "500",
+    res = tool([EVALUATE, "data:stacked_mnist:test", "--metric", "modes", "--n-samples", "2000", "--batch-size", "500",
                 "--mnist-classifier", str(path), "--json", str(out), "--no-progress"], shared_data)
     assert res.returncode == 0, res.stderr
     results = {r["metric"]: r for r in json.loads(out.read_text())}

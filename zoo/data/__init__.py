@@ -4,13 +4,14 @@
 datasets (MNIST-like, CIFAR-10 batches, dSprites); `zoo.data.files` the image-file datasets (folders and tars);
 `zoo.data.synthetic` the toy vector sets.
 """
-from zoo.data.arrays import CIFAR10Batches, ColorMNIST, DSprites, MNISTLike
+from zoo.data.arrays import CIFAR10Batches, ColorMNIST, DSprites, MNISTLike, StackedMNIST
 from zoo.data.base import (
     MAX_IN_MEMORY_BYTES,
     DatasetNotFoundError,
     ImageDataset,
     TensorImages,
     cache_dir,
+    dataset_version,
     load_dataset,
     open_split,
     resolve_root,
@@ -23,6 +24,7 @@ __all__ = [
     "AffineGaussian",
     "CIFAR10Batches",
     "ColorMNIST",
+    "StackedMNIST",
     "DSprites",
     "DatasetNotFoundError",
     "GaussianMixture",
@@ -32,6 +34,7 @@ __all__ = [
     "TensorImages",
     "VectorDataset",
     "cache_dir",
+    "dataset_version",
     "load_dataset",
     "open_split",
     "resolve_root",

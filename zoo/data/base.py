@@ -54,6 +54,12 @@ def load_dataset(name: str, split: str = "train", root: str | os.PathLike | None
     return DATASETS.get(name)(resolve_root(root), split, **options)
 
 
+def dataset_version(name: str) -> str | None:
+    """The definition a registered dataset declares (`version` on its loader), when its name once meant another
+    set: evaluation protocols record it, so results on the old and the new set never share a protocol id."""
+    return getattr(DATASETS.get(name), "version", None) if name in DATASETS.names() else None
+
+
 def open_split(data: Any) -> Dataset:
     """The split a recipe's `data` section names, with a ConfigError naming the data.* key for a wrong dataset name,
     option or split (the mistakes a user makes in a recipe or an override)."""

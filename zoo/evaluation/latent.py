@@ -211,3 +211,35 @@ def encode_posteriors(model: Any, images: Any, *, batch_size: int = 500, smoothi
             raise ValueError(f"smoothing_std must be > 0, got {smoothing_std}")
         logvar = torch.full_like(mu, 2 * math.log(smoothing_std))
     return mu, logvar
+
+
+@dataclass
+class ReconstructionTerm:
+    """E_x E_q(z|x)[log p(x|z)] over a split (nats per image, one posterior draw per image) and its standard error."""
+
+    mean: float
+    stderr: float
+    n: int
+
+
+@torch.no_grad()
+def reconstruction_term(model: Any, images: Any, *, batch_size: int = 500,
+                        generator: torch.Generator | None = None) -> ReconstructionTerm:
+    """The ELBO's reconstruction term of every example of `images` (a dataset or an (N, C, H, W) tensor): one draw
+    z ~ q(z|x) each, log p(x|z) from `model.log_px_given_z`; with the average posterior KL it gives the ELBO (eq. 1),
+    the number a VAE's marginal KL has to be read against (Rosca et al. App. E print the KL terms only)."""
+    from torch.utils.data import DataLoader
+
+    from zoo.data.stream import to_model_range
+
+    model.eval()
+    device = next(model.parameters()).device
+    loader = images.split(batch_size) if isinstance(images, Tensor) else DataLoader(images, batch_size=batch_size)
+    values = []
+    for x in loader:
+        x = to_model_range(x.to(device))
+        mu, logvar = model.posterior(x)
+        eps = randn_on(tuple(mu.shape), generator, mu.device)
+        values.append(model.log_px_given_z(x, mu + eps * torch.exp(0.5 * logvar)).double().cpu())
+    values = torch.cat(values)
+    return ReconstructionTerm(values.mean().item(), (values.std() / math.sqrt(len(values))).item(), len(values))

@@ -1,4 +1,4 @@
-"""`modes`: mode coverage on stacked MNIST (color_mnist): each channel of a sample is classified by the project's
+"""`modes`: mode coverage on stacked MNIST (stacked_mnist): each channel of a sample is classified by the project's
 MNIST classifier, the three digits give one of 1,000 modes (100 d_R + 10 d_G + d_B, as `ColorMNIST.targets`), and
 we report how many modes the samples visit (`modes`) and the KL of the mode histogram to the uniform distribution
 (`modes.kl`, nats) (Metz et al. 2017; Srivastava et al. 2017 (VEEGAN), whose protocol draws 26,000 samples). On
@@ -37,8 +37,9 @@ class ModesOptions:
 @define_metric("modes", "stacked-MNIST modes covered (of 1000) and KL of the mode histogram to uniform",
                higher_is_better=True, options=ModesOptions, kl=False, accuracy=True)
 def modes_metric(ctx: EvalContext, opts: ModesOptions) -> list[MetricResult]:
-    if ctx.data.name != "color_mnist":
-        raise MetricNotApplicable(f"modes is defined on color_mnist (stacked MNIST), not {ctx.data.name!r}")
+    if ctx.data.name != "stacked_mnist":
+        raise MetricNotApplicable(f"modes is defined on stacked_mnist (three digits, 1000 modes), not "
+                                  f"{ctx.data.name!r}")
     path = resolve_weights(opts.mnist_classifier, CLASSIFIER_ENV, "the MNIST classifier (train it with "
                            "zoo train_mnist_classifier)", "--mnist-classifier",
                            lambda: str(DEFAULT_CLASSIFIER) if DEFAULT_CLASSIFIER.is_file() else None)

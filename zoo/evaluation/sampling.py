@@ -26,6 +26,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from zoo.config import DataConfig
+from zoo.data import dataset_version
 from zoo.evaluation.core import EvaluationError, MetricNotApplicable, quantize
 from zoo.models.base import GenerativeModel
 
@@ -114,6 +115,9 @@ class EvalContext:
         """The protocol fields every result records, plus the metric's own."""
         base = {"source": self.source, "model": self.model_name, "dataset": self.data.name,
                 "dataset_options": dict(self.data.options), "seed": self.seed}
+        version = dataset_version(self.data.name)
+        if version is not None:  # e.g. color_mnist, once the stacked set: never ranked with results on that one
+            base["dataset_version"] = version
         if self.model is None:
             base["sample_split"] = self.sample_split
         elif self._per_batch_noise:

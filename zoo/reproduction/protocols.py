@@ -42,9 +42,11 @@ def _check_options(name: str, options: dict[str, Any], allowed: set[str]) -> Non
 
 
 def latent_kl(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str, Any]]:
-    """Rosca et al. App. E: KL[q(z)||p(z)] by Monte Carlo (Algorithm 2) with the eq. 5 terms, and by the density-ratio
-    trick (Algorithm 3) for each classifier in `ratio` ({name, layers, hidden, steps, lr}). Options: split (default
-    the training split, as the paper's N = 60000), limit, num_z, seed, ratio."""
+    """Rosca et al. App. E: KL[q(z)||p(z)] by Monte Carlo (Algorithm 2) with the eq. 5 terms and the reconstruction
+    term, and by the density-ratio trick (Algorithm 3) for each classifier in `ratio` ({name, layers, hidden, steps,
+    lr, seeds, window, tol}: `seeds` classifiers from as many initialisations, each trained to convergence when
+    `window` is given, `steps` at most). Options: split (default the training split, as the paper's N = 60000),
+    limit, num_z, seed, ratio."""
     from zoo import load_checkpoint
     from zoo.evaluation import latent
     from zoo.studies.latent import marginal_kl_density_ratio
@@ -58,19 +60,33 @@ def latent_kl(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str,
     mc = latent.marginal_kl_mc(mu, logvar, num_z=num_z, generator=generator)
     values = {"marginal_kl": mc.marginal_kl, "marginal_kl_stderr": mc.marginal_kl_stderr,
               "avg_posterior_kl": mc.avg_posterior_kl, "mutual_information": mc.mutual_information,
-              "log_n": mc.log_n, "marginal_kl_lower_bound": mc.marginal_kl_lower_bound}
+              "log_n": mc.log_n, "marginal_kl_lower_bound": mc.marginal_kl_lower_bound,
+              "marginal_kl_lower_bound_stderr": 0.0,  # exact: closed-form posterior KLs over the whole split
+              "bound_margin": mc.marginal_kl - mc.marginal_kl_lower_bound}
+    if hasattr(model, "log_px_given_z"):
+        recon = latent.reconstruction_term(model, data, generator=torch.Generator().manual_seed(seed))
+        values |= {"reconstruction_term": recon.mean, "reconstruction_term_stderr": recon.stderr,
+                   "elbo": recon.mean - mc.avg_posterior_kl}
     classifiers = []
     for i, cfg in enumerate(options.get("ratio", [])):
-        allowed = {"name", "layers", "hidden", "steps", "lr"}
+        allowed = {"name", "layers", "hidden", "steps", "lr", "seeds", "window", "tol"}
         if not isinstance(cfg, dict) or "name" not in cfg or set(cfg) - allowed:
             raise ConfigError(f"protocol latent_kl: ratio[{i}] must be a mapping with a name and some of "
                               f"{', '.join(sorted(allowed - {'name'}))}, got {cfg!r}")
-        torch.manual_seed(seed)
-        kw = {k: cfg[k] for k in ("layers", "hidden", "steps", "lr") if k in cfg}
-        result = marginal_kl_density_ratio(mu, logvar, num_z=num_z, generator=generator, **kw)
-        values[cfg["name"]] = result["marginal_kl"]
-        classifiers.append({k: result[k] for k in ("hidden", "layers", "steps", "lr", "final_loss")} |
-                           {"name": cfg["name"]})
+        kw = {k: cfg[k] for k in ("layers", "hidden", "steps", "lr", "window", "tol") if k in cfg}
+        runs = []
+        for k in range(int(cfg.get("seeds", 1))):  # classifier initialisations (and their code draws)
+            torch.manual_seed(seed + k)
+            runs.append(marginal_kl_density_ratio(mu, logvar, num_z=num_z,
+                                                  generator=torch.Generator().manual_seed(seed + 1000 + k), **kw))
+        estimates = torch.tensor([r["marginal_kl"] for r in runs], dtype=torch.float64)
+        values[cfg["name"]] = estimates.mean().item()
+        if len(runs) > 1:  # the spread over classifier seeds, and the standard error of their mean
+            values[f"{cfg['name']}_seed_std"] = estimates.std().item()
+            values[f"{cfg['name']}_stderr"] = (estimates.std() / len(runs) ** 0.5).item()
+        classifiers.append({"name": cfg["name"], **{k: runs[0][k] for k in ("hidden", "layers", "lr")},
+                            "seeds": [{k: r[k] for k in ("marginal_kl", "final_loss", "steps", "converged")}
+                                      for r in runs]})
     return values, {"protocol": "latent_kl", "split": split, "num_points": len(mu), "num_z": num_z, "seed": seed,
                     "classifiers": classifiers, "step": step, "checkpoint": str(ckpt)}
 

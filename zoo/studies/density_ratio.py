@@ -32,8 +32,12 @@ def ratio_classifier(dim: int, hidden: int, layers: int) -> nn.Module:
 
 def train_ratio_classifier(classifier: nn.Module, sample_p1: Sampler, sample_p0: Sampler, *, steps: int,
                            batch_size: int = 64, lr: float = 1e-4, betas: tuple[float, float] = (0.5, 0.9),
-                           progress: bool = False, desc: str = "ratio classifier") -> list[float]:
+                           progress: bool = False, desc: str = "ratio classifier", window: int | None = None,
+                           tol: float = 1e-3) -> list[float]:
     """Train `classifier` by cross-entropy, p1 labelled 1 and p0 labelled 0, on fresh samples every step.
+
+    With `window`, train to convergence: stop (at most `steps` steps) once the mean loss of the last `window` steps
+    improves on the window before it by less than `tol` nats; without it, exactly `steps` steps.
 
     Returns:
         The loss of every step (nats); log 4 = 1.386 is chance level.
@@ -41,14 +45,24 @@ def train_ratio_classifier(classifier: nn.Module, sample_p1: Sampler, sample_p0:
     from tqdm.auto import tqdm
 
     optimizer = torch.optim.Adam(classifier.parameters(), lr=lr, betas=betas)
-    losses = []
-    for _ in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
+    losses: list[float] = []
+    for step in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
         loss = discriminator_loss(classifier(sample_p1(batch_size)), classifier(sample_p0(batch_size)))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
+        if window and (step + 1) % window == 0 and converged(losses, window, tol):
+            break
     return losses
+
+
+def converged(losses: list[float], window: int, tol: float) -> bool:
+    """The mean of the last `window` losses improves on the window before it by less than `tol`."""
+    if len(losses) < 2 * window:
+        return False
+    last, before = losses[-window:], losses[-2 * window:-window]
+    return sum(before) / window - sum(last) / window < tol
 
 
 @torch.no_grad()

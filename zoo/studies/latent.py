@@ -14,13 +14,14 @@ import torch
 from torch import Tensor
 
 from zoo.evaluation.latent import Progress, check_posteriors, log_marginal_posterior, randn_on, sample_posteriors
-from zoo.studies.density_ratio import mean_logit, ratio_classifier, train_ratio_classifier
+from zoo.studies.density_ratio import converged, mean_logit, ratio_classifier, train_ratio_classifier
 
 
 def marginal_kl_density_ratio(mu: Tensor, logvar: Tensor | None, *, steps: int = 5000, batch_size: int = 64,
                               hidden: int = 1000, layers: int = 3, lr: float = 5e-4,
                               betas: tuple[float, float] = (0.9, 0.9), num_z: int = 10_000,
-                              generator: torch.Generator | None = None, progress: bool = False) -> dict[str, Any]:
+                              generator: torch.Generator | None = None, progress: bool = False,
+                              window: int | None = None, tol: float = 1e-3) -> dict[str, Any]:
     """KL[q(z) || p(z)] by the density-ratio trick (Rosca et al. Algorithm 3).
 
     A LeakyReLU(0.2) MLP C is trained `steps` times to label codes z ~ q(z|x), x uniform over the data, 1 and prior
@@ -28,20 +29,23 @@ def marginal_kl_density_ratio(mu: Tensor, logvar: Tensor | None, *, steps: int =
     beta1 = beta2 = 0.9 (as printed), lr 5e-4 (Tables 1-2), 3 hidden layers; hidden 1000 is the App. K code
     discriminator (Tables 1-2 use 5000) and `steps` is far below the paper's 5 * 10^5 (printed "5 * 10 * 5").
     Works for point-mass posteriors (logvar None). Call `torch.manual_seed` first for a reproducible classifier.
+    With `window`, the classifier trains to convergence (`train_ratio_classifier`), `steps` at most.
 
     Returns:
-        {"marginal_kl", "final_loss" (mean of the last 100 classifier losses; log 4 = chance), "steps", "hidden",
-         "layers", "lr", "num_z"}.
+        {"marginal_kl", "final_loss" (mean of the last 100 classifier losses; log 4 = chance), "steps" (trained),
+         "converged", "hidden", "layers", "lr", "num_z"}.
     """
     dim = mu.shape[1]
     classifier = ratio_classifier(dim, hidden, layers).to(mu.device)
     sample_q = lambda n: sample_posteriors(mu, logvar, n, generator)[1].float()  # noqa: E731
     sample_p = lambda n: randn_on((n, dim), generator, mu.device)  # noqa: E731
     losses = train_ratio_classifier(classifier, sample_q, sample_p, steps=steps, batch_size=batch_size, lr=lr,
-                                    betas=betas, progress=progress, desc="Algorithm 3 classifier")
+                                    betas=betas, progress=progress, desc="Algorithm 3 classifier", window=window,
+                                    tol=tol)
     classifier.eval()
     kl = mean_logit(classifier, sample_q(num_z))
-    return {"marginal_kl": kl, "final_loss": sum(losses[-100:]) / len(losses[-100:]), "steps": steps,
+    return {"marginal_kl": kl, "final_loss": sum(losses[-100:]) / len(losses[-100:]), "steps": len(losses),
+            "converged": bool(window) and converged(losses, window, tol),
             "hidden": hidden, "layers": layers, "lr": lr, "num_z": num_z}
 
 
