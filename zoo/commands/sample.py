@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from zoo.commands.trust import add_trust_imports
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="zoo sample", description=__doc__,
@@ -22,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
+    add_trust_imports(parser)
     args = parser.parse_args(argv)
 
     from zoo.factory import load_checkpoint
@@ -32,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: -n must be >= 1, got {args.n_samples}", file=sys.stderr)
         return 2
     try:
-        model, _, step, path = load_checkpoint(args.checkpoint, device=args.device)
+        model, _, step, path = load_checkpoint(args.checkpoint, device=args.device, trust_imports=args.trust_imports)
     except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
