@@ -84,7 +84,10 @@ def protocol_id(protocol: dict[str, Any]) -> str:
 
 
 def protocol_n(protocol: dict[str, Any]) -> int | None:
-    return next((int(protocol[k]) for k in N_KEYS if protocol.get(k) is not None), None)
+    """The sample count a protocol records; a field that is not a whole number (a damaged or crafted table) counts
+    as unrecorded rather than stopping every command that reads the table."""
+    counts = (protocol.get(k) for k in N_KEYS)
+    return next((int(v) for v in counts if isinstance(v, (int, float)) or (isinstance(v, str) and v.isdigit())), None)
 
 
 def default_path() -> Path:
