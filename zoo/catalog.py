@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
+from zoo import yaml_limits
 
 DEFAULT_PATH = Path("runs") / "registry.sqlite"
 ENV = "ZOO_REGISTRY"
@@ -349,7 +349,7 @@ class Catalog:
         ckpt = Path(ckpt).resolve()
         run_dir = ckpt.parent.parent
         config = (ckpt / CONFIG).read_text()
-        tree = yaml.safe_load(config) or {}
+        tree = yaml_limits.load(config) or {}
         run_id = self.register_run(run_dir, model=(tree.get("model") or {}).get("name"),
                                    dataset=(tree.get("data") or {}).get("name"), recipe=recipe, config=config,
                                    git_commit=commit)
@@ -440,13 +440,13 @@ def recipe_key(config: str | None) -> str | None:
     if not config:
         return None
     import hashlib
-    tree = yaml.safe_load(config) or {}
+    tree = yaml_limits.load(config) or {}
     (tree.get("train") or {}).pop("seed", None)
     return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def train_seed(config: str | None) -> int | None:
-    seed = ((yaml.safe_load(config) or {}).get("train") or {}).get("seed") if config else None
+    seed = ((yaml_limits.load(config) or {}).get("train") or {}).get("seed") if config else None
     return None if seed is None else int(seed)
 
 
@@ -595,7 +595,7 @@ def record_training(out_dir: str | Path, recipe: str | None = None, path: str | 
     out = Path(out_dir)
     try:
         config = (out / CONFIG).read_text()
-        tree = yaml.safe_load(config) or {}
+        tree = yaml_limits.load(config) or {}
         with Catalog(path, lock_timeout=RECORD_LOCK_TIMEOUT_S) as catalog:
             run_id = catalog.register_run(out, name=name, model=(tree.get("model") or {}).get("name"),
                                           dataset=(tree.get("data") or {}).get("name"), recipe=recipe, config=config,
