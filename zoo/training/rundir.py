@@ -19,6 +19,7 @@ from zoo.config import ConfigError, ModelSection, Recipe, from_dict, read_yaml, 
 from zoo.training.checkpoint import CHECKPOINTS, checkpoint_dirs
 
 HISTORY, METRICS, CONFIG_FILE, ABANDONED = "history.jsonl", "metrics.jsonl", "config.yaml", "abandoned"
+LOCK_FILE = "run.lock"  # held by the one process writing the run (zoo/training/runlock.py); never moved aside
 RUN_MARKERS = (CONFIG_FILE, METRICS, HISTORY, CHECKPOINTS)
 
 # Settings that define a run: a checkpoint resumes only into a recipe that agrees on them. The data order (epoch,
@@ -171,7 +172,7 @@ def read_history(out: str | Path) -> list[dict[str, Any]]:
 
 def abandon_all(out: Path, *, reason: str) -> Path | None:
     """Move every file of a run that saved no checkpoint to `abandoned/<time>-<reason>/` (a restart from step 0)."""
-    present = [p for p in out.iterdir() if p.name not in (ABANDONED, CHECKPOINTS)] if out.is_dir() else []
+    present = [p for p in out.iterdir() if p.name not in (ABANDONED, CHECKPOINTS, LOCK_FILE)] if out.is_dir() else []
     if not present:
         return None
     dest = out / ABANDONED / f"{now().replace(':', '')}-{reason}"
