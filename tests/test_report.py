@@ -107,8 +107,11 @@ def test_crafted_registry_values_reach_the_page_only_escaped(tmp_path, capsys):
         db.execute("UPDATE results SET value = ? WHERE metric = 'is' AND value = 5.0", (SCRIPT_PAYLOAD,))
         db.execute("UPDATE results SET metric = ?, protocol = ? WHERE metric = 'lpips.reference'",
                    (ATTRIBUTE_PAYLOAD, json.dumps({"n_samples": SCRIPT_PAYLOAD, "backbone": ATTRIBUTE_PAYLOAD})))
+    with (tmp_path / "runs" / "wgan" / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 15, "wgan_gp/lo')  # a torn last line (killed mid-write): skipped, the curves still drawn
     out = tmp_path / "report.html"
     assert registry.main(["--registry", str(path), "report", "--out", str(out)]) == 0
+    assert "3 loss-curve figures" in capsys.readouterr().out
     page = out.read_text()
     for payload in (SCRIPT_PAYLOAD, ATTRIBUTE_PAYLOAD):
         assert payload not in page and html.escape(payload, quote=True) in page

@@ -16,6 +16,7 @@ import base64
 import hashlib
 import html
 import itertools
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -156,7 +157,11 @@ def build_report(catalog: Catalog, out: Path, direction: Callable[[str], bool | 
             counts["pareto"] += 1
         for name in dict.fromkeys(r.run for r in rows):
             run_dir = run_dirs.get(name)
-            records = read_metrics(run_dir) if run_dir and (run_dir / "metrics.jsonl").is_file() else []
+            try:
+                records = read_metrics(run_dir) if run_dir and (run_dir / "metrics.jsonl").is_file() else []
+            except ValueError as err:  # a damaged log costs its run's curves, not the page
+                print(f"zoo: warning: no loss curves for {name}: {err}", file=sys.stderr)
+                records = []
             records = [{k: v for k, v in rec.items() if not k.startswith("lr/")} for rec in records]
             if any(len(rec) > 1 for rec in records):
                 png = loss_curves(records, Path(tmp) / f"curves_{counts['curves']}.png", title=name)
