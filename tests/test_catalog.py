@@ -261,3 +261,32 @@ def test_a_metric_and_its_reference_share_a_row_only_under_one_protocol(tmp_path
                                                                     "pairs": 1000, "reference_split": "test"})
         rows = catalog.rows()
     assert sorted((r.value("msssim"), r.value("msssim.reference")) for r in rows) == [(0.26, 0.38), (0.63, 0.82)]
+
+
+@pytest.mark.parametrize("value, written", [("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+                                            ("+cmd", "'+cmd"), ("-2+3", "'-2+3"), ("@SUM(A1)", "'@SUM(A1)"),
+                                            ("\tx", "'\tx"), ("\r=1", "'\r=1"), ("-5.3", "-5.3"), ("+1e-3", "+1e-3"),
+                                            (-5.3, -5.3), ("vae", "vae"), (None, None)])
+def test_csv_cells_that_start_like_a_formula_are_text_and_numbers_stay_numbers(value, written):
+    from zoo.commands.formats import csv_cell
+    assert csv_cell(value) == written
+
+
+def test_export_neutralises_formulas_in_csv_and_html_in_markdown(tmp_path):
+    """Registry values written by anyone: a run named like a formula, a model holding HTML and a pipe. The CSV shows
+    them as text and keeps a negative metric value numeric; the Markdown shows the HTML as text in its own cell."""
+    import csv
+    path, out, csv_out = tmp_path / "registry.sqlite", tmp_path / "model_zoo.md", tmp_path / "zoo.csv"
+    with Catalog(path) as catalog:
+        run = catalog.register_run(tmp_path / "r", model="<img src=x onerror=alert(1)>|vae", dataset="cifar10")
+        ckpt = catalog.register_checkpoint(run, 10, tmp_path / "r" / "checkpoints" / "step_00000010")
+        catalog.add_result(ckpt, "elbo", -5.3, None, {"n_samples": 100})
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE runs SET name = '=HYPERLINK(\"http://evil\")'")
+    load_tool("registry").main(["--registry", str(path), "export", "--out", str(out), "--csv", str(csv_out)])
+    (record,) = csv.DictReader(csv_out.open())
+    assert record["run"] == "'=HYPERLINK(\"http://evil\")" and record["value"] == "-5.3"
+    assert record["model"] == "<img src=x onerror=alert(1)>|vae"  # starts with no formula character: as it is
+    text = out.read_text()
+    assert "| &lt;img src=x onerror=alert(1)&gt;\\|vae | =HYPERLINK(\"http://evil\") | 10 | -5.3 |" in text
+    assert "<img" not in text

@@ -76,3 +76,51 @@ def test_create_model_overrides_and_registry():
         reg.register("a", 2)
     with pytest.raises(UnknownNameError, match=r"unknown thing 'b'\. Registered things: a"):
         reg.get("b")
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """The classic alias bomb: level k is ten aliases of level k - 1, so the last level is 10**levels strings."""
+    lines = ['a0: &a0 "lol"']
+    lines += [f"a{k}: &a{k} [{', '.join([f'*a{k - 1}'] * 10)}]" for k in range(1, levels + 1)]
+    return "\n".join(lines) + f"\nmodel: {{name: vae, width: *a{levels}}}\n"
+
+
+@pytest.mark.parametrize("reader", ["recipe", "load_checkpoint", "sweep", "reproduction spec", "catalog"])
+def test_a_billion_laughs_document_fails_fast_naming_the_file(tmp_path, reader):
+    import time
+
+    from zoo import load_checkpoint
+    from zoo.catalog import train_seed
+    from zoo.factory import expand_sweep
+    from zoo.reproduction.spec import load_spec
+    from zoo.training.checkpoint import CheckpointError
+    from zoo.yaml_limits import YAMLLimitError
+
+    bomb = tmp_path / "checkpoints" / "step_00000001" / "config.yaml"
+    bomb.parent.mkdir(parents=True)
+    bomb.write_text(billion_laughs())
+    (bomb.parent / "model.safetensors").write_bytes(b"")
+    read = {"recipe": lambda: load_recipe(bomb), "load_checkpoint": lambda: load_checkpoint(tmp_path),
+            "sweep": lambda: expand_sweep(bomb), "reproduction spec": lambda: load_spec(bomb),
+            "catalog": lambda: train_seed(bomb.read_text())}[reader]
+    start = time.perf_counter()
+    with pytest.raises((ConfigError, CheckpointError, YAMLLimitError)) as caught:
+        read()
+    assert time.perf_counter() - start < 2
+    assert "expands to more than 100,000 nodes" in str(caught.value)
+    assert reader == "catalog" or str(bomb) in str(caught.value)  # the catalog's caller names the run
+
+
+def test_recursive_aliases_oversized_files_and_override_bombs_are_refused(tmp_path):
+    recursive = tmp_path / "recursive.yaml"
+    recursive.write_text("model: &m {name: vae, options: *m}\n")
+    with pytest.raises(ConfigError, match=r"recursive.yaml' refused: an alias refers to a node that contains it"):
+        load_recipe(recursive)
+    big = tmp_path / "big.yaml"
+    big.write_text("# padding\n" * 200_000)
+    with pytest.raises(ConfigError, match=r"big.yaml' is 2,000,000 bytes, over the 1,048,576-byte limit"):
+        load_recipe(big)
+    levels = ["&l0 [x, x, x, x, x, x, x, x, x, x]"] + [f"&l{k} [{', '.join([f'*l{k - 1}'] * 10)}]" for k in range(1, 7)]
+    with pytest.raises(ConfigError, match=r"override 'model.width' refused: it expands to more than 100,000 nodes"):
+        apply_overrides({}, [f"model.width=[{', '.join(levels)}]"])  # 10**7 leaves from a 300-character value
+    assert load_recipe(RECIPES / "tiny_vae.yaml").model.name == "vae"  # ordinary recipes are far inside the bounds

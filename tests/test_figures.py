@@ -48,3 +48,27 @@ def test_loss_curves_one_panel_per_phase_and_non_finite_left_out(tmp_path):
     assert "run disc" in text and "run gen" in text and "loss" in text and "acc" not in text
     with pytest.raises(ValueError, match="no finite scalars in 1 records"):
         loss_curves([{"step": 1, "x/y": "inf"}], tmp_path / "d.png")
+
+
+def test_names_with_dollar_signs_are_plain_text_in_figures(tmp_path):
+    """A run named like mathtext (`$\\bad{$`) once raised a parse error that lost the end-of-training loss curves and
+    the registry report; names are data, drawn as written."""
+    import matplotlib.pyplot as plt
+
+    from zoo.figures import loss_curves, scatter_plot
+    from zoo.figures.plots import plain
+
+    name = r"lr$\bad{$ run"
+    fig, ax = plt.subplots()
+    ax.set_title(name)
+    with pytest.raises(ValueError, match="bad"):  # what matplotlib does with it as is
+        fig.savefig(tmp_path / "raw.png")
+    plt.close(fig)
+    assert plain(name) == r"lr\$\bad{\$ run"
+    curves = loss_curves([{"step": 1, "vae/lo$ss": 1.0}, {"step": 2, "vae/lo$ss": 0.5}], tmp_path / "c.png", title=name,
+                         formats=("svg",))
+    scatter = scatter_plot(tmp_path / "s.png", [(1.0, 2.0), (2.0, 1.0)], [f"{name}@10", "$b@10"], [name, "$m"], [0, 1],
+                           "is$", "$lpips", title=name, formats=("svg",))
+    assert f"{name} vae" in svg_texts(tmp_path / "c.svg") and "lo$ss" in svg_texts(tmp_path / "c.svg")  # as written
+    assert all(t in svg_texts(tmp_path / "s.svg") for t in (f"{name}@10", "$b@10", "$m", "is$", "$lpips"))
+    assert curves.stat().st_size > 0 and scatter.stat().st_size > 0

@@ -105,3 +105,23 @@ def test_interpolate_command_writes_a_grid(checkpoint, tmp_path, capsys, shared_
     assert command.main([str(ckpt), "--out", str(out), "--prior", "--method", "lerp", "--pairs", "2"]) == 0
     with Image.open(out) as image:
         assert image.size == (8 * 29 + 1, 2 * 29 + 1)
+
+
+def test_sample_refuses_an_earlier_export_and_overwrite_replaces_it_whole(checkpoint, tmp_path, capsys):
+    """An earlier 5-image export under a 3-image one would hand a metric tool 5 images from two checkpoints: refused
+    in one line; --overwrite replaces the folder whole (3 files), and nothing temporary is left beside it."""
+    from zoo.commands import sample
+    ckpt, _ = checkpoint
+    pngs, npz = tmp_path / "out" / "pngs", tmp_path / "out" / "s.npz"
+    assert sample.main([str(ckpt), "-n", "5", "--out", str(pngs)]) == 0
+    assert sample.main([str(ckpt), "-n", "3", "--out", str(pngs), "--seed", "1"]) == 2
+    assert capsys.readouterr().err == (f"error: '{pngs}' holds an earlier export; pass --overwrite (overwrite=True) to "
+                                       f"replace it, or choose another --out\n")
+    assert len(list(pngs.iterdir())) == 5
+    assert sample.main([str(ckpt), "-n", "3", "--out", str(pngs), "--seed", "1", "--overwrite"]) == 0
+    assert sorted(p.name for p in pngs.iterdir()) == ["000000.png", "000001.png", "000002.png"]
+    assert sample.main([str(ckpt), "-n", "2", "--out", str(npz)]) == 0
+    assert sample.main([str(ckpt), "-n", "4", "--out", str(npz)]) == 2
+    assert sample.main([str(ckpt), "-n", "4", "--out", str(npz), "--overwrite"]) == 0
+    assert np.load(npz)["arr_0"].shape[0] == 4
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["pngs", "s.npz"]  # no temporaries left

@@ -253,3 +253,26 @@ def test_the_registry_follows_an_abandoned_branch(tmp_path):
     new = str((run / "checkpoints" / "step_00000003").resolve())
     assert rows[new] == checkpoint_sha256(run / "checkpoints" / "step_00000003") != old_sha
     assert len(rows) == 4
+
+
+def test_a_torn_last_metrics_line_is_skipped_when_read_and_cut_off_at_resume(tmp_path, capsys):
+    """A kill or a full disk in the middle of a metrics.jsonl write leaves a line without its end: the log still
+    reads (loss curves, the registry report), and a resume cuts it off, says so once, and appends whole lines."""
+    run = tmp_path / "run"
+    _trainer(run, ["train.max_steps=2", "train.checkpoint_every=2"]).train()
+    metrics = run / "metrics.jsonl"
+    whole = metrics.read_text()
+    with metrics.open("a") as f:
+        f.write('{"step": 3, "vae/lo')  # torn
+    assert [r["step"] for r in read_metrics(run)] == [1, 2]
+    capsys.readouterr()
+    resumed = _trainer(run, ["train.max_steps=3"])
+    resumed.resume(run)
+    resumed.train()
+    notes = [line for line in capsys.readouterr().out.splitlines() if "torn" in line]
+    assert notes == ["zoo: metrics.jsonl: its last line was torn (19 bytes: the run was killed or the disk was full "
+                     "while writing it); removed it, the 2 whole lines before it are kept"]
+    assert metrics.read_text().startswith(whole) and [r["step"] for r in read_metrics(run)] == [1, 2, 3]
+    metrics.write_text('{"step": 1}\n{"ste\n{"step": 3}\n')  # damage inside the file is not a torn tail: named
+    with pytest.raises(ValueError, match=r"metrics.jsonl: line 2 is not JSON"):
+        read_metrics(run)

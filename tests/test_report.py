@@ -93,3 +93,38 @@ def test_report_in_headless_chromium(tmp_path, capsys):
         assert image.size == (1280, 1600)
         assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 50  # text, table and figures drawn
     print(f"report screenshot: {shot}")
+
+
+SCRIPT_PAYLOAD, ATTRIBUTE_PAYLOAD = "<script>alert(1)</script>", '"><img src=x onerror=alert(1)>'
+
+
+def test_crafted_registry_values_reach_the_page_only_escaped(tmp_path, capsys):
+    """A registry table written by someone else: a run name, a step, a metric name and value and protocol fields hold
+    HTML. The page shows each as text, holds one script (its own, allowed by its hash in the CSP) and no other tag."""
+    import base64
+    import hashlib
+    import html
+    import sqlite3
+
+    path = make_registry(tmp_path)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE runs SET name = ?, model = ? WHERE name = 'vae_a'", (SCRIPT_PAYLOAD, ATTRIBUTE_PAYLOAD))
+        db.execute("UPDATE checkpoints SET step = ? WHERE id = (SELECT MIN(id) FROM checkpoints)", (ATTRIBUTE_PAYLOAD,))
+        db.execute("UPDATE results SET value = ? WHERE metric = 'is' AND value = 5.0", (SCRIPT_PAYLOAD,))
+        db.execute("UPDATE results SET metric = ?, protocol = ? WHERE metric = 'lpips.reference'",
+                   (ATTRIBUTE_PAYLOAD, json.dumps({"n_samples": SCRIPT_PAYLOAD, "backbone": ATTRIBUTE_PAYLOAD})))
+    with (tmp_path / "runs" / "wgan" / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 15, "wgan_gp/lo')  # a torn last line (killed mid-write): skipped, the curves still drawn
+    out = tmp_path / "report.html"
+    assert registry.main(["--registry", str(path), "report", "--out", str(out)]) == 0
+    assert "3 loss-curve figures" in capsys.readouterr().out
+    page = out.read_text()
+    for payload in (SCRIPT_PAYLOAD, ATTRIBUTE_PAYLOAD):
+        assert payload not in page and html.escape(payload, quote=True) in page
+    assert "<img src=x" not in page and page.count("<script") == 1 and "onerror=alert" not in page.replace(
+        html.escape(ATTRIBUTE_PAYLOAD, quote=True), "")
+    (script,) = re.findall(r"<script>(.*?)</script>", page, re.S)
+    (policy,) = re.findall(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', page)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert html.unescape(policy).split("; ")[:2] == ["default-src 'none'", f"script-src 'sha256-{digest}'"]
+    assert "img-src data:" in html.unescape(policy)

@@ -58,7 +58,7 @@ def test_add_your_own_model(tmp_path, shared_data):
     assert outputs[-1].split() == ["MLPVAE", "30", "(4,", "1,", "16,", "16)"]  # load_checkpoint, in a new process
     run = tmp_path / "runs" / "mine"
     config = (run / "config.yaml").read_text()
-    assert "imports:\n- my_model\n" in config and "name: mlp_vae" in config
+    assert f"imports:\n- my_model@{tmp_path.resolve()}\n" in config and "name: mlp_vae" in config
     result = json.loads((run / "checkpoints" / "step_00000030" / "eval.json").read_text())["elbo"]
     assert result["protocol"]["model"] == "mlp_vae" and result["protocol"]["iw_samples"] == 8
     assert -16 * 16 * math.log(2) < result["value"] < 0  # better than a coin per pixel after 30 steps

@@ -69,3 +69,13 @@ def test_a_shim_runs_as_a_script():
                     text=True, env=subprocess_env(), timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("usage: zoo evaluate ")
+
+
+def test_a_closed_pipe_ends_a_command_quietly():
+    """`zoo ... | head`: the reader leaves early; the command ends with 141 (128 + SIGPIPE) and no traceback."""
+    import subprocess
+    proc = procs.popen([sys.executable, "-m", "zoo.cli", "registry", "models"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, env=subprocess_env(), cwd=REPO)
+    proc.stdout.close()  # as `head` does once it has its lines
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == ""

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
+from zoo import yaml_limits
 
 DEFAULT_PATH = Path("runs") / "registry.sqlite"
 ENV = "ZOO_REGISTRY"
@@ -84,7 +84,10 @@ def protocol_id(protocol: dict[str, Any]) -> str:
 
 
 def protocol_n(protocol: dict[str, Any]) -> int | None:
-    return next((int(protocol[k]) for k in N_KEYS if protocol.get(k) is not None), None)
+    """The sample count a protocol records; a field that is not a whole number (a damaged or crafted table) counts
+    as unrecorded rather than stopping every command that reads the table."""
+    counts = (protocol.get(k) for k in N_KEYS)
+    return next((int(v) for v in counts if isinstance(v, (int, float)) or (isinstance(v, str) and v.isdigit())), None)
 
 
 def default_path() -> Path:
@@ -346,7 +349,7 @@ class Catalog:
         ckpt = Path(ckpt).resolve()
         run_dir = ckpt.parent.parent
         config = (ckpt / CONFIG).read_text()
-        tree = yaml.safe_load(config) or {}
+        tree = yaml_limits.load(config) or {}
         run_id = self.register_run(run_dir, model=(tree.get("model") or {}).get("name"),
                                    dataset=(tree.get("data") or {}).get("name"), recipe=recipe, config=config,
                                    git_commit=commit)
@@ -437,13 +440,13 @@ def recipe_key(config: str | None) -> str | None:
     if not config:
         return None
     import hashlib
-    tree = yaml.safe_load(config) or {}
+    tree = yaml_limits.load(config) or {}
     (tree.get("train") or {}).pop("seed", None)
     return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def train_seed(config: str | None) -> int | None:
-    seed = ((yaml.safe_load(config) or {}).get("train") or {}).get("seed") if config else None
+    seed = ((yaml_limits.load(config) or {}).get("train") or {}).get("seed") if config else None
     return None if seed is None else int(seed)
 
 
@@ -592,7 +595,7 @@ def record_training(out_dir: str | Path, recipe: str | None = None, path: str | 
     out = Path(out_dir)
     try:
         config = (out / CONFIG).read_text()
-        tree = yaml.safe_load(config) or {}
+        tree = yaml_limits.load(config) or {}
         with Catalog(path, lock_timeout=RECORD_LOCK_TIMEOUT_S) as catalog:
             run_id = catalog.register_run(out, name=name, model=(tree.get("model") or {}).get("name"),
                                           dataset=(tree.get("data") or {}).get("name"), recipe=recipe, config=config,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import NoReturn
 
@@ -51,8 +52,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry(argv: list[str] | None = None) -> NoReturn:
-    """The console script: run `main`, then end the process (every process of a multi-process job cleanly)."""
-    status = main(argv)
+    """The console script: run `main`, then end the process (every process of a multi-process job cleanly).
+
+    A reader that stops early (`zoo sweep ... | head`) closes the pipe: the command ends quietly with status 141
+    (128 + SIGPIPE), as Unix tools do, instead of a BrokenPipeError traceback."""
+    try:
+        status = main(argv)
+        sys.stdout.flush()  # inside: buffered output meets the closed pipe here, not at interpreter exit
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's own flush writes nowhere
+        status = 141
     from zoo.training.distributed import exit_process  # after the command: `zoo --help` stays fast
 
     exit_process(status)

@@ -16,6 +16,8 @@ from typing import Any, Literal, Mapping, Union
 
 import yaml
 
+from zoo import yaml_limits
+
 
 class ConfigError(ValueError):
     """A recipe or override that does not fit the config schema."""
@@ -149,7 +151,10 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.max_steps=20")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            value = yaml_limits.load(raw) if raw.strip() else ""
+        except yaml_limits.YAMLLimitError as err:
+            raise ConfigError(f"override {key!r} refused: {err}") from None
         # YAML reads "1e-4" as a string (no dot); users mean a number.
         if isinstance(value, str):
             try:
@@ -280,11 +285,18 @@ class Recipe:
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """A YAML file as a mapping, bounded (`zoo.yaml_limits`): an oversized file or an alias bomb fails at once with
+    a ConfigError naming the file, before anything walks or copies the tree."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"recipe {str(path)!r} does not exist; recipes live in recipes/*.yaml")
+    if (size := path.stat().st_size) > yaml_limits.MAX_BYTES:  # before reading it into memory
+        raise ConfigError(f"{str(path)!r} is {size:,} bytes, over the {yaml_limits.MAX_BYTES:,}-byte limit for a YAML "
+                          f"file the zoo reads; it is not a recipe")
     try:
-        tree = yaml.safe_load(path.read_text())
+        tree = yaml_limits.load(path.read_text())
+    except yaml_limits.YAMLLimitError as err:
+        raise ConfigError(f"{str(path)!r} refused: {err}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"recipe {str(path)!r} is not valid YAML: {err}") from None
     if not isinstance(tree, dict):

@@ -7,20 +7,18 @@ from names, recipes and checkpoints (`create_model`, `load_checkpoint`) and expa
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
 import itertools
 import os
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple
 
 import torch
 
 from zoo.config import (ConfigError, ModelSection, Recipe, apply_overrides, check_ranges, from_dict, read_yaml,
                         to_dict)
+from zoo.imports import UntrustedImportsError, import_modules  # noqa: F401 - import_modules: public here too
 from zoo.models.base import GenerativeModel
 from zoo.registry import MODELS
 from zoo.training.checkpoint import (CONFIG, EMA_WEIGHTS, WEIGHTS, CheckpointError, check_finite,
@@ -66,38 +64,6 @@ def load_plugins() -> list[str]:
     return loaded
 
 
-def import_modules(names: Sequence[str]) -> list[str]:
-    """Import modules that register models (or backbones, datasets, metrics) defined outside the package.
-
-    Each name is a module importable from sys.path or the working directory (`my_models.vae`), or a path to a `.py`
-    file (imported as a module named after the file). Returns the names as a recipe records them: file paths
-    absolute, so a checkpoint loads from any working directory."""
-    recorded = []
-    for name in names:
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"imports: got {name!r}, expected a module name or a path to a .py file")
-        if name.endswith(".py"):
-            path = Path(name).expanduser().resolve()
-            if not path.is_file():
-                raise ConfigError(f"imports: {name!r} is not a file; give a module name or an existing .py file")
-            module = path.stem
-            if module not in sys.modules or getattr(sys.modules[module], "__file__", None) != str(path):
-                spec = importlib.util.spec_from_file_location(module, path)
-                sys.modules[module] = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(sys.modules[module])
-            recorded.append(str(path))
-            continue
-        if os.getcwd() not in sys.path and "" not in sys.path:  # the installed `zoo` script: cwd is not on it
-            sys.path.append(os.getcwd())
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            raise ConfigError(f"imports: cannot import {name!r} ({err}); run from the folder holding it, add that folder "
-                              f"to PYTHONPATH, install its package, or pass the path of its .py file") from None
-        recorded.append(name)
-    return recorded
-
-
 def list_models(pattern: str | None = None) -> list[str]:
     """Registered model names, sorted, optionally filtered by a shell-style pattern such as ``"vae*"``."""
     discover()
@@ -125,18 +91,27 @@ def resolve_model(section: Mapping[str, Any]) -> ModelSection:
     return ModelSection(name, config)
 
 
-def load_recipe(source: str | os.PathLike | Mapping[str, Any], overrides: list[str] | None = None) -> Recipe:
+def load_recipe(source: str | os.PathLike | Mapping[str, Any], overrides: list[str] | None = None, *,
+                trust_imports: bool = True) -> Recipe:
     """Read a recipe (YAML path or mapping), apply overrides and validate every section, the model's included.
 
     The model section must name a registered model (`model.name`); its other keys are checked against that model's
     config dataclass, and `optim` entries are merged over the model's default optimizers.
+
+    Args:
+        trust_imports: import the modules the recipe's `imports:` lists (running their code). A recipe you wrote is
+            yours to trust (the default); a run folder's saved config.yaml is not (`load_checkpoint` passes False):
+            then modules not imported yet raise `UntrustedImportsError` (a ConfigError) before any is imported.
     """
     tree = _deep_copy(dict(source) if isinstance(source, Mapping) else read_yaml(source))
     tree = apply_overrides(tree, overrides or [])
     imports = tree.get("imports") or []
     if not isinstance(imports, list):
         raise ConfigError(f"imports: got {imports!r}, expected a list of module names or .py files")
-    tree["imports"] = import_modules(imports)  # before the model name is looked up: it may be defined there
+    if not trust_imports:
+        discover()  # the zoo's own modules and installed plugins are imported already: they need no trust
+    # before the model name is looked up: it may be defined there
+    tree["imports"] = import_modules(imports, trusted=trust_imports)
     model = resolve_model(tree.get("model"))
     defaults = to_dict(model_class(model.name).default_optim(model.config))
     recipe = from_dict(Recipe, {**tree, "model": model, "optim": _merge(defaults, tree.get("optim") or {})})
@@ -212,16 +187,26 @@ class Checkpoint(NamedTuple):
     path: Path
 
 
-def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu", ema: bool = True) -> Checkpoint:
+def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu", ema: bool = True,
+                    trust_imports: bool = False) -> Checkpoint:
     """Rebuild a trained model: `path` is a checkpoint or a run directory (then its latest checkpoint).
 
     Returns the model (EMA weights for the EMA players unless `ema=False`), its resolved recipe and the step.
+
+    Args:
+        trust_imports: import the modules the run's config.yaml lists under `imports:` (a model defined outside the
+            package). Off by default: a run folder may come from anywhere, and importing runs its code. Modules
+            imported already (the zoo's, installed plugins, ones you imported) need no trust; for the others a
+            CheckpointError names them and this switch.
     """
     ckpt = resolve_checkpoint(path)
     if not (ckpt / CONFIG).is_file():
         raise CheckpointError(f"{str(ckpt)!r} has weights but no {CONFIG}; it was not written by zoo")
     try:
-        recipe = load_recipe(ckpt / CONFIG)
+        recipe = load_recipe(ckpt / CONFIG, trust_imports=trust_imports)
+    except UntrustedImportsError as err:
+        run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt
+        raise CheckpointError(f"run folder {str(run)!r} {err}") from None
     except ConfigError as err:
         raise CheckpointError(f"{str(ckpt / CONFIG)!r} does not describe a model this zoo can build: {err}") from None
     model = create_model(recipe)

@@ -15,6 +15,9 @@ the norm of equal-norm endpoints.
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -79,14 +82,27 @@ def to_uint8(images: Tensor) -> np.ndarray:
         0, 2, 3, 1).numpy()
 
 
+class ExportExistsError(FileExistsError):
+    """The export target holds an earlier export; mixing the two would give a metric tool a blend of checkpoints."""
+
+
 @torch.no_grad()
-def export_samples(model: Any, n: int, out: str | Path, *, batch_size: int = 256, seed: int = 0) -> Path:
+def export_samples(model: Any, n: int, out: str | Path, *, batch_size: int = 256, seed: int = 0,
+                   overwrite: bool = False) -> Path:
     """Write `n` samples of `model` for external tools: a `.npz` path gets one array `arr_0` (n, H, W, 3) uint8 (grey
     images repeated to RGB, the layout of the ADM evaluator and clean-fid's array inputs); any other path is a folder
-    of `000000.png`, ... (torch-fidelity's and clean-fid's folder inputs). Seeded: the same seed, the same images."""
+    of `000000.png`, ... (torch-fidelity's and clean-fid's folder inputs). Seeded: the same seed, the same images.
+
+    Both are written under a temporary name beside `out` and renamed into place, so `out` is either the whole new
+    export or absent, never part of one. An existing non-empty `out` is refused (ExportExistsError) unless
+    `overwrite`, which replaces it whole: files of an earlier, larger export never mix with the new ones.
+    """
     if n < 1:
         raise ValueError(f"export_samples: n must be >= 1, got {n}")
     out = Path(out)
+    if not overwrite and (out.is_file() or (out.is_dir() and any(out.iterdir()))):
+        raise ExportExistsError(f"{str(out)!r} holds an earlier export; pass --overwrite (overwrite=True) to replace "
+                                f"it, or choose another --out")
     generator = torch.Generator(device="cpu").manual_seed(seed)
     was_training = model.training
     model.eval()
@@ -95,14 +111,31 @@ def export_samples(model: Any, n: int, out: str | Path, *, batch_size: int = 256
     finally:
         model.train(was_training)
     images = np.concatenate(arrays)  # (n, H, W, C)
+    out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npz":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(out, arr_0=np.repeat(images, 3, axis=3) if images.shape[3] == 1 else images)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp.npz", dir=out.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, arr_0=np.repeat(images, 3, axis=3) if images.shape[3] == 1 else images)
+            os.replace(tmp, out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return out
     from PIL import Image
 
-    out.mkdir(parents=True, exist_ok=True)
-    width = max(6, int(math.log10(n)) + 1)
-    for i, image in enumerate(images):
-        Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).save(out / f"{i:0{width}d}.png")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        width = max(6, int(math.log10(n)) + 1)
+        for i, image in enumerate(images):
+            Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).save(tmp / f"{i:0{width}d}.png")
+        old = out.with_name(f".{out.name}.old-{os.getpid()}") if out.exists() else None
+        if old is not None:
+            os.rename(out, old)  # aside first: a folder cannot be renamed over a non-empty one
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
     return out

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 
+from zoo.commands.trust import add_trust_imports
 from zoo.config import DataConfig, apply_overrides
 
 _TYPES = {"int": int, "float": float, "str": str}
@@ -68,8 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the disk cache of reference statistics")
     options = add_metric_options(p)
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
-                   help="import this module (or .py file) first: models defined outside the package (repeatable; "
-                        "a checkpoint trained with --import records it and needs no flag)")
+                   help="import this module (or .py file) first: models defined outside the package (repeatable). "
+                        "A checkpoint trained with --import records it; loading imports it only with --trust-imports")
+    add_trust_imports(p)
     p.add_argument("--json", help="also write all results of this call to this JSON file")
     p.add_argument("--registry", help="registry table (default: ZOO_REGISTRY, else runs/registry.sqlite)")
     p.add_argument("--no-registry", action="store_true", help="do not record results in the registry table")
@@ -96,7 +98,7 @@ def build_context(source: str, args: argparse.Namespace, accelerator: Any):
         options = apply_overrides({}, args.data_option)
         return EvalContext(None, DataConfig(name=name, root=args.data_root, options=options), source=label,
                            sample_split=split, **common), None
-    ckpt = load_checkpoint(source, device=accelerator.device)
+    ckpt = load_checkpoint(source, device=accelerator.device, trust_imports=args.trust_imports)
     data = ckpt.recipe.data
     if args.data_root:
         data = dataclasses.replace(data, root=args.data_root)

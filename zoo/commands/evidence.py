@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from zoo.commands.trust import add_trust_imports
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", help="data folder (default: the recipe's data.root, else ZOO_DATA)")
     parser.add_argument("--json", help="also write the result here")
+    add_trust_imports(parser)
     args = parser.parse_args(argv)
 
     from zoo.data import DatasetNotFoundError, load_dataset
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from zoo.training.checkpoint import CheckpointError
 
     try:
-        model, recipe, step, path = load_checkpoint(args.checkpoint)
+        model, recipe, step, path = load_checkpoint(args.checkpoint, trust_imports=args.trust_imports)
         data = load_dataset(recipe.data.name, args.split, args.data_root or recipe.data.root,
                             **{k: v for k, v in recipe.data.options.items() if k != "limit"})
     except (CheckpointError, DatasetNotFoundError) as err:

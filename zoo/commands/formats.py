@@ -3,7 +3,9 @@ tag), column headers that say what ± is, and a protocol in one line. Shared by 
 from __future__ import annotations
 
 import csv
+import html
 import io
+import re
 from typing import Any, Sequence
 
 from zoo.catalog import Row
@@ -14,18 +16,43 @@ PROTOCOL_KEYS = ("n_samples", "n_real", "pairs", "splits", "reference_split", "s
                  "window", "normalize", "batch_size", "smoothing_std", "num_z")
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|nan)", re.IGNORECASE)
+
+
+def markdown_text(value: Any) -> str:
+    """A value as the text of a Markdown table cell: raw HTML shown, not rendered (`<`, `>`, `&` escaped), a `|`
+    kept inside its cell, a newline kept from ending the row. Registry values are data from anyone."""
+    return html.escape(str(value), quote=False).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
 def markdown(header: Sequence[str], rows: list[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    lines = ["| " + " | ".join(markdown_text(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(markdown_text(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def csv_cell(value: Any) -> Any:
+    """A value safe to open in a spreadsheet: text starting like a formula gets a leading `'` (shown as text, as
+    OWASP recommends); numbers, and text that is a number such as "-5.3", stay as they are (negative metric values
+    are common and must stay numeric)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def as_csv(header: Sequence[str], rows: list[Sequence[Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerow([csv_cell(h) for h in header])
+    writer.writerows([csv_cell(c) for c in row] for row in rows)
     return buffer.getvalue().rstrip("\n")
+
+
+def number(value: Any, spec: str) -> str:
+    """A number formatted by `spec`; anything else (a damaged or crafted registry value) as its text."""
+    return format(value, spec) if isinstance(value, (int, float)) else str(value)
 
 
 def cell(row: Row, metric: str, tag: bool = False) -> str:
@@ -33,7 +60,7 @@ def cell(row: Row, metric: str, tag: bool = False) -> str:
     if metric not in row.results:
         return ""
     r = row.results[metric]
-    text = f"{r['value']:.4g}" + ("" if r["std"] is None else f" ± {r['std']:.2g}")
+    text = number(r["value"], ".4g") + ("" if r["std"] is None else f" ± {number(r['std'], '.2g')}")
     text += f" ({r['n_seeds']} seeds)" if r.get("n_seeds", 1) > 1 else ""
     text += "" if r.get("complete", True) else " (stopped early)"
     return text + (f" [{r['protocol_id'][:6]}]" if tag else "")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from zoo.commands.trust import add_trust_imports
 from zoo.generate import METHODS, interpolate
 
 
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the prior draws")
     parser.add_argument("--split", default="test", help="split of the recipe's dataset holding the endpoint images")
     parser.add_argument("--data-root", help="data folder (default: the recipe's data.root, else ZOO_DATA)")
+    add_trust_imports(parser)
     args = parser.parse_args(argv)
 
     from zoo.data import DatasetNotFoundError, load_dataset
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from zoo.training.logging import save_grid
 
     try:
-        model, recipe, step, path = load_checkpoint(args.checkpoint)
+        model, recipe, step, path = load_checkpoint(args.checkpoint, trust_imports=args.trust_imports)
     except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from zoo.commands.trust import add_trust_imports
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="zoo latent_analysis", description=__doc__,
@@ -51,6 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None)
+    add_trust_imports(p)
     return p.parse_args(argv)
 
 
@@ -74,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     from zoo.training.checkpoint import CheckpointError
 
     try:
-        model, recipe, step, ckpt = load_checkpoint(args.checkpoint, device=args.device)
+        model, recipe, step, ckpt = load_checkpoint(args.checkpoint, device=args.device,
+                                                    trust_imports=args.trust_imports)
     except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

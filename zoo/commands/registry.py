@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 from zoo.catalog import (Catalog, RegistryError, Result, Row, aggregate_seeds, best_per_model, describe_error,
                          pareto_front, sort_rows, wide_rows)
-from zoo.commands.formats import as_csv, cell, header, markdown, protocol_summary
+from zoo.commands.formats import as_csv, cell, header, markdown, markdown_text, protocol_summary
 from zoo.figures.style import FORMATS
 
 HEADLINE = ("is", "is_cifar", "fid", "lpips", "wcritic", "modes", "elbo")  # export: which number picks the best
@@ -142,7 +142,8 @@ def protocol_line(rows: list[Row], metric: str) -> list[str]:
     for r in rows:
         if metric in r.results:
             seen[r.results[metric]["protocol_id"]] = protocol_summary(r.results[metric]["protocol"])
-    return [f"- `{metric}` [{pid[:6]}]: {text}" for pid, text in sorted(seen.items())]
+    return [f"- `{markdown_text(metric).replace('`', '')}` [{pid[:6]}]: {markdown_text(text)}"
+            for pid, text in sorted(seen.items())]
 
 
 def markdown_tables(tables: list[tuple[str | None, list[Row]]], metrics: list[str], sort: str | None,

@@ -13,8 +13,10 @@ curves from its metrics.jsonl.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import itertools
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -70,6 +72,23 @@ figure img { max-width: 640px; } #filter { margin: 0.5em 0; width: 24em; }
 """
 
 
+def escape(value: object) -> str:
+    """Any value as HTML text or a quoted attribute value: registry values are data from anyone who wrote the table
+    (a run name, a step or a protocol field holding `<script>` must show as text, never run)."""
+    return html.escape(str(value), quote=True)
+
+
+def csp() -> str:
+    """The page's Content-Security-Policy: nothing from the network, images only as data: URIs, and the one script
+    and style block this module wrote, allowed by their hashes; so a value that slipped through escaping still could
+    not run script (no inline handlers, no other <script>)."""
+    def digest(text: str) -> str:
+        return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+    return (f"default-src 'none'; script-src {digest(SCRIPT)}; style-src {digest(STYLE)}; img-src data:; "
+            f"base-uri 'none'; form-action 'none'")
+
+
 def data_uri(path: Path) -> str:
     """The file as a data: URI (PNG), so the page needs no file beside it."""
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
@@ -77,6 +96,8 @@ def data_uri(path: Path) -> str:
 
 def sample_grid(out_dir: Path, step: int) -> Path | None:
     """The run's sample grid at `step`, else its latest one before it."""
+    if not isinstance(step, int):  # a damaged or crafted registry row: no grid rather than no page
+        return None
     grids = sorted((out_dir / "samples").glob("step_*.png")) if out_dir.is_dir() else []
     before = [g for g in grids if g.stem[5:].isdigit() and int(g.stem[5:]) <= step]
     return before[-1] if before else None
@@ -98,23 +119,23 @@ def build_report(catalog: Catalog, out: Path, direction: Callable[[str], bool | 
     arrow = {True: " ↑", False: " ↓", None: ""}
     head = "".join(f'<th data-key="{k}" data-numeric="{int(k == "step")}" data-higher="1">{k}</th>'
                    for k in ("run", "model", "dataset", "step"))
-    head += "".join(f'<th data-key="{html.escape(m)}" data-numeric="1" data-higher="{int(higher[m] is not False)}" '
-                    f'title="{html.escape("; ".join(protocols[m]))}">{html.escape(m)}{arrow[higher[m]]}</th>'
+    head += "".join(f'<th data-key="{escape(m)}" data-numeric="1" data-higher="{int(higher[m] is not False)}" '
+                    f'title="{escape("; ".join(protocols[m]))}">{escape(m)}{arrow[higher[m]]}</th>'
                     for m in metrics)
     head += '<th data-key="samples">samples</th>'
     body = []
     for r in rows:
-        cells = [f"<td>{html.escape(str(v))}</td>" for v in (r.run, r.model, r.dataset)]
-        cells.append(f'<td class="num" data-value="{r.step}">{r.step}</td>')
+        cells = [f"<td>{escape(v)}</td>" for v in (r.run, r.model, r.dataset)]
+        cells.append(f'<td class="num" data-value="{escape(r.step)}">{escape(r.step)}</td>')
         for m in metrics:
             value = r.value(m)
-            cells.append(f'<td class="num" data-value="{value!r}">{cell(r, m, m in mixed)}</td>' if value is not None
-                         else "<td></td>")
+            cells.append(f'<td class="num" data-value="{escape(repr(value))}">{escape(cell(r, m, m in mixed))}</td>'
+                         if value is not None else "<td></td>")
         grid = sample_grid(run_dirs.get(r.run, Path(r.path).parent.parent), r.step)
         counts["grids"] += grid is not None
-        cells.append(f'<td><img alt="samples of {html.escape(r.run)} at step {r.step}" src="{data_uri(grid)}"></td>'
-                     if grid else "<td></td>")
-        body.append(f'<tr data-run="{html.escape(r.run)}">' + "".join(cells) + "</tr>")
+        cells.append(f'<td><img alt="samples of {escape(r.run)} at step {escape(r.step)}" '
+                     f'src="{escape(data_uri(grid))}"></td>' if grid else "<td></td>")
+        body.append(f'<tr data-run="{escape(r.run)}">' + "".join(cells) + "</tr>")
     figures = []
     with tempfile.TemporaryDirectory() as tmp:
         scores = [m for m in metrics if not m.endswith(".reference")]  # a real-data reference is no model's result
@@ -122,7 +143,7 @@ def build_report(catalog: Catalog, out: Path, direction: Callable[[str], bool | 
         for x, y in itertools.combinations(scores, 2):
             groups: dict[tuple, list[Row]] = {}
             for r in rows:
-                if r.value(x) is not None and r.value(y) is not None:
+                if isinstance(r.value(x), (int, float)) and isinstance(r.value(y), (int, float)):  # not a damaged row
                     groups.setdefault((r.protocol_id(x), r.protocol_id(y)), []).append(r)
             plots += [(x, y, group) for group in groups.values() if len(group) > 1]
         for x, y, both in plots[:MAX_PARETO]:
@@ -136,20 +157,25 @@ def build_report(catalog: Catalog, out: Path, direction: Callable[[str], bool | 
             counts["pareto"] += 1
         for name in dict.fromkeys(r.run for r in rows):
             run_dir = run_dirs.get(name)
-            records = read_metrics(run_dir) if run_dir and (run_dir / "metrics.jsonl").is_file() else []
+            try:
+                records = read_metrics(run_dir) if run_dir and (run_dir / "metrics.jsonl").is_file() else []
+            except ValueError as err:  # a damaged log costs its run's curves, not the page
+                print(f"zoo: warning: no loss curves for {name}: {err}", file=sys.stderr)
+                records = []
             records = [{k: v for k, v in rec.items() if not k.startswith("lr/")} for rec in records]
             if any(len(rec) > 1 for rec in records):
                 png = loss_curves(records, Path(tmp) / f"curves_{counts['curves']}.png", title=name)
                 figures.append(("curves", f"training curves of {name}", png))
                 counts["curves"] += 1
-        sections = {kind: "".join(f'<figure class="{kind}"><img alt="{html.escape(caption)}" src="{data_uri(png)}">'
-                                  f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        sections = {kind: "".join(f'<figure class="{kind}"><img alt="{escape(caption)}" src="{escape(data_uri(png))}">'
+                                  f"<figcaption>{escape(caption)}</figcaption></figure>"
                                   for k, caption, png in figures if k == kind) for kind in ("pareto", "curves")}
-    listing = "".join(f"<li><code>{html.escape(m)}</code>{arrow[higher[m]]}: {html.escape(p) or '(none recorded)'}"
+    listing = "".join(f"<li><code>{escape(m)}</code>{arrow[higher[m]]}: {escape(p) or '(none recorded)'}"
                       f"</li>" for m in metrics for p in protocols[m])
-    page = (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>zoo registry report</title>"
+    page = (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
+            f'<meta http-equiv="Content-Security-Policy" content="{escape(csp())}"><title>zoo registry report</title>'
             f"<style>{STYLE}</style></head><body><h1>zoo registry report</h1>"
-            f"<p>{len(rows)} checkpoints from {html.escape(str(catalog.path))}. Click a column to sort (metrics best "
+            f"<p>{len(rows)} checkpoints from {escape(str(catalog.path))}. Click a column to sort (metrics best "
             f"first: ↑ higher is better, ↓ lower); the filter keeps rows holding every word typed.</p>"
             f'<input id="filter" type="search" placeholder="filter rows, e.g. vae cifar10">'
             f'<table id="runs"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'

@@ -6,11 +6,15 @@
     fidelity --gpu 0 --fid --input1 samples/ --input2 cifar10-train
 
 Seeded (`--seed`): the same checkpoint and seed give the same images. EMA weights are used where the run kept them.
+An --out holding an earlier export is refused unless --overwrite, which replaces it whole; files and folders are
+written under a temporary name and renamed, so an interrupted export leaves nothing half written at --out.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+
+from zoo.commands.trust import add_trust_imports
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,20 +26,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier export at --out (whole)")
+    add_trust_imports(parser)
     args = parser.parse_args(argv)
 
     from zoo.factory import load_checkpoint
-    from zoo.generate import export_samples
+    from zoo.generate import ExportExistsError, export_samples
     from zoo.training.checkpoint import CheckpointError
 
     if args.n_samples < 1:
         print(f"error: -n must be >= 1, got {args.n_samples}", file=sys.stderr)
         return 2
     try:
-        model, _, step, path = load_checkpoint(args.checkpoint, device=args.device)
+        model, _, step, path = load_checkpoint(args.checkpoint, device=args.device, trust_imports=args.trust_imports)
     except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    out = export_samples(model, args.n_samples, args.out, batch_size=args.batch_size, seed=args.seed)
+    try:
+        out = export_samples(model, args.n_samples, args.out, batch_size=args.batch_size, seed=args.seed,
+                             overwrite=args.overwrite)
+    except ExportExistsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"wrote {args.n_samples} samples of {path} (step {step}, seed {args.seed}) to {out}")
     return 0

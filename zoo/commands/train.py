@@ -63,6 +63,8 @@ def train(args: argparse.Namespace) -> int:
     recipe.imports = list(dict.fromkeys([*recipe.imports, *imported]))
     out = Path(args.out) if args.out else Path("runs") / Path(args.recipe).stem
     check_out_dir(out)
+    from zoo.training import runlock
+    runlock.acquire(out, probe=True)  # a live writer of --out: refused now, before anything is built
     if args.resume is None:
         refuse_other_run(out)  # before building anything
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from zoo.studies.traversal import PRIOR_95, latent_traversal
+from zoo.commands.trust import add_trust_imports
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="values per dimension (10 in the paper)")
     parser.add_argument("--span", type=float, default=PRIOR_95, help="sweep [-span, span]")
     parser.add_argument("--data-root", help="data folder (default: the recipe's data.root, else ZOO_DATA)")
+    add_trust_imports(parser)
     args = parser.parse_args(argv)
 
     from zoo.data import DatasetNotFoundError, load_dataset
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from zoo.training.logging import save_grid
 
     try:
-        model, recipe, step, path = load_checkpoint(args.checkpoint)
+        model, recipe, step, path = load_checkpoint(args.checkpoint, trust_imports=args.trust_imports)
     except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

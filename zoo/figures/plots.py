@@ -106,12 +106,20 @@ def save_line_plots(panels: Sequence[Panel], path: str | Path, columns: int = 2,
         return save(fig, path, formats)[0]
 
 
+def plain(text: object) -> str:
+    """Data (a run name, a metric or model name) as literal text in a figure: matplotlib reads `$...$` as mathtext,
+    so a run named `lr$1e-4$` or `$x` would render oddly or raise a parse error that loses the whole figure."""
+    return str(text).replace("$", r"\$")
+
+
 def scatter_plot(path: str | Path, points: Sequence[tuple[float, float]], labels: Sequence[str],
                  groups: Sequence[str], front: Sequence[int], x_label: str, y_label: str, title: str = "",
                  size: tuple[int, int] = (900, 650), formats: Sequence[str] = (),
                  errors: Sequence[tuple[float, float]] | None = None) -> Path:
     """A scatter plot: one colour per group (legend), a text label per point, the `front` points (indices, in order
     of x) outlined and joined by a line, and +- `errors` (x, y) bars per point when given. Returns `path`."""
+    labels, groups, x_label, y_label, title = ([plain(t) for t in labels], [plain(g) for g in groups], plain(x_label),
+                                               plain(y_label), plain(title))  # every text here is registry data
     with style():
         fig, ax = plt.subplots(figsize=(size[0] / DPI, size[1] / DPI), layout="constrained")
         colours = {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(dict.fromkeys(groups))}
@@ -152,6 +160,7 @@ def loss_curves(records: Sequence[dict], path: str | Path, title: str = "", colu
             ys.append(float(value))
     if not curves:
         raise ValueError(f"loss_curves: no finite scalars in {len(records)} records; is the metrics.jsonl empty?")
-    panels = [Panel(f"{title} {phase}".strip(), [Series(x, y, name) for name, (x, y) in sorted(named.items())],
+    panels = [Panel(plain(f"{title} {phase}".strip()),  # the run's name and logged keys are data, not mathtext
+                    [Series(x, y, plain(name)) for name, (x, y) in sorted(named.items())],
                     xlabel="step", legend="upper right") for phase, named in curves.items()]
     return save_line_plots(panels, path, columns=columns, size=(420, 300), formats=formats)

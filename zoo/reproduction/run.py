@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo.config import ConfigError, to_dict
+from zoo.config import ConfigError, read_yaml, to_dict
 from zoo.reproduction.protocols import CHECKPOINT_PROTOCOLS, study
 from zoo.reproduction.spec import REPO, ReproSpec, RunSpec
 
@@ -152,7 +152,7 @@ def train_run(spec: ReproSpec, item: PlannedRun, scale: str, run_dir: Path, extr
         recipe.train.max_steps = max(1, round(epochs * per_epoch))
     saved = run_dir / CONFIG
     if saved.is_file():
-        changed = _differences(_comparable(yaml.safe_load(saved.read_text())), _comparable(to_dict(recipe)))
+        changed = _differences(_comparable(read_yaml(saved)), _comparable(to_dict(recipe)))
         if changed:
             raise ConfigError(f"{run_dir} holds a run with other settings ({'; '.join(changed)}); pass another --out "
                               f"or the same settings to continue it")

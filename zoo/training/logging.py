@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import secrets
 from pathlib import Path
 from typing import Any, Sequence
@@ -120,9 +121,40 @@ def save_grid(images: Tensor, path: Path, nrow: int | None = None) -> None:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The JSONL log of a run as a list of records."""
+    """The JSONL log of a run as a list of records. A torn last line (the process killed, or the disk full, while
+    writing it) is skipped: the records before it are whole, and a resume cuts it off (`repair_torn_tail`)."""
     path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            if i < len(lines) - 1:
+                raise ValueError(f"{path}: line {i + 1} is not JSON ({line[:60]!r}); the file was edited or damaged "
+                                 f"(only a torn last line is skipped)") from None
+    return records
+
+
+def repair_torn_tail(path: Path) -> str | None:
+    """Cut a torn last line off a JSONL file (no newline at its end, or not JSON), so that the next append starts a
+    line of its own; returns what was done (None when the file was whole)."""
+    data = path.read_bytes() if path.is_file() else b""
+    keep = len(data) if data.endswith(b"\n") or not data else data.rfind(b"\n") + 1
+    if keep == len(data) and data:
+        last_start = data.rstrip(b"\n").rfind(b"\n") + 1
+        try:
+            json.loads(data[last_start:])
+        except ValueError:
+            keep = last_start
+    if keep == len(data):
+        return None
+    with path.open("r+b") as f:
+        f.truncate(keep)
+        os.fsync(f.fileno())
+    whole = data[:keep].count(b"\n")
+    return (f"{path.name}: its last line was torn ({len(data) - keep} bytes: the run was killed or the disk was full "
+            f"while writing it); removed it, the {whole} whole lines before it are kept")
 
 
 def interleave(a: Tensor, b: Tensor) -> Tensor:

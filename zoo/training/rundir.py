@@ -17,8 +17,10 @@ from typing import Any, Callable
 
 from zoo.config import ConfigError, ModelSection, Recipe, from_dict, read_yaml, to_dict
 from zoo.training.checkpoint import CHECKPOINTS, checkpoint_dirs
+from zoo.training.logging import repair_torn_tail
 
 HISTORY, METRICS, CONFIG_FILE, ABANDONED = "history.jsonl", "metrics.jsonl", "config.yaml", "abandoned"
+LOCK_FILE = "run.lock"  # held by the one process writing the run (zoo/training/runlock.py); never moved aside
 RUN_MARKERS = (CONFIG_FILE, METRICS, HISTORY, CHECKPOINTS)
 
 # Settings that define a run: a checkpoint resumes only into a recipe that agrees on them. The data order (epoch,
@@ -171,7 +173,7 @@ def read_history(out: str | Path) -> list[dict[str, Any]]:
 
 def abandon_all(out: Path, *, reason: str) -> Path | None:
     """Move every file of a run that saved no checkpoint to `abandoned/<time>-<reason>/` (a restart from step 0)."""
-    present = [p for p in out.iterdir() if p.name not in (ABANDONED, CHECKPOINTS)] if out.is_dir() else []
+    present = [p for p in out.iterdir() if p.name not in (ABANDONED, CHECKPOINTS, LOCK_FILE)] if out.is_dir() else []
     if not present:
         return None
     dest = out / ABANDONED / f"{now().replace(':', '')}-{reason}"
@@ -250,6 +252,8 @@ def claim(out: Path, *, step: int, resumed_from: Path | None, restart: bool, cha
     out.mkdir(parents=True, exist_ok=True)
     if restart and (moved := abandon_all(out, reason="restart")):
         notes.append(f"{out} held a run without a checkpoint; restarting it from step 0, its files moved to {moved}")
+    if torn := repair_torn_tail(out / METRICS):  # before anything reads or appends to it
+        notes.append(torn)
     if stale := clean_temporaries(out):
         notes.append(f"removed {len(stale)} incomplete checkpoint write(s) left by an interrupted run: "
                      f"{', '.join(p.name for p in stale)}")

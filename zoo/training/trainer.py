@@ -22,7 +22,7 @@ from zoo.config import ConfigError, Recipe, to_dict
 from zoo.data.base import open_split
 from zoo.data.stream import BatchStream
 from zoo.models.base import GenerativeModel, Phase, PhaseOutput, validate_schedule
-from zoo.training import rundir
+from zoo.training import rundir, runlock
 from zoo.training.checkpoint import (CheckpointError, check_finite, checkpoint_dirs, first_nonfinite, load_state_into_players,
                                      read_trainer_state, read_weights, resolve_checkpoint, write_checkpoint)
 from zoo.training.distributed import (StopRequests, all_reduce_grads, autocast_dtype, broadcast_from_main,
@@ -127,6 +127,7 @@ class Trainer:
         # check runs at logging steps so the step loop never waits on the device.
         self._check_every_phase = self.device.type == "cpu"
         self.logger: RunLogger | None = None  # opened by `begin`, when the run directory is claimed
+        self.lock: runlock.RunLock | None = None  # the main process's run lock, from `begin` to the end of `train`
         # told {old: new} when a resume moves later checkpoints aside (`zoo train` keeps the registry table in step)
         self.on_checkpoints_moved: Callable[[dict[Path, Path]], None] = lambda moves: None
 
@@ -230,12 +231,12 @@ class Trainer:
         """Run until `train.max_steps` (or a stop signal, or the launcher gone); returns the last logged scalars."""
         cfg = self.recipe.train
         last: dict[str, float] = {}
-        self.begin()
         bar = None
-        if cfg.progress and self.is_main:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", dynamic_ncols=True)
         try:
+            self.begin()  # inside: a refused claim releases the run lock too
+            if cfg.progress and self.is_main:
+                from tqdm.auto import tqdm
+                bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", dynamic_ncols=True)
             with self.stops.handling_signals(lambda: self.step):
                 while self.step < cfg.max_steps:
                     self.train_step()
@@ -267,6 +268,7 @@ class Trainer:
                 bar.close()
             if self.logger is not None:
                 self.logger.close()
+            self.lock = self.lock and self.lock.release()  # another process may resume the run now
         return last
 
     # ---- samples and checkpoints ----------------------------------------------------------------------------------
@@ -345,6 +347,8 @@ class Trainer:
 
     def begin(self) -> None:
         """Claim the run directory once, before anything is written (see `rundir.claim`), and open the logs."""
+        if self.out_dir is not None and self.is_main and self.lock is None:
+            self.lock = runlock.acquire(self.out_dir)  # one writer per run directory, or a RunDirError naming it
         if not self._begun and self.out_dir is not None:
             if rundir.claim(self.out_dir, step=self.step, resumed_from=self.resumed_from, restart=self._restart,
                             changes=self._changes, config_yaml=self.config_yaml, is_main=self.is_main,
