@@ -83,6 +83,25 @@ def test_cyclic_shift_frequencies_and_exact_rolls():
         zoo.losses.cyclic_shift(x[0])
 
 
+def test_cyclic_shift_direction_labels_say_where_the_content_moves():
+    """The draw labelled "down" moves a lone bright pixel to a larger row index, "up" to a smaller one, "right" /
+    "left" likewise along columns (the labels were once swapped)."""
+    from zoo.losses.likelihoods import SHIFT_DIRECTIONS, sample_cyclic_shifts
+    n = 400
+    x = torch.zeros(n, 1, 12, 12)
+    x[:, 0, 6, 6] = 1.0
+    y = zoo.losses.cyclic_shift(x, max_shift=3, generator=torch.Generator().manual_seed(4))
+    direction, size = sample_cyclic_shifts(n, 3, torch.Generator().manual_seed(4))
+    where = y.flatten(1).argmax(1)
+    row, col = where // 12, where % 12
+    moved = {"down": (row - 6, col - 6), "up": (6 - row, col - 6), "right": (col - 6, row - 6),
+             "left": (6 - col, row - 6)}
+    for code, label in enumerate(SHIFT_DIRECTIONS):
+        pick = direction == code
+        along, across = moved[label]
+        assert pick.sum() > 50 and torch.equal(along[pick], size[pick]) and (across[pick] == 0).all(), label
+
+
 def test_near_delta_gaussian():
     g = torch.Generator().manual_seed(0)
     noise = near_delta_gaussian(torch.zeros(200_000, dtype=torch.float64), sigma=0.5, generator=g)
@@ -289,7 +308,8 @@ def test_config_errors_teach():
         tiny(likelihood="l3")
     with pytest.raises(ConfigError, match="model.noise_dim: got 16 with width 8; enc_noise 'position'"):
         tiny(noise_dim=16)
-    assert tiny(noise_dim=16, enc_noise="channel").players["encoder"].noise_dim == 16  # the per-channel option
+    # the per-channel options take any noise_dim
+    assert tiny(noise_dim=16, enc_noise="channel", disc_noise="channel").players["encoder"].noise_dim == 16
 
 
 def test_encode_reconstruct_and_sample():

@@ -322,13 +322,15 @@ def test_ijae_parameter_counts_at_paper_sizes():
 
 
 def test_ijae_model_players_have_the_app_d_counts():
-    """The model at paper sizes with disc_noise="free": every player as counted in App. D (pair: -128, see above)."""
+    """The default model at paper sizes (disc_noise "free", enc_noise "position"): every player as counted in App. D
+    (pair: -128, see above); the text's per-channel discriminator projections add Linear(128, 128) twice each."""
     from zoo.models.ijae import IJAE, IJAEConfig
-    model = IJAE(IJAEConfig(disc_noise="free"))
+    model = IJAE(IJAEConfig())
     counts = {name: param_count(p) for name, p in model.players.items()}
     assert counts == {"encoder": 6436224, "generator": 1154179, "disc_x": 1053825, "disc_pair": 1054081 - 128,
                       "disc_joint": 4526273}
-    assert param_count(IJAE(IJAEConfig()).players["encoder"]) == 6436224  # the default
+    text = IJAE(IJAEConfig(disc_noise="channel")).players
+    assert param_count(text["disc_x"]) - 1053825 == param_count(text["disc_pair"]) - (1054081 - 128) == 2 * 16512
 
 
 # ---------------------------------------------------------------------------------------------- resnet, jsg, mlp

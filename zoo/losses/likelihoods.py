@@ -155,7 +155,9 @@ class VisibleDistribution(nn.Module):
 
 # ------------------------------------------------------------------------------------ IJAE symmetric likelihoods
 #: direction codes of `cyclic_shift`: the image content moves up, down, left or right (rows / columns wrap around)
-SHIFT_DIRECTIONS = ("up", "down", "left", "right")
+# Direction codes 0-3 as `cyclic_shift` applies them (even codes move the content towards higher indices): "down" moves
+# an image's rows to larger row indices, "right" its columns to larger column indices.
+SHIFT_DIRECTIONS = ("down", "up", "right", "left")
 
 
 def shift_size_probabilities(max_shift: int = 5) -> Tensor:
@@ -207,8 +209,8 @@ def sample_cyclic_shifts(n: int, max_shift: int = 5, generator: torch.Generator 
 def cyclic_shift(x: Tensor, max_shift: int = 5, generator: torch.Generator | None = None) -> Tensor:
     """One sample y ~ r(y|x) per image: the IJAE cyclic-shift likelihood (section 5).
 
-    Each image is cyclically rolled (what leaves one edge re-enters at the opposite one) by its own direction (up,
-    down, left, right, equally likely) and size s in {0..max_shift}, P(s) proportional to 1/(s + 1), normalised to
+    Each image is cyclically rolled (what leaves one edge re-enters at the opposite one) by its own direction (down,
+    up, right, left: codes 0-3 of `SHIFT_DIRECTIONS`, equally likely) and size s in {0..max_shift}, P(s) proportional to 1/(s + 1), normalised to
     sum to one. r is a symmetric likelihood (Definition 1): rolling back is a roll of the same size in the opposite,
     equally likely direction, and s = 0 is the most likely size.
 
@@ -223,7 +225,7 @@ def cyclic_shift(x: Tensor, max_shift: int = 5, generator: torch.Generator | Non
     if x.dim() != 4:
         raise ValueError(f"cyclic_shift expects images (B, C, H, W), got shape {tuple(x.shape)}")
     direction, size = sample_cyclic_shifts(x.shape[0], max_shift, generator, x.device)
-    sign = 1 - 2 * (direction % 2)  # up / left move the content towards index 0: negative offsets
+    sign = 1 - 2 * (direction % 2)  # down / right (even codes): positive offsets; up / left: towards index 0
     vertical = direction < 2
     return roll_images(x, torch.where(vertical, sign * size, 0), torch.where(vertical, 0, sign * size))
 

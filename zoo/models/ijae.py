@@ -42,9 +42,10 @@ class IJAEConfig(ModelConfig):
     width: int = 128  # App. D: 128 channels in every block
     noise_dim: int = 128  # App. D: Inject Noise = Linear(128, num channels)(normal(size=128))
     # App. D's encoder #Weights (6436224) need per-position noise maps after blocks 1-2 (docs/models.md); "channel"
-    # is the table's text. The discriminators' counts hold no injection weights ("free"); they keep "channel".
+    # is the table's text. The discriminators' counts (Tables 5-6) hold no injection weights: "free" adds xi per
+    # channel unprojected and gives Table 5's 1053825 exactly; "channel" is the text's Linear(128, 128) (+33024).
     enc_noise: Literal["position", "channel"] = "position"
-    disc_noise: Literal["channel", "free"] = "channel"
+    disc_noise: Literal["channel", "free"] = "free"
     joint_hidden: tuple[int, ...] = (512, 256)  # Table 7 MLP after the flattened image and the latent
     lam: float = 0.3  # lambda; section 5 chooses 0.3 (Table 1)
     likelihood: Literal["implicit", "l1", "l2"] = "implicit"  # implicit r(y|x) or the L1 / L2 ablations

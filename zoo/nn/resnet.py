@@ -51,7 +51,8 @@ Parameter counts at paper sizes (latent 128, width 128, noise_dim 128, 3 channel
   this is the only combination that gives the count, so the third injection has no parameters. It contradicts the
   table's "Linear(128, num channels)" (per-channel, `noise="channel"`: 1201920), but it is what the paper counted.
 - The discriminators' counts hold no injection parameters at all: `noise="free"` (xi added per channel unprojected,
-  noise_dim == width) gives Table 5 exactly; the default stays the text's per-channel Linear (docs/models.md).
+  noise_dim == width) gives Table 5 exactly, and is the IJAE model's default (`IJAEConfig.disc_noise`); these
+  builders' own default stays the text's per-channel Linear (docs/models.md).
 """
 from __future__ import annotations
 
