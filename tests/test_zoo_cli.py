@@ -79,3 +79,19 @@ def test_a_closed_pipe_ends_a_command_quietly():
     proc.stdout.close()  # as `head` does once it has its lines
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and err == ""
+
+
+def test_headline_recipe_offline_names_the_offline_recipe_in_one_message(tmp_path, monkeypatch, capsys):
+    """`accelerate launch tools/train.py recipes/ijae_cifar10.yaml` without CIFAR-10: one error naming the offline
+    recipe (ijae_cifar10_folder.yaml) and, under Accelerate, its -q flag; status 2, nothing written."""
+    from zoo.commands import train
+    monkeypatch.setenv("ZOO_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")  # what `accelerate launch` sets for its child
+    monkeypatch.setattr("torchvision.datasets.CIFAR10", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    out = tmp_path / "run"
+    assert train.main([str(REPO / "recipes" / "ijae_cifar10.yaml"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: dataset 'cifar10' not found") and "Traceback" not in err
+    assert f"Offline: {REPO / 'recipes' / 'ijae_cifar10_folder.yaml'} trains on" in err
+    assert "accelerate launch -q" in err
+    assert not out.exists() or not any(out.iterdir())

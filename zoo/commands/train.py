@@ -17,6 +17,7 @@ lost (collective timeout). Each failure is one `error:` line.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -56,6 +57,18 @@ def main(argv: list[str] | None = None) -> int:
         return 4
 
 
+def offline_route(recipe: Path) -> str:
+    """What to run instead when a recipe's dataset is missing: its offline sibling `<stem>_folder.yaml` (e.g.
+    ijae_cifar10_folder.yaml, the lossy CIFAR-10 stand-in of ../shared), and, under `accelerate launch`, how to keep
+    Accelerate from printing its own traceback after this one line (its -q flag; the launcher's, not ours)."""
+    sibling = recipe.with_name(f"{recipe.stem}_folder.yaml")
+    route = (f"\nOffline: {sibling} trains on a local image folder or tar instead (for CIFAR-10 the lossy stand-in "
+             f"in ../shared/data: smoke runs only, never reference numbers)") if sibling.is_file() else ""
+    launched = "ACCELERATE_MIXED_PRECISION" in os.environ or "ACCELERATE_DYNAMO_BACKEND" in os.environ
+    return route + ("\n(accelerate launch -q ... shows this error without Accelerate's own traceback)" if launched
+                    else "")
+
+
 def train(args: argparse.Namespace) -> int:
     from zoo.training.rundir import check_out_dir, refuse_other_run
     imported = import_modules(args.imports)  # models defined outside the package register themselves here
@@ -76,7 +89,7 @@ def train(args: argparse.Namespace) -> int:
     try:
         trainer = Trainer(create_model(recipe), recipe, out)  # initialised from train.seed
     except DatasetNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {err}{offline_route(Path(args.recipe))}", file=sys.stderr)
         return 2
     if args.resume is not None:
         auto = args.resume == "auto"
