@@ -136,7 +136,23 @@ def fashion_mnist(root: Path, split: str = "train", *, image_size: int | None = 
                        image_size=image_size, pad_to=pad_to)
 
 
-class StackedMNIST(ImageDataset):
+class _MNISTComposite(ImageDataset):
+    """3-channel images built from MNIST digits: `source_indices` names the digits of each example."""
+
+    def __init__(self, name: str, mnist: MNISTLike, source_indices: Tensor, **transform):
+        super().__init__(name, **transform)
+        self.mnist = mnist
+        self.source_indices = source_indices
+        self.shape  # noqa: B018 -- validates pad_to now
+
+    def __len__(self) -> int:
+        return len(self.source_indices)
+
+    def _native_shape(self) -> tuple[int, int, int]:
+        return (3, *self.mnist.shape[1:])
+
+
+class StackedMNIST(_MNISTComposite):
     """Stacked MNIST (Srivastava et al. 2017, VEEGAN; Metz et al. 2017 section 3.3.1): three MNIST digits as the R,
     G, B channels, (3, 28, 28); 1000 modes, the set of the `modes` metric.
 
@@ -147,16 +163,7 @@ class StackedMNIST(ImageDataset):
     """
 
     def __init__(self, mnist: MNISTLike, source_indices: Tensor, **transform):
-        super().__init__("stacked_mnist", **transform)
-        self.mnist = mnist
-        self.source_indices = source_indices  # (N, 3)
-        self.shape  # noqa: B018 -- validates pad_to now
-
-    def __len__(self) -> int:
-        return len(self.source_indices)
-
-    def _native_shape(self) -> tuple[int, int, int]:
-        return (3, *self.mnist.shape[1:])
+        super().__init__("stacked_mnist", mnist, source_indices, **transform)  # (N, 3) indices
 
     @property
     def targets(self) -> Tensor:
@@ -194,7 +201,7 @@ def metz_colours(n: int, generator: torch.Generator) -> Tensor:
     return colours / colours.amax(1, keepdim=True).clamp_min(1e-6)
 
 
-class ColorMNIST(ImageDataset):
+class ColorMNIST(_MNISTComposite):
     """Color MNIST as Rosca et al. (2018) use it, after their reference [33], Metz et al. (2017, Unrolled GANs,
     section 3.3.2): each example is a single MNIST digit drawn in a single colour, (3, 28, 28): channel c of example
     i is ``round(digit_i * colour_i[c])``. Metz et al. do not print the colour distribution; the zoo draws colours
@@ -205,15 +212,8 @@ class ColorMNIST(ImageDataset):
     version = "metz2017-single-digit"  # part of every evaluation protocol: never ranked with the stacked set
 
     def __init__(self, mnist: MNISTLike, source_indices: Tensor, colours: Tensor, **transform):
-        super().__init__("color_mnist", **transform)
-        self.mnist, self.source_indices, self.colours = mnist, source_indices, colours  # (N,), (N, 3)
-        self.shape  # noqa: B018 -- validates pad_to now
-
-    def __len__(self) -> int:
-        return len(self.source_indices)
-
-    def _native_shape(self) -> tuple[int, int, int]:
-        return (3, *self.mnist.shape[1:])
+        self.colours = colours  # (N, 3); source_indices (N,)
+        super().__init__("color_mnist", mnist, source_indices, **transform)
 
     @property
     def targets(self) -> Tensor:
