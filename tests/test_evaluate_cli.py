@@ -79,6 +79,20 @@ def test_is_cifar_of_the_shared_stand_in_test_images_is_high_and_reports_accurac
     assert results["is_cifar"]["protocol"]["n_samples"] == 1000 and results["is_cifar"]["protocol"]["splits"] == 10
 
 
+def test_missing_inception_weights_fail_only_that_metric_and_suggest_is_cifar(tmp_path, shared_data):
+    """`--metric is,msssim` without the Inception file: msssim is computed and recorded, `is` is reported once with
+    its fix and the CIFAR-10 alternative, and the status says something was not computed."""
+    out = tmp_path / "partial.json"
+    res = tool([EVALUATE, "data:cifar10_folder:test", "--metric", "is,msssim", "--n-samples", "40", "--n-real", "40",
+                "--batch-size", "20", "--inception-weights", str(tmp_path / "absent.pth"), "--json", str(out),
+                "--no-progress", "--no-registry"], shared_data)
+    assert res.returncode == 2, res.stderr
+    assert [r["metric"] for r in json.loads(out.read_text())] == ["msssim"]  # a data source: no reference row
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: not computed: is on data:cifar10_folder:test: ")
+    assert "absent.pth" in errors[0] and "--metric is_cifar" in errors[0] and "Traceback" not in res.stderr
+
+
 @pytest.fixture(scope="session")
 def mnist_classifier(tmp_path_factory):
     from conftest import SHARED as shared

@@ -157,7 +157,7 @@ def format_table(rows: list[tuple[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from zoo.evaluation import EvaluationError, MetricNotApplicable
-    from zoo.evaluation.core import check_options
+    from zoo.evaluation.core import WeightsNotFoundError, check_options
     from zoo.factory import discover
     from zoo.registry import METRICS, UnknownNameError
     from zoo.training import CheckpointError
@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
     table: list[tuple[str, Any]] = []
     everything: list[dict[str, Any]] = []
+    missing: list[str] = []  # metrics whose weights are not here: the others are still computed
     interrupted = False
     for source in args.sources:
         try:
@@ -206,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
             except MetricNotApplicable as err:
                 if ctx.is_main:
                     print(f"zoo: {spec.name} skipped for {ctx.source}: {err}", file=sys.stderr)
+                continue
+            except WeightsNotFoundError as err:
+                missing.append(f"{spec.name} on {ctx.source}: {err}{cifar_hint(spec.name, ctx.data.name)}")
                 continue
             except (EvaluationError, FileNotFoundError) as err:
                 print(f"error: {spec.name} on {ctx.source}: {err}", file=sys.stderr)
@@ -233,5 +237,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(everything, indent=2, default=str) + "\n")
-    return 130 if interrupted else 0
+        for line in missing:
+            print(f"error: not computed: {line}", file=sys.stderr)
+    return 130 if interrupted else 2 if missing else 0
+
+
+def cifar_hint(metric: str, dataset: str) -> str:
+    """For CIFAR-10, the Inception-free alternative of the TF-Inception metrics."""
+    if metric in ("is", "fid", "kid") and dataset.startswith("cifar10"):
+        return ("; for CIFAR-10 without these weights, --metric is_cifar scores samples with a CIFAR-10 ResNet "
+                "(--cifar-classifier ../shared/weights/cifar10_resnet/resnet56-4bfd9763.th)")
+    return ""
 
