@@ -122,7 +122,7 @@ def test_torch_fidelity_inception_path_with_a_local_weights_file(tmp_path, one_t
     closed = (pool.double().mean(0) - real_pool.double().mean(0)).square().sum() + u @ u + v @ v - 2 * (u @ v).abs()
     assert results["fid"].value == pytest.approx(closed.item(), rel=1e-4) and results["fid"].value > 0
     ref_kid = kid_features_to_metric(pool.double(), real_pool.double(), kid_subsets=100, kid_subset_size=2,
-                                     rng_seed=0, verbose=False)["kernel_inception_distance_mean"]
+                                     verbose=False)["kernel_inception_distance_mean"]
     assert results["kid"].value == pytest.approx(ref_kid, rel=1e-9)
 
 
@@ -318,3 +318,19 @@ def test_metric_options_are_typed_per_metric():
     opts = spec.parse_options({"critic_steps": 7, "critic_lr": 1, "splits": 3, "critic_width": None})
     assert (opts.critic_steps, opts.critic_lr, opts.critic_width) == (7, 1.0, 64)  # int lr -> float, None -> default
     assert isinstance(opts.critic_lr, float)
+
+
+def test_kid_draws_its_subsets_with_torch_fidelitys_default_seed():
+    """Subsets smaller than the sets: equal features give torch-fidelity's number (its default seed), not a seed of
+    the zoo's own, and another seed gives another number."""
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    from zoo.evaluation.inception import kernel_inception_distance
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(60, 8, generator=g), torch.randn(50, 8, generator=g) + 0.3
+    ref = kid_features_to_metric(a.double(), b.double(), kid_subsets=20, kid_subset_size=10, verbose=False)
+    mean, std = kernel_inception_distance(a, b, subsets=20, subset_size=10)
+    assert mean == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-12)
+    assert std == pytest.approx(ref["kernel_inception_distance_std"], rel=1e-12)
+    assert kernel_inception_distance(a, b, subsets=20, subset_size=10, seed=0)[0] != pytest.approx(mean, rel=1e-9)
+

@@ -128,3 +128,19 @@ def test_crafted_registry_values_reach_the_page_only_escaped(tmp_path, capsys):
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
     assert html.unescape(policy).split("; ")[:2] == ["default-src 'none'", f"script-src 'sha256-{digest}'"]
     assert "img-src data:" in html.unescape(policy)
+
+
+def test_the_report_says_what_msssim_cannot_see(tmp_path, capsys):
+    """A registry with an msssim result: the page's protocol list carries the metric's blind spot (collapse onto a
+    few distinct images) beside its numbers."""
+    path = make_registry(tmp_path)
+    with Catalog(path) as catalog:
+        run = catalog.register_run(tmp_path / "runs" / "dcgan", model="dcgan", dataset="cifar10")
+        ckpt = catalog.register_checkpoint(run, 10, tmp_path / "runs" / "dcgan" / "checkpoints" / "step_00000010")
+        catalog.add_result(ckpt, "msssim", 0.38, 0.05, {"pairs": 5000})
+    out = tmp_path / "report.html"
+    assert registry.main(["--registry", str(path), "report", "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "<li><b>msssim</b>: blind to collapse onto a few distinct images" in page
+    assert page.count("blind to collapse") == 1
+

@@ -72,6 +72,11 @@ figure img { max-width: 640px; } #filter { margin: 0.5em 0; width: 24em; }
 """
 
 
+# What a metric cannot see, said wherever its numbers are shown (docs/metrics.md has the measurements).
+CAVEATS = {"msssim": "blind to collapse onto a few distinct images: random pairs of 10 prototypes score about like the "
+                     "data; read it with modes (stacked MNIST) or the critic for coverage"}
+
+
 def escape(value: object) -> str:
     """Any value as HTML text or a quoted attribute value: registry values are data from anyone who wrote the table
     (a run name, a step or a protocol field holding `<script>` must show as text, never run)."""
@@ -172,6 +177,7 @@ def build_report(catalog: Catalog, out: Path, direction: Callable[[str], bool | 
                                   for k, caption, png in figures if k == kind) for kind in ("pareto", "curves")}
     listing = "".join(f"<li><code>{escape(m)}</code>{arrow[higher[m]]}: {escape(p) or '(none recorded)'}"
                       f"</li>" for m in metrics for p in protocols[m])
+    listing += "".join(f"<li><b>{escape(m)}</b>: {escape(CAVEATS[m])}</li>" for m in metrics if m in CAVEATS)
     page = (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
             f'<meta http-equiv="Content-Security-Policy" content="{escape(csp())}"><title>zoo registry report</title>'
             f"<style>{STYLE}</style></head><body><h1>zoo registry report</h1>"

@@ -104,11 +104,14 @@ def inception_score_metric(ctx: EvalContext, opts: InceptionOptions) -> list[Met
 
 
 def kernel_inception_distance(features_1: Tensor, features_2: Tensor, subsets: int = 100, subset_size: int = 1000,
-                              seed: int = 0) -> tuple[float, float]:
+                              seed: int | None = None) -> tuple[float, float]:
     """KID (Binkowski et al. 2018; cubic polynomial kernel, unbiased MMD^2) over random subsets, via torch-fidelity;
-    the subset size is capped at the smaller feature set. Returns (mean, std) over subsets."""
+    the subset size is capped at the smaller feature set. The subsets are drawn with torch-fidelity's default seed
+    (2020) unless `seed` is given, so equal features give torch-fidelity's own number. Returns (mean, std)."""
+    from torch_fidelity.defaults import DEFAULTS
     from torch_fidelity.metric_kid import kid_features_to_metric
 
+    seed = DEFAULTS["rng_seed"] if seed is None else seed
     size = min(subset_size, len(features_1), len(features_2))
     out = kid_features_to_metric(features_1.double().cpu(), features_2.double().cpu(), kid_subsets=subsets,
                                  kid_subset_size=size, rng_seed=seed, verbose=False)
@@ -133,8 +136,9 @@ def fid_metric(ctx: EvalContext, opts: InceptionOptions) -> list[MetricResult]:
 def kid_metric(ctx: EvalContext, opts: InceptionOptions) -> list[MetricResult]:
     fake, real, protocol = _paired_protocol(ctx, opts.inception_weights)
     subset = min(1000, len(fake), len(real))
-    mean, std = kernel_inception_distance(fake, real, subsets=100, subset_size=subset, seed=ctx.seed)
-    return [MetricResult("kid", mean, std, {**protocol, "kid_subsets": 100, "kid_subset_size": subset})]
+    mean, std = kernel_inception_distance(fake, real, subsets=100, subset_size=subset)  # torch-fidelity's seed
+    return [MetricResult("kid", mean, std, {**protocol, "kid_subsets": 100, "kid_subset_size": subset,
+                                            "kid_subset_seed": "torch-fidelity default"})]
 
 
 def random_inception_weights(path: str | Path) -> Path:
