@@ -12,7 +12,9 @@ ZOO_REGISTRY; see zoo/catalog.py).
 
 Exit status: 0 done (or stopped by a signal / a gone launcher, with a checkpoint), 2 a bad recipe, option, run
 directory or checkpoint, 3 a non-finite loss or weights, 4 a failed write (full disk, permissions), 5 a peer process
-lost (collective timeout). Each failure is one `error:` line.
+lost (collective timeout), 130 aborted by a second SIGINT / SIGTERM (no new checkpoint; the earlier ones complete).
+Each failure is one `error:` line; a run stopped early says at which step of how many, why, and where its checkpoint
+is.
 """
 from __future__ import annotations
 
@@ -97,18 +99,42 @@ def train(args: argparse.Namespace) -> int:
     except PeerLostError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 5
+    except KeyboardInterrupt:  # a second SIGINT / SIGTERM: no further save; checkpoints are never left half-written
+        if trainer.is_main:
+            print(f"zoo: aborted at step {trainer.step} of {recipe.train.max_steps} (a second signal); "
+                  f"{describe_last(trainer)}; resume with --resume auto", file=sys.stderr, flush=True)
+        return 130
     finally:
         if trainer.is_main:
             record_training(out, args.recipe)  # the checkpoints written, including the last good one
     if trainer.is_main:
         summary = ", ".join(f"{k}={v:.4g}" for k, v in final.items() if not k.startswith("lr/"))
-        print(f"zoo: finished {trainer.step} steps in {out}: {summary}")
+        print(end_message(trainer, out, summary))
         if trainer.diverging:
             print(f"zoo: warning: the run finished with diverging losses "
                   f"({', '.join(f'{k} = {v:.3g}' for k, v in trainer.diverging.items())}); its checkpoints are "
                   f"finite but probably useless", file=sys.stderr)
         write_loss_curves(out)
     return 0
+
+
+def describe_last(trainer) -> str:
+    from zoo.training.checkpoint import checkpoint_dirs
+    found = checkpoint_dirs(trainer.out_dir)  # on disk: an abort inside a save may have completed it, or pruned others
+    return f"last complete checkpoint: {found[-1]}" if found else "no checkpoint was saved"
+
+
+def end_message(trainer, out: Path, summary: str) -> str:
+    """'finished N steps' for a run that reached train.max_steps; for one stopped early (a signal, the launcher gone),
+    where it stopped, why, and how to go on."""
+    total = trainer.recipe.train.max_steps
+    if trainer.step >= total:
+        return f"zoo: finished {trainer.step} steps in {out}: {summary}"
+    why = trainer.stops.reason or "stopped by another process of the job"
+    saved = (f"checkpoint saved in {trainer.last_checkpoint}" if trainer.last_checkpoint is not None else
+             "no checkpoint saved")
+    return (f"zoo: stopped at step {trainer.step} of {total} ({why}); {saved}; resume with --resume auto"
+            + (f" (last losses: {summary})" if summary else ""))
 
 
 def write_loss_curves(out: Path) -> Path | None:
