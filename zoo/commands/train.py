@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from zoo.config import ConfigError
+from zoo.data.base import BadImageError
 from zoo.factory import import_modules, load_recipe
 from zoo.training.checkpoint import CheckpointError, CheckpointWriteError
 from zoo.training.rundir import RunDirError
@@ -51,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         return 4
     except (ConfigError, CheckpointError, RunDirError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except BadImageError as err:  # met while training; a DataLoader worker's copy carries its traceback: last line
+        print(f"error: {str(err).strip().splitlines()[-1].removeprefix(f'{BadImageError.__module__}.BadImageError: ')}",
+              file=sys.stderr)
         return 2
     except OSError as err:  # a full disk or a read-only folder while logging or writing samples
         print(f"error: {err.filename or 'the run directory'}: {err.strerror or err} (free disk space or fix the "

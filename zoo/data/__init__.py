@@ -7,6 +7,7 @@ datasets (MNIST-like, CIFAR-10 batches, dSprites); `zoo.data.files` the image-fi
 from zoo.data.arrays import CIFAR10Batches, ColorMNIST, DSprites, MNISTLike, StackedMNIST
 from zoo.data.base import (
     MAX_IN_MEMORY_BYTES,
+    BadImageError,
     DatasetNotFoundError,
     ImageDataset,
     TensorImages,
@@ -21,6 +22,7 @@ from zoo.data.synthetic import AffineGaussian, GaussianMixture, VectorDataset
 
 __all__ = [
     "MAX_IN_MEMORY_BYTES",
+    "BadImageError",
     "AffineGaussian",
     "CIFAR10Batches",
     "ColorMNIST",
