@@ -27,6 +27,7 @@ from zoo.data.base import BadImageError
 from zoo.factory import import_modules, load_recipe
 from zoo.training.checkpoint import CheckpointError, CheckpointWriteError
 from zoo.training.rundir import RunDirError
+from zoo.training.tracker_setup import TrackerError, prepare_wandb
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointWriteError as err:
         print(f"error: {err}", file=sys.stderr)
         return 4
-    except (ConfigError, CheckpointError, RunDirError) as err:
+    except (ConfigError, CheckpointError, RunDirError, TrackerError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except BadImageError as err:  # met while training; a DataLoader worker's copy carries its traceback: last line
@@ -70,6 +71,8 @@ def train(args: argparse.Namespace) -> int:
     recipe.imports = list(dict.fromkeys([*recipe.imports, *imported]))
     out = Path(args.out) if args.out else Path("runs") / Path(args.recipe).stem
     check_out_dir(out)
+    if note := prepare_wandb(recipe.train.loggers):  # no W&B login: offline, said here, before the run folder
+        print(f"zoo: {note}", flush=True)
     from zoo.training import runlock
     runlock.acquire(out, probe=True)  # a live writer of --out: refused now, before anything is built
     if args.resume is None:
