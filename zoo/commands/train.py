@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from zoo.config import ConfigError
 from zoo.data.base import BadImageError
@@ -71,6 +72,8 @@ def train(args: argparse.Namespace) -> int:
     recipe.imports = list(dict.fromkeys([*recipe.imports, *imported]))
     out = Path(args.out) if args.out else Path("runs") / Path(args.recipe).stem
     check_out_dir(out)
+    if args.resume is not None and (base := resume_base(args.resume, out)) is not None:
+        recipe = resumed_recipe(base, recipe, args, imported)
     if note := prepare_wandb(recipe.train.loggers):  # no W&B login: offline, said here, before the run folder
         print(f"zoo: {note}", flush=True)
     from zoo.training import runlock
@@ -124,6 +127,45 @@ def train(args: argparse.Namespace) -> int:
                   f"finite but probably useless", file=sys.stderr)
         write_loss_curves(out)
     return 0
+
+
+def resume_base(resume: str, out: Path) -> Path | None:
+    """The config.yaml a resume starts from: the run's own (`--out`'s, which holds the settings changed at its last
+    resume) when continuing its latest checkpoint, else the resumed checkpoint's; None: nothing to resume."""
+    from zoo.training.checkpoint import CONFIG, checkpoint_dirs, resolve_checkpoint
+    from zoo.training.rundir import CONFIG_FILE
+
+    found = checkpoint_dirs(out) if out.is_dir() else []
+    ckpt = (found[-1] if found else None) if resume == "auto" else resolve_checkpoint(resume)
+    if ckpt is None:
+        return None
+    latest_own = bool(found) and ckpt.resolve() == found[-1].resolve()
+    return out / CONFIG_FILE if latest_own and (out / CONFIG_FILE).is_file() else ckpt / CONFIG
+
+
+def resumed_recipe(base: Path, given: Any, args: argparse.Namespace, imported: list[str]) -> Any:
+    """A resume continues the run's own settings (`base`) with only the overrides passed now: the recipe file's
+    values would silently undo what the run was started with (its train.max_steps=600 over the run's 6). Where the
+    recipe file differs, one line says so; the overrides' effect is announced and recorded at the claim."""
+    from zoo.training.rundir import compare_recipes, describe_changes
+
+    recipe = load_recipe(base, args.overrides, trust_imports=False)  # its imports: those run above, or refused
+    recipe.imports = list(dict.fromkeys([*recipe.imports, *imported]))
+    if recipe.model.name != given.model.name:
+        raise ConfigError(f"--resume: the run in {str(base.parent)!r} trains {recipe.model.name!r}, but "
+                          f"{args.recipe} names {given.model.name!r}; resume it with its own recipe, or start a new "
+                          f"run elsewhere (another --out)")
+    overridden = [o.split("=", 1)[0].strip() for o in args.overrides]
+    fixed, free = compare_recipes(recipe, given)
+    ignored = {k: v for k, v in {**fixed, **free}.items()
+               if k != "imports" and not any(k == o or k.startswith(f"{o}.") for o in overridden)}
+    if ignored:
+        listed = list(ignored.items())
+        more = f" and {len(listed) - 6} more" if len(listed) > 6 else ""
+        print(f"zoo: resuming with the run's own settings ({base}) and the overrides given; not taken from "
+              f"{args.recipe}: {describe_changes(dict(listed[:6]))}{more} (run's -> recipe file's; pass KEY=VALUE "
+              f"to change one)", flush=True)
+    return recipe
 
 
 def describe_last(trainer) -> str:
