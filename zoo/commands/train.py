@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from zoo.commands.argtypes import ArgumentParser
 from zoo.config import ConfigError
 from zoo.data.base import BadImageError
 from zoo.factory import import_modules, load_recipe
@@ -32,7 +33,7 @@ from zoo.training.tracker_setup import TrackerError, prepare_wandb
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="zoo train", description=__doc__,
+    parser = ArgumentParser(prog="zoo train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipe", help="YAML recipe, e.g. recipes/tiny_vae.yaml")
     parser.add_argument("overrides", nargs="*", help="typed overrides KEY=VALUE, e.g. train.max_steps=20")
