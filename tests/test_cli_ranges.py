@@ -12,19 +12,20 @@ from zoo.commands.argtypes import SEED_MAX, device_name, finite_float, nonnegati
 SEED_RANGE = f"expected an integer seed in [0, {SEED_MAX}] (2^63 - 1)"
 
 CASES = [
-    (["sample", "run", "--batch-size", "0"], "zoo sample: error: argument --batch-size: got 0, expected an integer >= 1"),
+    (["sample", "run", "--batch-size", "0"], "argument --batch-size: got 0, expected an integer >= 1"),
     (["sample", "run", "-n", "-5"], "argument -n/--n-samples: got -5, expected an integer >= 1"),
     (["sample", "run", "--seed", str(2**63)], f"argument --seed: got {2**63}, {SEED_RANGE}"),
     (["sample", "run", "--seed", "-1"], f"argument --seed: got -1, {SEED_RANGE}"),
     (["sample", "run", "--device", "gpu0"], "argument --device: got 'gpu0', expected cpu, cuda, cuda:N or mps"),
     (["sample", "run", "--device", "cuda:99"], "argument --device: got 'cuda:99', but this machine has"),
-    (["interpolate", "run", "--pairs", "0"], "zoo interpolate: error: argument --pairs: got 0, expected an integer >= 1"),
+    (["interpolate", "run", "--pairs", "0"], "argument --pairs: got 0, expected an integer >= 1"),
     (["traverse", "run", "--index", "-1"], "argument --index: got -1, expected an integer >= 0"),
     (["traverse", "run", "--span", "inf"], "argument --span: got inf, expected a finite number"),
     (["evaluate", "run", "--metric", "elbo", "--n-real", "0"], "argument --n-real: got 0, expected an integer >= 1"),
     (["evaluate", "run", "--metric", "elbo", "--n-real", "-1"], "argument --n-real: got -1, expected an integer >= 1"),
     (["evaluate", "run", "--metric", "elbo", "--iw-samples", "0"], "argument --iw-samples: got 0, expected an integer"),
-    (["evaluate", "run", "--metric", "wcritic", "--critic-lr", "nan"], "argument --critic-lr: got nan, expected a finite"),
+    (["evaluate", "run", "--metric", "wcritic", "--critic-lr", "nan"], "argument --critic-lr: got nan, expected a "
+                                                                        "finite"),
     (["evaluate", "run", "--metric", "elbo", "--batch-size", "ten"], "argument --batch-size: got 'ten', expected an "
                                                                       "integer >= 1"),
     (["latent_analysis", "run", "--smoothing-std", "-0.5"], "argument --smoothing-std: got -0.5, expected a finite "

@@ -26,8 +26,8 @@ def signal_name(signum: int) -> str:
 @contextlib.contextmanager
 def deferred_signals() -> Iterator[list[int]]:
     """Within the block, SIGINT and SIGTERM are recorded instead of handled; on leaving it (normally or by an
-    exception) the previous handlers come back and each recorded signal is raised again, in arrival order (a handler that raises ends the
-    re-delivery).
+    exception) the previous handlers come back and each recorded signal is raised again, in arrival order (a
+    handler that raises ends the re-delivery).
 
     Yields the list of signals received so far. Outside the main thread (where Python cannot set handlers) it does
     nothing: signals are only ever delivered to the main thread's handlers anyway.
