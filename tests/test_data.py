@@ -357,6 +357,42 @@ def test_image_folder_layouts_channels_and_errors(tmp_path, monkeypatch):
         load_dataset("image_folder", root=tmp_path, path="nowhere")
 
 
+
+def test_16_bit_pngs_are_scaled_not_clipped_to_white(tmp_path):
+    """Issue 21 (round 2), item 3: a 16-bit grey PNG holds 0..65535; each value becomes round(v * 255 / 65535)."""
+    wide = np.array([[0, 128, 257, 1000, 32768, 65535]], np.uint16).repeat(3, axis=0)  # (3, 6)
+    folder = tmp_path / "wide" / "train" / "all"
+    folder.mkdir(parents=True)
+    Image.fromarray(wide).save(folder / "0.png")
+    assert Image.open(folder / "0.png").mode == "I;16"  # what PIL reads a 16-bit PNG as
+    expected = torch.tensor([0, 0, 1, 4, 128, 255], dtype=torch.uint8)  # 128 -> 0.498 -> 0; 32768 -> 127.5 -> 128
+    grey = load_dataset("image_folder", "train", root=tmp_path, path="wide", channels=1, cache=False)
+    assert torch.equal(grey.as_uint8_tensor()[0, 0], torch.from_numpy(np.rint(wide.astype(np.float64) * 255 / 65535).astype(np.uint8)))
+    assert torch.equal(grey.as_uint8_tensor()[0, 0, 0], expected)
+    rgb = load_dataset("image_folder", "train", root=tmp_path, path="wide", channels=3, cache=False)
+    assert torch.equal(rgb.as_uint8_tensor()[0], grey.as_uint8_tensor()[0].expand(3, -1, -1))
+
+
+@pytest.mark.parametrize("limit", [30, 40])  # 64 pixels: beyond 2x the limit PIL raises, between 1x and 2x it warns
+def test_a_decompression_bomb_is_one_error_naming_the_file_and_the_limit(tmp_path, monkeypatch, limit):
+    """Issue 21 (round 2), item 4; PIL's limit is lowered so that an 8x8 PNG stands for a 'bomb'."""
+    folder = tmp_path / "big" / "train" / "all"
+    folder.mkdir(parents=True)
+    (folder / "huge.png").write_bytes(_png_bytes(np.zeros((8, 8), np.uint8)))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    with pytest.raises(data.BadImageError) as caught:
+        load_dataset("image_folder", "train", root=tmp_path, path="big", channels=1, cache=False)
+    message = str(caught.value)
+    assert str(folder / "huge.png") in message and "\n" not in message
+    assert f"too large to decode safely: 64 pixels, beyond PIL's guard against decompression bombs ({limit} " in message
+    assert "ZOO_MAX_IMAGE_PIXELS=<pixels> (0: no limit)" in message
+    monkeypatch.setenv("ZOO_MAX_IMAGE_PIXELS", "0")  # the image is genuine: lift the limit
+    assert load_dataset("image_folder", "train", root=tmp_path, path="big", channels=1, cache=False).shape == (1, 8, 8)
+    monkeypatch.setenv("ZOO_MAX_IMAGE_PIXELS", "100")
+    assert len(load_dataset("image_folder", "train", root=tmp_path, path="big", channels=1, cache=False)) == 1
+    assert Image.MAX_IMAGE_PIXELS == limit  # PIL's own setting is left as it was
+
+
 def test_decoded_cache_round_trip(tmp_path, monkeypatch):
     _write_image_folder(tmp_path / "cifar10_folder", np.random.default_rng(3))
     ds = load_dataset("cifar10_folder", root=tmp_path)

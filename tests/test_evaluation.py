@@ -272,6 +272,36 @@ def test_elbo_metric_on_a_vae_tightens_with_k(one_thread):
         run("elbo", not_a_likelihood)
 
 
+
+def test_elbo_does_not_depend_on_the_batch_size_and_refuses_n_samples(one_thread):
+    """Issue 21 (round 2), item 7: each image's posterior draws are seeded by (seed, its dataset index), so batches
+    of 7 and of 50 give the same per-image bounds; --n-samples (samples, which elbo never draws) is an error."""
+    from zoo.evaluation.core import EvaluationError
+    from zoo.evaluation.likelihood import importance_weighted_log_likelihood
+    from zoo.evaluation.sampling import stream_seed
+    from zoo.factory import create_model
+    model = create_model("vae", channels=1, image_size=28, latent_dim=4, width=8).eval()
+    images = RandomImages(30, (1, 28, 28), seed=6)
+
+    def elbo(batch_size, **kwargs):
+        ctx = EvalContext(model, DataConfig(name="tensor"), datasets={"test": images}, batch_size=batch_size,
+                          options={"iw_samples": 5}, seed=3, **kwargs)
+        return run("elbo", ctx)["elbo"]
+
+    small, large = elbo(7), elbo(50)
+    assert small.value == pytest.approx(large.value, abs=1e-6) and small.std == pytest.approx(large.std, abs=1e-6)
+    assert small.protocol == large.protocol and "batch_size" not in small.protocol
+    subset = elbo(4, n_real=10)  # the first 10 images of the same order: their bounds are the ones computed above
+    ctx = EvalContext(model, DataConfig(name="tensor"), datasets={"test": images}, seed=3)
+    seeds = [stream_seed("elbo", 3, int(i)) for i in ctx.indices("test", 10)]
+    direct = importance_weighted_log_likelihood(model, images.images[ctx.indices("test", 10)].float() / 127.5 - 1, 5,
+                                                seeds=seeds)
+    assert subset.value == pytest.approx(direct.mean().item(), abs=1e-6)
+    with pytest.raises(EvaluationError, match="--n-samples does not apply to elbo.*--n-real N.*--iw-samples K"):
+        elbo(7, n_samples=16)
+    assert elbo(7, n_samples=16, n_real=30).value == pytest.approx(small.value, abs=1e-6)  # --n-samples for others
+
+
 # -------------------------------------------------------------------------------------------------------- sharding
 class FakeProcess:
     def __init__(self, rank, world):

@@ -85,3 +85,62 @@ def test_wandb_offline_run_holds_scalars_grids_and_config(tmp_path, monkeypatch,
         "image-file", 2 * 29 + 1, 2 * 29 + 1)
     assert (history[1]["reconstructions/width"], history[1]["reconstructions/height"]) == (59, 59)
     assert (run / "wandb" / log.split("/")[-2] / "files" / history[1]["samples/path"]).is_file()
+
+
+@pytest.fixture
+def no_wandb_login(tmp_path, monkeypatch):
+    """No key anywhere wandb looks, and no WANDB_MODE: the state of a fresh machine (restored afterwards)."""
+    for key in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no.netrc"))
+
+
+def test_wandb_without_a_login_logs_offline_and_says_so_in_one_line(tmp_path, monkeypatch, capsys, shared_data,
+                                                                     no_wandb_login, one_thread):
+    """Issue 21 (round 2), item 5: `zoo train ... train.loggers=[wandb]` on a machine never logged in to W&B."""
+    pytest.importorskip("wandb", reason="wandb is the optional extra zoo[wandb] (in zoo[dev])")
+    from conftest import REPO
+    from zoo.commands.train import main
+
+    monkeypatch.setenv("ZOO_DATA", str(shared_data))
+    monkeypatch.chdir(REPO)
+    run = tmp_path / "run"
+    assert main(["recipes/tiny_vae.yaml", "--out", str(run), "train.loggers=[wandb]", "train.max_steps=2",
+                 "train.progress=false", "train.sample_every=0", "data.options.limit=64"]) == 0
+    out, err = capsys.readouterr()
+    notes = [line for line in out.splitlines() if line.startswith("zoo: wandb")]
+    assert notes == ["zoo: wandb: no login found (no WANDB_API_KEY, no netrc entry from `wandb login`): logging "
+                     "offline to <run>/wandb (WANDB_MODE=offline); upload later with `wandb sync`, or set "
+                     "WANDB_MODE=disabled to skip it"], out
+    assert "Traceback" not in err
+    assert len(glob.glob(str(run / "wandb" / "offline-run-*" / "run-*.wandb"))) == 1
+    assert (run / "checkpoints" / "step_00000002").is_dir()
+
+
+def test_a_wandb_login_or_an_explicit_mode_is_left_alone(tmp_path, monkeypatch, no_wandb_login):
+    pytest.importorskip("wandb", reason="wandb is the optional extra zoo[wandb] (in zoo[dev])")
+    import os
+
+    from zoo.training.tracker_setup import prepare_wandb
+
+    assert prepare_wandb(["tensorboard"]) is None and "WANDB_MODE" not in os.environ
+    (tmp_path / "no.netrc").write_text("machine api.wandb.ai login user password " + "k" * 40 + "\n")
+    assert prepare_wandb(["wandb"]) is None and "WANDB_MODE" not in os.environ  # `wandb login` was run
+    (tmp_path / "no.netrc").unlink()
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert prepare_wandb(["wandb"]) is None and os.environ["WANDB_MODE"] == "disabled"
+    monkeypatch.delenv("WANDB_MODE")
+    assert prepare_wandb(["wandb"]) is not None and os.environ["WANDB_MODE"] == "offline"
+
+
+def test_wandb_not_installed_fails_before_the_run_folder_in_one_line(tmp_path, monkeypatch, capsys, shared_data):
+    from conftest import REPO
+    from zoo.commands.train import main
+
+    monkeypatch.setitem(__import__("sys").modules, "wandb", None)  # import wandb -> ImportError
+    monkeypatch.setenv("ZOO_DATA", str(shared_data))
+    monkeypatch.chdir(REPO)
+    assert main(["recipes/tiny_vae.yaml", "--out", str(tmp_path / "run"), "train.loggers=[wandb]"]) == 2
+    assert capsys.readouterr().err == ("error: train.loggers names wandb, which is not installed: pip install "
+                                       "'zoo[wandb]' (or wandb), or drop wandb from train.loggers\n")
+    assert not (tmp_path / "run").exists()

@@ -24,25 +24,26 @@ import time
 from pathlib import Path
 
 
+from zoo.commands.argtypes import ArgumentParser, nonnegative_int, positive_float, positive_int, seed_int
 from zoo.studies.density_ratio import appendix_d_run
 from zoo.figures import Panel, Series, save_line_plots
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="zoo appendix_d", description=__doc__,
+    p = ArgumentParser(prog="zoo appendix_d", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dims", type=int, nargs="+", default=[1, 10, 100, 1000])
-    p.add_argument("--seeds", type=int, default=3, help="classifier initialisations averaged (paper: 10)")
-    p.add_argument("--iterations", type=int, default=2000, help="classifier / Q updates (paper: 10^6)")
-    p.add_argument("--disc-steps", type=int, default=1, help="classifier updates per Q update (Fig. 20: 5)")
-    p.add_argument("--hidden", type=int, default=256, help="classifier width")
-    p.add_argument("--layers", type=int, default=4, help="classifier hidden layers (paper: a 4-layer MLP)")
-    p.add_argument("--disc-lr", type=float, default=1e-4, help="classifier learning rate (Fig. 19: 1e-3)")
-    p.add_argument("--gen-lr", type=float, default=1e-3, help="learning rate of W and b")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--eval-every", type=int, default=None, help="curve resolution (default: iterations / 20)")
-    p.add_argument("--eval-samples", type=int, default=10000, help="samples of Q per classifier estimate")
-    p.add_argument("--gaussian-seed", type=int, default=0, help="seed of the target P and the initial Q0")
+    p.add_argument("--dims", type=positive_int, nargs="+", default=[1, 10, 100, 1000])
+    p.add_argument("--seeds", type=positive_int, default=3, help="classifier initialisations averaged (paper: 10)")
+    p.add_argument("--iterations", type=positive_int, default=2000, help="classifier / Q updates (paper: 10^6)")
+    p.add_argument("--disc-steps", type=positive_int, default=1, help="classifier updates per Q update (Fig. 20: 5)")
+    p.add_argument("--hidden", type=positive_int, default=256, help="classifier width")
+    p.add_argument("--layers", type=positive_int, default=4, help="classifier hidden layers (paper: a 4-layer MLP)")
+    p.add_argument("--disc-lr", type=positive_float, default=1e-4, help="classifier learning rate (Fig. 19: 1e-3)")
+    p.add_argument("--gen-lr", type=positive_float, default=1e-3, help="learning rate of W and b")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--eval-every", type=positive_int, default=None, help="curve resolution (default: iterations / 20)")
+    p.add_argument("--eval-samples", type=positive_int, default=10000, help="samples of Q per classifier estimate")
+    p.add_argument("--gaussian-seed", type=seed_int, default=0, help="seed of the target P and the initial Q0")
     p.add_argument("--log-y", action="store_true", help="log10 y axis in the PNG")
     p.add_argument("--paper", action="store_true", help="the paper's 10^6 iterations and 10 seeds (days on a CPU)")
     p.add_argument("--out", default="runs/appendix_d")

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import torch
 
+from zoo.commands.argtypes import ArgumentParser, device_name, nonnegative_int, positive_int
 from zoo.data import TensorImages
 from zoo.factory import create_model, load_recipe
 from zoo.losses.adversarial import (critic_loss_wasserstein, discriminator_loss, generator_loss_nonsaturating,
@@ -229,22 +230,24 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="zoo bench", description=__doc__,
+    p = ArgumentParser(prog="zoo bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="vae,dcgan,wgan_gp,ijae")
     p.add_argument("--configs", default="off,all", help=f"comma-separated, from {', '.join(CONFIGS)}")
-    p.add_argument("--steps", type=int, default=20, help="steps per timed block")
-    p.add_argument("--rounds", type=int, default=5, help="alternating blocks per side")
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--width", type=int, default=0, help="network width for every model (0: each model's default)")
-    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--steps", type=positive_int, default=20, help="steps per timed block")
+    p.add_argument("--rounds", type=positive_int, default=5, help="alternating blocks per side")
+    p.add_argument("--warmup", type=nonnegative_int, default=5)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--width", type=nonnegative_int, default=0,
+                   help="network width for every model (0: each model's default)")
+    p.add_argument("--log-every", type=positive_int, default=50)
     p.add_argument("--precision", default="auto", choices=("auto", "no", "bf16"))
     p.add_argument("--compile-backend", default="", help="torch.compile backend (default inductor)")
     p.add_argument("--compile-mode", default="", help="torch.compile mode (default, reduce-overhead, ...)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--gen-steps", type=int, default=0, help="also time this many WGAN-GP steps of Trainer.train")
+    p.add_argument("--device", type=device_name, default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=nonnegative_int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--gen-steps", type=nonnegative_int, default=0,
+                   help="also time this many WGAN-GP steps of Trainer.train")
     p.add_argument("--gen-config", default="all", help="switch configuration of the --gen-steps run")
     p.add_argument("--json", default="", help="write the rows here")
     return p

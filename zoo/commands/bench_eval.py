@@ -29,6 +29,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from zoo.commands.argtypes import ArgumentParser, device_name, positive_int
 from zoo.config import DataConfig
 from zoo.data import TensorImages
 from zoo.evaluation import EvalContext
@@ -211,13 +212,13 @@ def bench_critic(args, device, out: list) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="zoo bench_eval", description=__doc__,
+    p = ArgumentParser(prog="zoo bench_eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--metrics", default="inception,lpips,msssim,is_cifar,critic")
-    p.add_argument("--n", type=int, default=200, help="images per timed call (results are scaled to 1,000)")
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--n", type=positive_int, default=200, help="images per timed call (results are scaled to 1,000)")
+    p.add_argument("--batch-size", type=positive_int, default=100)
+    p.add_argument("--rounds", type=positive_int, default=3)
+    p.add_argument("--device", type=device_name, default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--inception-weights", help="torch-fidelity's Inception file (default: random weights)")
     shared = Path.cwd().parent / "shared" / "weights"  # the checkout's ../shared
     p.add_argument("--lpips-weights", default=str(shared / "lpips" / "alexnet_features.pth"))

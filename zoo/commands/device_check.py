@@ -36,6 +36,7 @@ from typing import Any, Callable
 
 import torch
 
+from zoo.commands.argtypes import ArgumentParser, positive_float, positive_int
 from zoo.commands import bench
 from zoo.data import TensorImages
 from zoo.factory import create_model, list_models, load_checkpoint, load_recipe
@@ -382,19 +383,20 @@ def guarded(rep: Report, section: str, item: str, fn: Callable[[], None]) -> Non
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="zoo device_check", description=__doc__,
+    p = ArgumentParser(prog="zoo device_check", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dry-run", action="store_true", help="CPU, tiny recipes and sizes: the code paths, no numbers")
-    p.add_argument("--budget", type=float, default=380.0, help="seconds; sections that no longer fit are skipped")
+    p.add_argument("--budget", type=positive_float, default=380.0,
+                   help="seconds; sections that no longer fit are skipped")
     p.add_argument("--out", default=os.environ.get("OUT", ""), help="folder for device_check.txt/.json ($OUT)")
-    p.add_argument("--steps", type=int, default=200, help="training steps per model")
+    p.add_argument("--steps", type=positive_int, default=200, help="training steps per model")
     p.add_argument("--sections", default="train,bf16,bench,wgan1000,inception,deasy,compile,ddp")
     p.add_argument("--models", default="", help="comma-separated subset of the registered models")
     p.add_argument("--ddp-cpu", action="store_true", help="dry run: the 2-process section as a gloo CPU job")
     p.add_argument("--bench-models", default="vae,dcgan,wgan_gp,ijae")
-    p.add_argument("--bench-steps", type=int, default=10)
-    p.add_argument("--bench-rounds", type=int, default=5)
-    p.add_argument("--deasy-steps", type=int, default=1500)
+    p.add_argument("--bench-steps", type=positive_int, default=10)
+    p.add_argument("--bench-rounds", type=positive_int, default=5)
+    p.add_argument("--deasy-steps", type=positive_int, default=1500)
     p.add_argument("--deasy-procs", default="8,16", help="concurrent run counts to measure besides 1")
     p.add_argument("--deasy-compile", default="", help="also time one run compiled in this torch.compile mode "
                    "(e.g. reduce-overhead: CUDA graphs), when time is left")

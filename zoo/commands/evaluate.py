@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 
+from zoo.commands.argtypes import ArgumentParser, positive_float, positive_int, seed_int
 from zoo.commands.trust import add_trust_imports
 from zoo.config import DataConfig, apply_overrides
 
-_TYPES = {"int": int, "float": float, "str": str}
+# every int option of a metric is a count or a size, every float a rate or a width: > 0, finite
+_TYPES = {"int": positive_int, "float": positive_float, "str": str}
 
 
 def add_metric_options(p: argparse.ArgumentParser) -> list[str]:
@@ -51,22 +53,23 @@ def add_metric_options(p: argparse.ArgumentParser) -> list[str]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="zoo evaluate", description=__doc__,
+    p = ArgumentParser(prog="zoo evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sources", nargs="+", help="checkpoint / run directories, or data:NAME[:SPLIT]")
     p.add_argument("--metric", required=True, help="comma-separated metric names, e.g. is,fid,lpips")
-    p.add_argument("--n-samples", type=int, help="samples per metric (default: each metric's protocol, e.g. 50000 "
-                                                 "for is/fid/kid)")
-    p.add_argument("--n-real", type=int, help="reference images (default: the whole split)")
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-samples", type=positive_int,
+                   help="samples per metric (default: each metric's protocol, e.g. 50000 for is/fid/kid)")
+    p.add_argument("--n-real", type=positive_int, help="reference images (default: the whole split)")
+    p.add_argument("--batch-size", type=positive_int, default=100)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--split", default="test", help="reference split (FID/KID, LPIPS, ELBO, critic test data)")
     p.add_argument("--data-root", help="data root for every source (default: the recipe's, else ZOO_DATA)")
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                    help="dataset option of data: sources, as a recipe's data.options (e.g. limit=512, pad_to=32)")
     p.add_argument("--cache-dir", help="where reference statistics of real splits are cached (default "
                                        "<user cache>/zoo/eval, or ZOO_EVAL_CACHE)")
-    p.add_argument("--no-cache", action="store_true", help="neither read nor write the disk cache of reference statistics")
+    p.add_argument("--no-cache", action="store_true",
+                   help="neither read nor write the disk cache of reference statistics")
     options = add_metric_options(p)
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import this module (or .py file) first: models defined outside the package (repeatable). "

@@ -16,20 +16,21 @@ import json
 import sys
 from pathlib import Path
 
+from zoo.commands.argtypes import ArgumentParser, positive_int, seed_int
 from zoo.commands.trust import add_trust_imports
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="zoo evidence", description=__doc__,
+    parser = ArgumentParser(prog="zoo evidence", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a run directory (its latest checkpoint) or a checkpoint directory")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--batches", type=int, default=100, help="batches of the split (100 in the paper)")
-    parser.add_argument("--samples", type=int, default=100, help="importance samples per image")
+    parser.add_argument("--batches", type=positive_int, default=100, help="batches of the split (100 in the paper)")
+    parser.add_argument("--samples", type=positive_int, default=100, help="importance samples per image")
     parser.add_argument("--proposal", choices=("posterior", "prior"), default="posterior")
-    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (1000 in the paper)")
-    parser.add_argument("--limit", type=int, help="use only the first N images of the split")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resamples", type=positive_int, default=1000, help="bootstrap resamples (1000 in the paper)")
+    parser.add_argument("--limit", type=positive_int, help="use only the first N images of the split")
+    parser.add_argument("--seed", type=seed_int, default=0)
     parser.add_argument("--data-root", help="data folder (default: the recipe's data.root, else ZOO_DATA)")
     parser.add_argument("--json", help="also write the result here")
     add_trust_imports(parser)

@@ -16,20 +16,21 @@ from pathlib import Path
 
 import torch
 
+from zoo.commands.argtypes import ArgumentParser, positive_int, seed_int
 from zoo.commands.trust import add_trust_imports
 from zoo.generate import METHODS, interpolate
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="zoo interpolate", description=__doc__,
+    parser = ArgumentParser(prog="zoo interpolate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a run directory (its latest checkpoint) or a checkpoint directory")
     parser.add_argument("--out", default="interpolation.png", help="PNG grid to write")
     parser.add_argument("--method", choices=METHODS, default="slerp")
-    parser.add_argument("--steps", type=int, default=8, help="codes per row, both endpoints included")
-    parser.add_argument("--pairs", type=int, default=4, help="rows")
+    parser.add_argument("--steps", type=positive_int, default=8, help="codes per row, both endpoints included")
+    parser.add_argument("--pairs", type=positive_int, default=4, help="rows")
     parser.add_argument("--prior", action="store_true", help="endpoints drawn from the prior, not encoded images")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the prior draws")
+    parser.add_argument("--seed", type=seed_int, default=0, help="seed of the prior draws")
     parser.add_argument("--split", default="test", help="split of the recipe's dataset holding the endpoint images")
     parser.add_argument("--data-root", help="data folder (default: the recipe's data.root, else ZOO_DATA)")
     add_trust_imports(parser)

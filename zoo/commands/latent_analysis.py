@@ -27,31 +27,32 @@ from pathlib import Path
 
 import torch
 
+from zoo.commands.argtypes import ArgumentParser, device_name, positive_float, positive_int, seed_int
 from zoo.commands.trust import add_trust_imports
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="zoo latent_analysis", description=__doc__,
+    p = ArgumentParser(prog="zoo latent_analysis", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="run directory or checkpoint directory")
     p.add_argument("--data", help="dataset name (default: the recipe's)")
     p.add_argument("--split", default=None, help="split (default: the recipe's, i.e. the training split)")
     p.add_argument("--root", default=None, help="data root (default: the recipe's, else ZOO_DATA)")
-    p.add_argument("--limit", type=int, default=None, help="use the first N examples only")
-    p.add_argument("--batch-size", type=int, default=500, help="encoding batch size")
-    p.add_argument("--num-z", type=int, default=10_000, help="Monte-Carlo codes for Algorithm 2")
-    p.add_argument("--smoothing-std", type=float, default=None,
+    p.add_argument("--limit", type=positive_int, default=None, help="use the first N examples only")
+    p.add_argument("--batch-size", type=positive_int, default=500, help="encoding batch size")
+    p.add_argument("--num-z", type=positive_int, default=10_000, help="Monte-Carlo codes for Algorithm 2")
+    p.add_argument("--smoothing-std", type=positive_float, default=None,
                    help="deterministic encoders: q(z|x) = N(E(x), S^2 I)")
-    p.add_argument("--ratio-steps", type=int, default=5000, help="Algorithm 3 classifier steps (0: skip)")
-    p.add_argument("--ratio-hidden", type=int, default=1000)
-    p.add_argument("--ratio-layers", type=int, default=3)
-    p.add_argument("--ratio-lr", type=float, default=5e-4)
-    p.add_argument("--low-posterior", type=int, default=64, help="low-posterior samples to draw (0: skip)")
-    p.add_argument("--low-posterior-pool", type=int, default=10_000, help="prior codes ranked (num_z, Alg. 1)")
-    p.add_argument("--code-chunk", type=int, default=1024, help="codes per log-sum-exp block")
-    p.add_argument("--data-chunk", type=int, default=8192, help="posteriors per log-sum-exp block")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--ratio-steps", type=positive_int, default=5000, help="Algorithm 3 classifier steps (0: skip)")
+    p.add_argument("--ratio-hidden", type=positive_int, default=1000)
+    p.add_argument("--ratio-layers", type=positive_int, default=3)
+    p.add_argument("--ratio-lr", type=positive_float, default=5e-4)
+    p.add_argument("--low-posterior", type=positive_int, default=64, help="low-posterior samples to draw (0: skip)")
+    p.add_argument("--low-posterior-pool", type=positive_int, default=10_000, help="prior codes ranked (num_z, Alg. 1)")
+    p.add_argument("--code-chunk", type=positive_int, default=1024, help="codes per log-sum-exp block")
+    p.add_argument("--data-chunk", type=positive_int, default=8192, help="posteriors per log-sum-exp block")
+    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--device", type=device_name, default="cpu")
     p.add_argument("--out", default=None)
     add_trust_imports(p)
     return p.parse_args(argv)

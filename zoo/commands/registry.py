@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
+from zoo.commands.argtypes import ArgumentParser
 from zoo.catalog import (Catalog, RegistryError, Result, Row, aggregate_seeds, best_per_model, describe_error,
                          pareto_front, sort_rows, wide_rows)
 from zoo.commands.formats import as_csv, cell, header, markdown, markdown_text, protocol_summary
@@ -272,7 +273,7 @@ def cmd_report(args: argparse.Namespace, catalog: Catalog) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="zoo registry", description=__doc__,
+    parser = ArgumentParser(prog="zoo registry", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--registry", help="registry table (default: ZOO_REGISTRY, else runs/registry.sqlite)")
     sub = parser.add_subparsers(dest="command", required=True)

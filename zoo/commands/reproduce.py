@@ -20,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from zoo.commands.argtypes import ArgumentParser, seed_int
 from zoo.config import ConfigError
 from zoo.reproduction import find_specs, load_spec, render_document, run_spec
 from zoo.reproduction.render import load_results
@@ -33,14 +34,15 @@ PAGE = REPO / "docs" / "reproduction.md"
 
 
 def _seed_list(value: str) -> list[int]:
+    """Comma-separated seeds, each in [0, 2^63 - 1] (`seed_int`)."""
     try:
-        return [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 0,1,2, got {value!r}") from None
+        return [seed_int(v.strip()) for v in value.split(",") if v.strip()]
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"{err} (comma-separated seeds such as 0,1,2)") from None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="zoo reproduce", description=__doc__,
+    p = ArgumentParser(prog="zoo reproduce", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("specs", nargs="*", help="spec files (recipes/reproduction/*.yaml)")
     p.add_argument("overrides", nargs="*", help="KEY=VALUE recipe overrides for every run (e.g. data.root=DIR)")

@@ -14,18 +14,20 @@ from __future__ import annotations
 import argparse
 import sys
 
+from zoo.commands.argtypes import ArgumentParser, device_name, positive_int, seed_int
 from zoo.commands.trust import add_trust_imports
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="zoo sample", description=__doc__,
+    parser = ArgumentParser(prog="zoo sample", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a run directory (its latest checkpoint) or a checkpoint directory")
-    parser.add_argument("-n", "--n-samples", type=int, default=10000)
+    parser.add_argument("-n", "--n-samples", type=positive_int, default=10000)
     parser.add_argument("--out", required=True, help="a folder (PNG files) or a .npz file")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--device", default="cuda" if __import__("torch").cuda.is_available() else "cpu")
+    parser.add_argument("--seed", type=seed_int, default=0)
+    parser.add_argument("--batch-size", type=positive_int, default=256)
+    parser.add_argument("--device", type=device_name,
+                        default="cuda" if __import__("torch").cuda.is_available() else "cpu")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier export at --out (whole)")
     add_trust_imports(parser)
     args = parser.parse_args(argv)

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 
+from zoo.commands.argtypes import ArgumentParser, nonnegative_int, positive_int
 from zoo.config import ConfigError
 from zoo.factory import SweepPoint, expand_sweep
 
@@ -27,7 +28,7 @@ TRAIN = ("-m", "zoo.cli", "train")  # `python -m zoo.cli train`: the `zoo train`
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="zoo sweep", description=__doc__,
+    parser = ArgumentParser(prog="zoo sweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep", help="sweep file, e.g. recipes/sweeps/vgh_rosca_app_k.yaml")
     parser.add_argument("overrides", nargs="*", help="overrides applied to every run, e.g. train.max_steps=1000")
@@ -40,11 +41,11 @@ def main(argv: list[str] | None = None) -> int:
                          help="auto: SLURM where sbatch exists, else local processes on this machine")
     cluster.add_argument("--log-dir", help="submitit's job folder (default OUT_ROOT/_submitit)")
     cluster.add_argument("--partition", help="SLURM partition")
-    cluster.add_argument("--gpus", type=int, default=0, help="GPUs per run")
-    cluster.add_argument("--cpus", type=int, default=2, help="CPU cores per run")
-    cluster.add_argument("--mem-gb", type=int, default=16)
-    cluster.add_argument("--timeout-min", type=int, default=24 * 60, help="time limit per run, minutes")
-    cluster.add_argument("--array-parallelism", type=int, default=64, help="runs at once")
+    cluster.add_argument("--gpus", type=nonnegative_int, default=0, help="GPUs per run")
+    cluster.add_argument("--cpus", type=positive_int, default=2, help="CPU cores per run")
+    cluster.add_argument("--mem-gb", type=positive_int, default=16)
+    cluster.add_argument("--timeout-min", type=positive_int, default=24 * 60, help="time limit per run, minutes")
+    cluster.add_argument("--array-parallelism", type=positive_int, default=64, help="runs at once")
     cluster.add_argument("--no-wait", action="store_true", help="submit and return without waiting for the runs")
     args = parser.parse_intermixed_args(argv)
     try:

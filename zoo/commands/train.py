@@ -12,7 +12,9 @@ ZOO_REGISTRY; see zoo/catalog.py).
 
 Exit status: 0 done (or stopped by a signal / a gone launcher, with a checkpoint), 2 a bad recipe, option, run
 directory or checkpoint, 3 a non-finite loss or weights, 4 a failed write (full disk, permissions), 5 a peer process
-lost (collective timeout). Each failure is one `error:` line.
+lost (collective timeout), 130 aborted by a second SIGINT / SIGTERM (no new checkpoint; the earlier ones complete).
+Each failure is one `error:` line; a run stopped early says at which step of how many, why, and where its checkpoint
+is.
 """
 from __future__ import annotations
 
@@ -20,15 +22,19 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
+from zoo.commands.argtypes import ArgumentParser
 from zoo.config import ConfigError
+from zoo.data.base import BadImageError
 from zoo.factory import import_modules, load_recipe
 from zoo.training.checkpoint import CheckpointError, CheckpointWriteError
 from zoo.training.rundir import RunDirError
+from zoo.training.tracker_setup import TrackerError, prepare_wandb
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="zoo train", description=__doc__,
+    parser = ArgumentParser(prog="zoo train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipe", help="YAML recipe, e.g. recipes/tiny_vae.yaml")
     parser.add_argument("overrides", nargs="*", help="typed overrides KEY=VALUE, e.g. train.max_steps=20")
@@ -48,8 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointWriteError as err:
         print(f"error: {err}", file=sys.stderr)
         return 4
-    except (ConfigError, CheckpointError, RunDirError) as err:
+    except (ConfigError, CheckpointError, RunDirError, TrackerError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except BadImageError as err:  # met while training; a DataLoader worker's copy carries its traceback: last line
+        print(f"error: {str(err).strip().splitlines()[-1].removeprefix(f'{BadImageError.__module__}.BadImageError: ')}",
+              file=sys.stderr)
         return 2
     except OSError as err:  # a full disk or a read-only folder while logging or writing samples
         print(f"error: {err.filename or 'the run directory'}: {err.strerror or err} (free disk space or fix the "
@@ -76,6 +86,10 @@ def train(args: argparse.Namespace) -> int:
     recipe.imports = list(dict.fromkeys([*recipe.imports, *imported]))
     out = Path(args.out) if args.out else Path("runs") / Path(args.recipe).stem
     check_out_dir(out)
+    if args.resume is not None and (base := resume_base(args.resume, out)) is not None:
+        recipe = resumed_recipe(base, recipe, args, imported)
+    if note := prepare_wandb(recipe.train.loggers):  # no W&B login: offline, said here, before the run folder
+        print(f"zoo: {note}", flush=True)
     from zoo.training import runlock
     runlock.acquire(out, probe=True)  # a live writer of --out: refused now, before anything is built
     if args.resume is None:
@@ -110,18 +124,81 @@ def train(args: argparse.Namespace) -> int:
     except PeerLostError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 5
+    except KeyboardInterrupt:  # a second SIGINT / SIGTERM: no further save; checkpoints are never left half-written
+        if trainer.is_main:
+            print(f"zoo: aborted at step {trainer.step} of {recipe.train.max_steps} (a second signal); "
+                  f"{describe_last(trainer)}; resume with --resume auto", file=sys.stderr, flush=True)
+        return 130
     finally:
         if trainer.is_main:
             record_training(out, args.recipe)  # the checkpoints written, including the last good one
     if trainer.is_main:
         summary = ", ".join(f"{k}={v:.4g}" for k, v in final.items() if not k.startswith("lr/"))
-        print(f"zoo: finished {trainer.step} steps in {out}: {summary}")
+        print(end_message(trainer, out, summary))
         if trainer.diverging:
             print(f"zoo: warning: the run finished with diverging losses "
                   f"({', '.join(f'{k} = {v:.3g}' for k, v in trainer.diverging.items())}); its checkpoints are "
                   f"finite but probably useless", file=sys.stderr)
         write_loss_curves(out)
     return 0
+
+
+def resume_base(resume: str, out: Path) -> Path | None:
+    """The config.yaml a resume starts from: the run's own (`--out`'s, which holds the settings changed at its last
+    resume) when continuing its latest checkpoint, else the resumed checkpoint's; None: nothing to resume."""
+    from zoo.training.checkpoint import CONFIG, checkpoint_dirs, resolve_checkpoint
+    from zoo.training.rundir import CONFIG_FILE
+
+    found = checkpoint_dirs(out) if out.is_dir() else []
+    ckpt = (found[-1] if found else None) if resume == "auto" else resolve_checkpoint(resume)
+    if ckpt is None:
+        return None
+    latest_own = bool(found) and ckpt.resolve() == found[-1].resolve()
+    return out / CONFIG_FILE if latest_own and (out / CONFIG_FILE).is_file() else ckpt / CONFIG
+
+
+def resumed_recipe(base: Path, given: Any, args: argparse.Namespace, imported: list[str]) -> Any:
+    """A resume continues the run's own settings (`base`) with only the overrides passed now: the recipe file's
+    values would silently undo what the run was started with (its train.max_steps=600 over the run's 6). Where the
+    recipe file differs, one line says so; the overrides' effect is announced and recorded at the claim."""
+    from zoo.training.rundir import compare_recipes, describe_changes
+
+    recipe = load_recipe(base, args.overrides, trust_imports=False)  # its imports: those run above, or refused
+    recipe.imports = list(dict.fromkeys([*recipe.imports, *imported]))
+    if recipe.model.name != given.model.name:
+        raise ConfigError(f"--resume: the run in {str(base.parent)!r} trains {recipe.model.name!r}, but "
+                          f"{args.recipe} names {given.model.name!r}; resume it with its own recipe, or start a new "
+                          f"run elsewhere (another --out)")
+    overridden = [o.split("=", 1)[0].strip() for o in args.overrides]
+    fixed, free = compare_recipes(recipe, given)
+    ignored = {k: v for k, v in {**fixed, **free}.items()
+               if k != "imports" and not any(k == o or k.startswith(f"{o}.") for o in overridden)}
+    if ignored:
+        listed = list(ignored.items())
+        more = f" and {len(listed) - 6} more" if len(listed) > 6 else ""
+        print(f"zoo: resuming with the run's own settings ({base}) and the overrides given; not taken from "
+              f"{args.recipe}: {describe_changes(dict(listed[:6]))}{more} (run's -> recipe file's; pass KEY=VALUE "
+              f"to change one)", flush=True)
+    return recipe
+
+
+def describe_last(trainer) -> str:
+    from zoo.training.checkpoint import checkpoint_dirs
+    found = checkpoint_dirs(trainer.out_dir)  # on disk: an abort inside a save may have completed it, or pruned others
+    return f"last complete checkpoint: {found[-1]}" if found else "no checkpoint was saved"
+
+
+def end_message(trainer, out: Path, summary: str) -> str:
+    """'finished N steps' for a run that reached train.max_steps; for one stopped early (a signal, the launcher gone),
+    where it stopped, why, and how to go on."""
+    total = trainer.recipe.train.max_steps
+    if trainer.step >= total:
+        return f"zoo: finished {trainer.step} steps in {out}: {summary}"
+    why = trainer.stops.reason or "stopped by another process of the job"
+    saved = (f"checkpoint saved in {trainer.last_checkpoint}" if trainer.last_checkpoint is not None else
+             "no checkpoint saved")
+    return (f"zoo: stopped at step {trainer.step} of {total} ({why}); {saved}; resume with --resume auto"
+            + (f" (last losses: {summary})" if summary else ""))
 
 
 def write_loss_curves(out: Path) -> Path | None:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 
+from zoo.commands.argtypes import ArgumentParser
 from zoo.config import ConfigError
 from zoo.evaluation.mnist_classifier import load_classifier_recipe, train_mnist_classifier
 from zoo.evaluation.modes import DEFAULT_CLASSIFIER
@@ -21,7 +22,7 @@ RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "classifiers" / "mnis
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="zoo train_mnist_classifier", description=__doc__,
+    parser = ArgumentParser(prog="zoo train_mnist_classifier", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipe", nargs="?", default=str(RECIPE), help="classifier YAML recipe")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, e.g. steps=300")

@@ -16,20 +16,22 @@ from pathlib import Path
 
 import torch
 
+from zoo.commands.argtypes import ArgumentParser, nonnegative_int, positive_float, positive_int
 from zoo.studies.traversal import PRIOR_95, latent_traversal
 from zoo.commands.trust import add_trust_imports
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="zoo traverse", description=__doc__,
+    parser = ArgumentParser(prog="zoo traverse", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a run directory (its latest checkpoint) or a checkpoint directory")
     parser.add_argument("--out", default="traversal.png", help="PNG to write")
-    parser.add_argument("--index", type=int, default=0, help="reference image whose posterior mean fixes the code")
+    parser.add_argument("--index", type=nonnegative_int, default=0,
+                        help="reference image whose posterior mean fixes the code")
     parser.add_argument("--prior", action="store_true", help="fix the other dimensions at the prior mean 0 instead")
     parser.add_argument("--split", default="test", help="split of the recipe's dataset holding the reference image")
-    parser.add_argument("--steps", type=int, default=10, help="values per dimension (10 in the paper)")
-    parser.add_argument("--span", type=float, default=PRIOR_95, help="sweep [-span, span]")
+    parser.add_argument("--steps", type=positive_int, default=10, help="values per dimension (10 in the paper)")
+    parser.add_argument("--span", type=positive_float, default=PRIOR_95, help="sweep [-span, span]")
     parser.add_argument("--data-root", help="data folder (default: the recipe's data.root, else ZOO_DATA)")
     add_trust_imports(parser)
     args = parser.parse_args(argv)

@@ -7,6 +7,7 @@ datasets (MNIST-like, CIFAR-10 batches, dSprites); `zoo.data.coloured` the colou
 from zoo.data.arrays import CIFAR10Batches, DSprites, MNISTLike
 from zoo.data.base import (
     MAX_IN_MEMORY_BYTES,
+    BadImageError,
     DatasetNotFoundError,
     ImageDataset,
     TensorImages,
@@ -22,6 +23,7 @@ from zoo.data.synthetic import AffineGaussian, GaussianMixture, VectorDataset
 
 __all__ = [
     "MAX_IN_MEMORY_BYTES",
+    "BadImageError",
     "AffineGaussian",
     "CIFAR10Batches",
     "ColorMNIST",

@@ -28,6 +28,11 @@ MAX_IN_MEMORY_BYTES = 1 << 30  # as_uint8_tensor() returns None above this; the 
 _HOLDOUT_SEED = 0  # fixed seed of the held-out permutations of dsprites and chairs (no official split exists)
 
 
+class BadImageError(ValueError):
+    """An image file that cannot be used as it is (corrupt, or beyond PIL's decompression-bomb limit); the message
+    names the file and the fix. Raised when the image is decoded, possibly well into a run."""
+
+
 class DatasetNotFoundError(FileNotFoundError):
     """The files of a dataset are missing under the data root and could not be downloaded."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import tarfile
 from pathlib import Path
 from typing import Sequence
@@ -16,8 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from zoo.data.base import (ImageDataset, check_count, check_split, decoded_cache_path, holdout, load_decoded,
-                           not_found, save_decoded)
+from zoo.data.base import (BadImageError, ImageDataset, check_count, check_split, decoded_cache_path, holdout,
+                           load_decoded, not_found, save_decoded)
 from zoo.registry import register_dataset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -73,14 +74,55 @@ class TarSource:
         return hashlib.sha256(f"{self.path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()
 
 
-def _decode_image(data: bytes, mode: str, where: str) -> Tensor:
+MAX_PIXELS_ENV = "ZOO_MAX_IMAGE_PIXELS"  # PIL's decompression-bomb limit for image datasets; 0: no limit
+WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit PNGs (and PIL's 32-bit integer mode) hold 0..65535
+
+
+def _max_pixels() -> int | None:
     from PIL import Image
 
+    value = os.environ.get(MAX_PIXELS_ENV)
+    if value is None:
+        return Image.MAX_IMAGE_PIXELS
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            array = np.array(image.convert(mode))
+        return int(value) or None
+    except ValueError:
+        raise BadImageError(f"{MAX_PIXELS_ENV}={value!r}: expected a whole number of pixels (0: no limit)") from None
+
+
+def _to_8bit(image):
+    """A 16-bit image as 8-bit "L": value * 255 / 65535, rounded. PIL's own convert("L"/"RGB") clips every value above
+    255 to white, so a 16-bit PNG came out (almost) blank."""
+    from PIL import Image
+
+    wide = np.asarray(image, dtype=np.float64)
+    return Image.fromarray(np.clip(np.rint(wide * (255 / 65535)), 0, 255).astype(np.uint8), mode="L")
+
+
+def _decode_image(data: bytes, mode: str, where: str) -> Tensor:
+    import warnings
+
+    from PIL import Image
+
+    limit = _max_pixels()
+    try:
+        with warnings.catch_warnings():
+            # PIL only warns between 1x and 2x its limit; an image that large is refused like a bigger one
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, limit
+            try:
+                with Image.open(io.BytesIO(data)) as image:
+                    array = np.array((_to_8bit(image) if image.mode in WIDE_MODES else image).convert(mode))
+            finally:
+                Image.MAX_IMAGE_PIXELS = previous
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        size = re.search(r"\((\d+) pixels\)", str(exc))
+        raise BadImageError(f"image {where} is too large to decode safely: {size.group(1) if size else 'more'} pixels, "
+                            f"beyond PIL's guard against decompression bombs ({limit} pixels); if the image is "
+                            f"genuine, raise the limit with {MAX_PIXELS_ENV}=<pixels> (0: no limit), else delete or "
+                            f"shrink it") from None
     except OSError as exc:  # PIL.UnidentifiedImageError is an OSError
-        raise ValueError(f"cannot decode image {where}: {exc}; the file is corrupt: replace or delete it") from exc
+        raise BadImageError(f"cannot decode image {where}: {exc}; the file is corrupt: replace or delete it") from None
     tensor = torch.from_numpy(array)
     return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
 

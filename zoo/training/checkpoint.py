@@ -22,6 +22,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from zoo.training.signals import deferred_signals
+
 CHECKPOINTS = "checkpoints"
 _STEP_DIR = re.compile(r"^step_(\d{8,})$")
 WEIGHTS, EMA_WEIGHTS, STATE, CONFIG = "model.safetensors", "ema.safetensors", "trainer_state.pt", "config.yaml"
@@ -89,13 +91,25 @@ def write_checkpoint(run_dir: str | Path, step: int, *, weights: dict[str, Tenso
     """Write checkpoint `step` atomically and delete all but the newest `keep_last` (0 keeps all).
 
     Raises CheckpointError, leaving no partial files, when `step` exists already (never silently kept) or the write
-    fails (a full disk, a read-only folder).
+    fails (a full disk, a read-only folder). SIGINT / SIGTERM wait until the new checkpoint is in place and the old
+    ones are pruned, then take effect.
     """
     root = Path(run_dir) / CHECKPOINTS
     final = root / f"step_{step:08d}"
     if final.exists():
         raise CheckpointError(f"checkpoint {str(final)!r} exists already; a run never overwrites or keeps an older "
                               f"checkpoint in place of a new one (move it away to write this step)")
+    with deferred_signals():  # a second Ctrl-C waits for the checkpoint and the pruning (zoo/training/signals.py)
+        final = _write(root, final, weights, trainer_state, config_yaml, ema)
+        if keep_last > 0:
+            for old in checkpoint_dirs(run_dir)[:-keep_last]:
+                prune(old)
+    return final
+
+
+def _write(root: Path, final: Path, weights: dict[str, Tensor], trainer_state: dict[str, Any], config_yaml: str,
+           ema: dict[str, Tensor] | None) -> Path:
+    """Write the files under a temporary name, fsync them, rename the directory to `final`."""
     tmp = None
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -122,10 +136,18 @@ def write_checkpoint(run_dir: str | Path, step: int, *, weights: dict[str, Tenso
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if keep_last > 0:
-        for old in checkpoint_dirs(run_dir)[:-keep_last]:
-            shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def prune(ckpt: Path) -> None:
+    """Delete an old checkpoint: renamed out of the `step_*` namespace first, so that however the deletion ends, no
+    half-deleted directory is ever taken for a checkpoint (`rundir.clean_temporaries` removes a leftover)."""
+    doomed = ckpt.with_name(f".tmp-{ckpt.name}-pruned")
+    try:
+        os.rename(ckpt, doomed)
+    except OSError:
+        return  # gone already, or not ours to move: left as it is
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def read_weights(ckpt: Path, ema: bool = False) -> dict[str, Tensor]:

@@ -15,6 +15,8 @@ import torch
 from accelerate import Accelerator
 from torch import nn
 
+from zoo.training.signals import signal_name
+
 
 DEFAULT_COLLECTIVE_TIMEOUT_S = 600.0  # a peer silent this long is taken as gone (NCCL's own default is 10 minutes)
 
@@ -134,6 +136,7 @@ class StopRequests:
 
     def __init__(self, accelerator: Accelerator, log_every: int):
         self.accelerator, self.log_every, self.requested = accelerator, log_every, False
+        self.reason: str | None = None  # why the run stops early: "SIGTERM", "SIGINT", "the launcher is gone"
         launched = "TORCHELASTIC_RUN_ID" in os.environ or any(k.startswith("ACCELERATE_") for k in os.environ)
         self.parent = os.getppid() if launched else None
 
@@ -142,10 +145,10 @@ class StopRequests:
         def request(signum: int, frame: Any) -> None:
             if self.requested:  # second signal: the user insists
                 raise KeyboardInterrupt
-            self.requested = True
+            self.requested, self.reason = True, signal_name(signum)
             if self.accelerator.is_main_process:
-                print(f"\nzoo: received signal {signum}; saving a checkpoint at the end of step {step()} and exiting",
-                      flush=True)
+                print(f"\nzoo: received signal {signum} ({self.reason}); saving a checkpoint at the end of step "
+                      f"{step()} and exiting", flush=True)
 
         main_thread = threading.current_thread() is threading.main_thread()
         previous = {s: signal.signal(s, request) for s in (signal.SIGTERM, signal.SIGINT)} if main_thread else {}
@@ -158,7 +161,7 @@ class StopRequests:
     def should_stop(self, step: int) -> bool:
         """Whether to stop after `step` (the steps done)."""
         if not self.requested and self.parent is not None and os.getppid() != self.parent:
-            self.requested = True
+            self.requested, self.reason = True, "the launcher is gone"
             print(f"zoo: process {self.accelerator.process_index}: the launcher (pid {self.parent}) is gone; saving "
                   f"a checkpoint at the end of step {step} and exiting", flush=True)
         if self.accelerator.num_processes == 1:

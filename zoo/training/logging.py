@@ -98,11 +98,10 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _wandb_run(run_dir: Path, config: dict[str, Any] | None, project: str):
     """A W&B run for this run directory; its id is kept in `<run>/wandb_id` so a resumed run continues it."""
-    try:
-        import wandb
-    except ImportError:
-        raise ImportError("train.loggers names wandb, which is not installed: pip install 'zoo[wandb]' (or wandb), "
-                          "or drop wandb from train.loggers") from None
+    from zoo.training.tracker_setup import prepare_wandb
+    if note := prepare_wandb(["wandb"]):  # the Python API; `zoo train` did this before making the run directory
+        print(f"zoo: {note}", flush=True)
+    import wandb
     id_file = run_dir / "wandb_id"
     run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(4)  # W&B ids: [a-z0-9]
     run_dir.mkdir(parents=True, exist_ok=True)
