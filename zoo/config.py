@@ -342,6 +342,3 @@ def check_ranges(recipe: Recipe) -> None:
     for key, value, ok, allowed in checks:
         if not ok:
             raise ConfigError(f"{key}: got {value!r}, expected {allowed}")
-
-def save_recipe(recipe: Recipe, path: str | os.PathLike) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))

@@ -89,10 +89,6 @@ def register_dataset(name: str):
     return DATASETS.register(name)
 
 
-def register_metric(name: str):
-    return METRICS.register(name)
-
-
 def import_submodules(package: str) -> None:
     """Import every module of `package` (a package's `__init__` calls this so that each file registers itself
     and adding a model, backbone or metric means adding one file)."""
