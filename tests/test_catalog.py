@@ -290,3 +290,21 @@ def test_export_neutralises_formulas_in_csv_and_html_in_markdown(tmp_path):
     text = out.read_text()
     assert "| &lt;img src=x onerror=alert(1)&gt;\\|vae | =HYPERLINK(\"http://evil\") | 10 | -5.3 |" in text
     assert "<img" not in text
+
+
+def test_protocols_that_read_alike_say_what_differs(tmp_path, capsys):
+    """Two `is` protocols whose summary lines read the same (they differ only in a dataset option the summary does not
+    show): compare lists both ids and, beside each, the setting that tells them apart."""
+    path = tmp_path / "registry.sqlite"
+    base = {"n_samples": 1000, "splits": 10, "seed": 0, "dataset": "cifar10"}
+    with Catalog(path) as catalog:
+        for name, options in (("full", {}), ("cut", {"limit": 256})):
+            run = catalog.register_run(tmp_path / name, model="vae", dataset="cifar10")
+            ckpt = catalog.register_checkpoint(run, 10, tmp_path / name / "c")
+            catalog.add_result(ckpt, "is", 5.0, 0.1, {**base, "dataset_options": options})
+    assert load_tool("registry").main(["--registry", str(path), "compare", "--metric", "is"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("- `is` [")]
+    assert len(lines) == 2
+    assert sorted(line.split("; differs in ")[1] for line in lines) == ["dataset_options.limit=(unset)",
+                                                                       "dataset_options.limit=256"]
+    assert all(line.split("]: ")[1].startswith("n_samples=1000, splits=10, seed=0") for line in lines)

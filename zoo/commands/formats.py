@@ -75,6 +75,30 @@ def header(metric: str, rows: list[Row]) -> str:
     return metric + (f" (± {'; '.join(said)})" if said else "")
 
 
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def protocol_differences(protocols: dict[str, dict[str, Any]], ignore: frozenset[str] = frozenset()
+                         ) -> dict[str, str]:
+    """For protocols of one metric (id -> protocol), the settings that tell them apart and are not in their summary
+    line (hidden dataset options such as limit or pad_to, a dataset version, ...): id -> "key=value, ...". Two ids
+    whose summaries read the same then still show why they are two."""
+    if len(protocols) < 2:
+        return {}
+    flat = {pid: {k: v for k, v in _flat(p).items() if k.split(".")[0] not in ignore} for pid, p in protocols.items()}
+    keys = sorted({k for f in flat.values() for k in f})
+    differing = [k for k in keys if len({repr(f.get(k, "(unset)")) for f in flat.values()}) > 1
+                 and k not in PROTOCOL_KEYS]
+    return {pid: ", ".join(f"{k}={f.get(k, '(unset)')}" for k in differing) for pid, f in flat.items() if differing}
+
+
 def protocol_summary(protocol: dict[str, Any]) -> str:
     parts = []
     for key in PROTOCOL_KEYS:

@@ -24,9 +24,10 @@ from typing import Any, Sequence
 
 
 from zoo.commands.argtypes import ArgumentParser
-from zoo.catalog import (Catalog, RegistryError, Result, Row, aggregate_seeds, best_per_model, describe_error,
-                         pareto_front, sort_rows, wide_rows)
-from zoo.commands.formats import as_csv, cell, header, markdown, markdown_text, protocol_summary
+from zoo.catalog import (NON_PROTOCOL_KEYS, Catalog, RegistryError, Result, Row, aggregate_seeds, best_per_model,
+                         describe_error, pareto_front, sort_rows, wide_rows)
+from zoo.commands.formats import (as_csv, cell, header, markdown, markdown_text, protocol_differences,
+                                  protocol_summary)
 from zoo.figures.style import FORMATS
 
 HEADLINE = ("is", "is_cifar", "fid", "lpips", "wcritic", "modes", "elbo")  # export: which number picks the best
@@ -138,25 +139,36 @@ def ranked_tables(args: argparse.Namespace, catalog: Catalog) -> tuple[list[tupl
     return tables, metrics, results
 
 
-def protocol_line(rows: list[Row], metric: str) -> list[str]:
-    seen = {}
-    for r in rows:
-        if metric in r.results:
-            seen[r.results[metric]["protocol_id"]] = protocol_summary(r.results[metric]["protocol"])
-    return [f"- `{markdown_text(metric).replace('`', '')}` [{pid[:6]}]: {markdown_text(text)}"
+def differences(rows: list[Row], metric: str) -> dict[str, str]:
+    """protocol id -> the settings that tell the protocols of `metric` in `rows` apart beyond their summary lines."""
+    full = {r.results[metric]["protocol_id"]: r.results[metric]["protocol"] for r in rows if metric in r.results}
+    return protocol_differences(full, NON_PROTOCOL_KEYS)
+
+
+def protocol_line(rows: list[Row], metric: str, differs: dict[str, str] | None = None) -> list[str]:
+    """One line per protocol of `metric` in `rows`; `differs` (from `differences` over every table shown) adds what
+    tells protocols apart whose lines read alike."""
+    seen = {r.results[metric]["protocol_id"]: protocol_summary(r.results[metric]["protocol"])
+            for r in rows if metric in r.results}
+    differs = differs if differs is not None else differences(rows, metric)
+    return [f"- `{markdown_text(metric).replace('`', '')}` [{pid[:6]}]: {markdown_text(text)}" +
+            (f"; differs in {markdown_text(differs[pid])}" if pid in differs else "")
             for pid, text in sorted(seen.items())]
 
 
 def markdown_tables(tables: list[tuple[str | None, list[Row]]], metrics: list[str], sort: str | None,
                     first: Sequence[str] = ("run", "model", "dataset", "step")) -> str:
     out = []
+    everyone = [r for _, rows in tables for r in rows]
+    differs = {m: differences(everyone, m) for m in metrics}
     for pid, rows in tables:
         if len(tables) > 1:
             out.append(f"### `{sort}` protocol [{pid[:6]}]\n" if pid else f"### without `{sort}`\n")
         mixed = {m for m in metrics if len({r.protocol_id(m) for r in rows if m in r.results}) > 1}
         body = [[getattr(r, c) for c in first] + [cell(r, m, m in mixed) for m in metrics] for r in rows]
         out.append(markdown([*first, *[header(m, rows) for m in metrics]], body))
-        out.append("\nProtocols:\n" + "\n".join(line for m in metrics for line in protocol_line(rows, m)) + "\n")
+        out.append("\nProtocols:\n" + "\n".join(line for m in metrics for line in protocol_line(rows, m, differs[m]))
+                   + "\n")
     return "\n".join(out).rstrip("\n")
 
 

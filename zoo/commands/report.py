@@ -21,8 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from zoo.catalog import Catalog, Row, pareto_front
-from zoo.commands.formats import cell, protocol_summary
+from zoo.catalog import NON_PROTOCOL_KEYS, Catalog, Row, pareto_front
+from zoo.commands.formats import cell, protocol_differences, protocol_summary
 from zoo.figures import loss_curves, scatter_plot
 from zoo.training.logging import read_metrics
 
@@ -117,15 +117,17 @@ def build_report(catalog: Catalog, out: Path, direction: Callable[[str], bool | 
     run_dirs = {run["name"]: Path(run["out_dir"]) for run in catalog.runs()}
     metrics = sorted({m for r in rows for m in r.results})
     higher = {m: direction(m) for m in metrics}
-    protocols = {m: sorted({protocol_summary(r.results[m]["protocol"]) for r in rows if m in r.results})
-                 for m in metrics}
+    protocols = {m: {r.results[m]["protocol_id"]: protocol_summary(r.results[m]["protocol"]) for r in rows
+                     if m in r.results} for m in metrics}
+    differs = {m: protocol_differences({r.results[m]["protocol_id"]: r.results[m]["protocol"] for r in rows
+                                        if m in r.results}, NON_PROTOCOL_KEYS) for m in metrics}
     mixed = {m for m in metrics if len({r.protocol_id(m) for r in rows if m in r.results}) > 1}
     counts = {"rows": len(rows), "grids": 0, "pareto": 0, "curves": 0}
     arrow = {True: " ↑", False: " ↓", None: ""}
     head = "".join(f'<th data-key="{k}" data-numeric="{int(k == "step")}" data-higher="1">{k}</th>'
                    for k in ("run", "model", "dataset", "step"))
     head += "".join(f'<th data-key="{escape(m)}" data-numeric="1" data-higher="{int(higher[m] is not False)}" '
-                    f'title="{escape("; ".join(protocols[m]))}">{escape(m)}{arrow[higher[m]]}</th>'
+                    f'title="{escape("; ".join(sorted(protocols[m].values())))}">{escape(m)}{arrow[higher[m]]}</th>'
                     for m in metrics)
     head += '<th data-key="samples">samples</th>'
     body = []
@@ -175,8 +177,10 @@ def build_report(catalog: Catalog, out: Path, direction: Callable[[str], bool | 
         sections = {kind: "".join(f'<figure class="{kind}"><img alt="{escape(caption)}" src="{escape(data_uri(png))}">'
                                   f"<figcaption>{escape(caption)}</figcaption></figure>"
                                   for k, caption, png in figures if k == kind) for kind in ("pareto", "curves")}
-    listing = "".join(f"<li><code>{escape(m)}</code>{arrow[higher[m]]}: {escape(p) or '(none recorded)'}"
-                      f"</li>" for m in metrics for p in protocols[m])
+    listing = "".join(f"<li><code>{escape(m)}</code>{arrow[higher[m]]} [{escape(pid[:6])}]: "
+                      f"{escape(p) or '(none recorded)'}"
+                      + (f"; differs in {escape(differs[m][pid])}" if pid in differs[m] else "") + "</li>"
+                      for m in metrics for pid, p in sorted(protocols[m].items()))
     listing += "".join(f"<li><b>{escape(m)}</b>: {escape(CAVEATS[m])}</li>" for m in metrics if m in CAVEATS)
     page = (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
             f'<meta http-equiv="Content-Security-Policy" content="{escape(csp())}"><title>zoo registry report</title>'
