@@ -308,3 +308,25 @@ def test_protocols_that_read_alike_say_what_differs(tmp_path, capsys):
     assert sorted(line.split("; differs in ")[1] for line in lines) == ["dataset_options.limit=(unset)",
                                                                        "dataset_options.limit=256"]
     assert all(line.split("]: ")[1].startswith("n_samples=1000, splits=10, seed=0") for line in lines)
+
+
+def test_plot_with_one_metrics_protocol_keeps_the_other_axis(tmp_path, capsys):
+    """`plot --x is --y lpips --protocol <is's id>`: the id picks the IS protocol and leaves LPIPS alone, so the
+    checkpoint that has both is plotted (it used to say no checkpoint has both)."""
+    from zoo.catalog import protocol_id
+    path = tmp_path / "registry.sqlite"
+    is_protocol = {"n_samples": 1000, "splits": 10, "seed": 0}
+    with Catalog(path) as catalog:
+        for name, is_value, lpips in (("a", 5.0, 0.2), ("b", 6.0, 0.3)):
+            run = catalog.register_run(tmp_path / name, model="vae", dataset="cifar10")
+            ckpt = catalog.register_checkpoint(run, 10, tmp_path / name / "c")
+            catalog.add_result(ckpt, "is", is_value, 0.1, is_protocol)
+            catalog.add_result(ckpt, "lpips", lpips, 0.01, {"pairs": 1000, "seed": 0})
+        run = catalog.register_run(tmp_path / "quick", model="vae", dataset="cifar10")
+        catalog.add_result(catalog.register_checkpoint(run, 10, tmp_path / "quick" / "c"), "is", 9.0, 0.1,
+                           {**is_protocol, "n_samples": 50})
+    out = tmp_path / "plot.png"
+    assert load_tool("registry").main(["--registry", str(path), "plot", "--x", "is", "--y", "lpips", "--protocol",
+                                       protocol_id(is_protocol)[:8], "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert out.is_file() and "(2 checkpoints; Pareto front:" in said

@@ -388,8 +388,9 @@ class Catalog:
 
     def results(self, model: str | None = None, dataset: str | None = None, metrics: Sequence[str] | None = None,
                 protocol: str | None = None) -> list[Result]:
-        """Every result (all of them, oldest first) with its checkpoint and run. `protocol` keeps results whose
-        protocol id starts with it, or whose protocol has every `key=value` of a comma-separated list."""
+        """Every result (all of them, oldest first) with its checkpoint and run. `protocol` keeps, of each metric with
+        a result that matches it, the results whose protocol id starts with it or whose protocol has every `key=value`
+        of a comma-separated list; metrics with no matching result are kept whole."""
         where, args = [], []
         for column, value in (("r.model", model), ("r.dataset", dataset)):
             if value is not None:
@@ -413,7 +414,12 @@ class Catalog:
                 protocol_id=rec["protocol_id"] or protocol_id(proto), code_commit=rec["code_commit"],
                 zoo_version=rec["zoo_version"], complete=rec["complete"] != 0, created_at=rec["created_at"],
                 metadata=json.loads(rec["metadata"]) if rec["metadata"] else {}))
-        return [r for r in out if protocol is None or matches(r, protocol)]
+        if protocol is None:
+            return out
+        # the filter picks the protocol of the metrics it matches; a metric none of whose results match it (the other
+        # axis of a plot, say) keeps its results
+        picked = {r.metric for r in out if matches(r, protocol)}
+        return [r for r in out if r.metric not in picked or matches(r, protocol)]
 
     def rows(self, model: str | None = None, dataset: str | None = None, protocol: str | None = None) -> list[Row]:
         """Every checkpoint with its results: one row per combination of protocols of its metrics (one row when

@@ -190,7 +190,7 @@ def build_report(catalog: Catalog, out: Path, direction: Callable[[str], bool | 
             f'<input id="filter" type="search" placeholder="filter rows, e.g. vae cifar10">'
             f'<table id="runs"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
             f"<h2>Protocols</h2><ul>{listing}</ul>"
-            f"<h2>Pareto plots</h2>{sections['pareto'] or '<p>(fewer than two checkpoints share two metrics)</p>'}"
+            f"<h2>Pareto plots</h2>{sections['pareto'] or '<p>(no two checkpoints have two metrics under the same pair of protocols)</p>'}"
             f"<h2>Loss curves</h2>{sections['curves'] or '<p>(no run has a metrics.jsonl)</p>'}"
             f"<script>{SCRIPT}</script></body></html>")
     out.parent.mkdir(parents=True, exist_ok=True)
