@@ -6,7 +6,6 @@ from names, recipes and checkpoints (`create_model`, `load_checkpoint`) and expa
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import warnings
@@ -21,6 +20,7 @@ from zoo.config import (ConfigError, ModelSection, Recipe, apply_overrides, chec
 from zoo.imports import UntrustedImportsError, import_modules  # noqa: F401 - import_modules: public here too
 from zoo.models.base import GenerativeModel
 from zoo.registry import MODELS
+from zoo.seeds import derive_seed
 from zoo.training.checkpoint import (CONFIG, EMA_WEIGHTS, WEIGHTS, CheckpointError, check_finite,
                                      load_state_into_players, read_trainer_state, read_weights, resolve_checkpoint)
 
@@ -137,8 +137,7 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
 def init_seed(seed: int) -> int:
     """The seed of a model's initialisation, derived from the recipe's `train.seed` (a stream of its own, apart from
     the trainer's per-step noise seeds)."""
-    digest = hashlib.sha256(f"init:{int(seed)}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
+    return derive_seed("init", int(seed))
 
 
 def create_model(source: str | Mapping[str, Any] | Recipe | ModelSection | os.PathLike, *, seed: int | None = None,

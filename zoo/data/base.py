@@ -23,6 +23,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from zoo.registry import DATASETS
+from zoo.seeds import derive_seed
 
 MAX_IN_MEMORY_BYTES = 1 << 30  # as_uint8_tensor() returns None above this; the caller streams with a DataLoader
 _HOLDOUT_SEED = 0  # fixed seed of the held-out permutations of dsprites and chairs (no official split exists)
@@ -95,8 +96,7 @@ def check_split(name: str, split: str, allowed: Sequence[str]) -> str:
 
 def split_seed(seed: int, split: str, tag: str) -> int:
     """A 63-bit seed for (tag, seed, split), so train and test draw different but reproducible streams."""
-    digest = hashlib.sha256(f"{tag}:{int(seed)}:{split}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
+    return derive_seed(tag, int(seed), split)
 
 
 def not_found(name: str, expected: Sequence[Path | str], hint: str = "", cause: BaseException | None = None):

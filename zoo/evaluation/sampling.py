@@ -29,14 +29,14 @@ from zoo.config import DataConfig
 from zoo.data import dataset_version
 from zoo.evaluation.core import EvaluationError, MetricNotApplicable, quantize
 from zoo.models.base import GenerativeModel
+from zoo.seeds import derive_seed
 
 BatchFn = Callable[[Tensor, "Tensor | None"], Tensor]
 
 
 def stream_seed(tag: str, seed: int, index: int) -> int:
     """A 63-bit seed for batch `index` of the stream `tag` (samples, critic, ...)."""
-    digest = hashlib.sha256(f"{tag}:{int(seed)}:{int(index)}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
+    return derive_seed(tag, int(seed), int(index))
 
 
 class EvalContext:
