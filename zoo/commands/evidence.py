@@ -11,19 +11,16 @@ importance samples from the proposal) is one value, and the interval is the perc
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-from zoo.commands.argtypes import ArgumentParser, positive_int, seed_int
-from zoo.commands.trust import add_trust_imports
+from zoo.commands.argtypes import positive_int, seed_int
+from zoo.commands.trust import checkpoint_parser, open_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(prog="zoo evidence", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="a run directory (its latest checkpoint) or a checkpoint directory")
+    parser = checkpoint_parser("zoo evidence", __doc__)
     parser.add_argument("--split", default="test")
     parser.add_argument("--batches", type=positive_int, default=100, help="batches of the split (100 in the paper)")
     parser.add_argument("--samples", type=positive_int, default=100, help="importance samples per image")
@@ -33,19 +30,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=seed_int, default=0)
     parser.add_argument("--data-root", help="data folder (default: the recipe's data.root, else ZOO_DATA)")
     parser.add_argument("--json", help="also write the result here")
-    add_trust_imports(parser)
     args = parser.parse_args(argv)
 
     from zoo.data import DatasetNotFoundError, load_dataset
     from zoo.studies.evidence import evidence_estimate
-    from zoo.factory import load_checkpoint
-    from zoo.training.checkpoint import CheckpointError
 
+    loaded = open_checkpoint(args)
+    if loaded is None:
+        return 2
+    model, recipe, step, path = loaded
     try:
-        model, recipe, step, path = load_checkpoint(args.checkpoint, trust_imports=args.trust_imports)
         data = load_dataset(recipe.data.name, args.split, args.data_root or recipe.data.root,
                             **{k: v for k, v in recipe.data.options.items() if k != "limit"})
-    except (CheckpointError, DatasetNotFoundError) as err:
+    except DatasetNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not (hasattr(model, "posterior") and hasattr(model, "log_px_given_z")):

@@ -10,21 +10,18 @@ between the posterior means of test images 2b and 2b + 1 of the recipe's dataset
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
-from zoo.commands.argtypes import ArgumentParser, positive_int, seed_int
-from zoo.commands.trust import add_trust_imports
+from zoo.commands.argtypes import positive_int, seed_int
+from zoo.commands.trust import checkpoint_parser, open_checkpoint
 from zoo.generate import METHODS, interpolate
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(prog="zoo interpolate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="a run directory (its latest checkpoint) or a checkpoint directory")
+    parser = checkpoint_parser("zoo interpolate", __doc__)
     parser.add_argument("--out", default="interpolation.png", help="PNG grid to write")
     parser.add_argument("--method", choices=METHODS, default="slerp")
     parser.add_argument("--steps", type=positive_int, default=8, help="codes per row, both endpoints included")
@@ -33,20 +30,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=seed_int, default=0, help="seed of the prior draws")
     parser.add_argument("--split", default="test", help="split of the recipe's dataset holding the endpoint images")
     parser.add_argument("--data-root", help="data folder (default: the recipe's data.root, else ZOO_DATA)")
-    add_trust_imports(parser)
     args = parser.parse_args(argv)
 
     from zoo.data import DatasetNotFoundError, load_dataset
     from zoo.data.stream import to_model_range
-    from zoo.factory import load_checkpoint
-    from zoo.training.checkpoint import CheckpointError
     from zoo.training.logging import save_grid
 
-    try:
-        model, recipe, step, path = load_checkpoint(args.checkpoint, trust_imports=args.trust_imports)
-    except CheckpointError as err:
-        print(f"error: {err}", file=sys.stderr)
+    loaded = open_checkpoint(args)
+    if loaded is None:
         return 2
+    model, recipe, step, path = loaded
     if args.steps < 2 or args.pairs < 1:
         print(f"error: --steps must be >= 2 and --pairs >= 1, got {args.steps} and {args.pairs}", file=sys.stderr)
         return 2

@@ -27,14 +27,12 @@ from pathlib import Path
 
 import torch
 
-from zoo.commands.argtypes import ArgumentParser, device_name, positive_float, positive_int, seed_int
-from zoo.commands.trust import add_trust_imports
+from zoo.commands.argtypes import device_name, nonnegative_int, positive_float, positive_int, seed_int
+from zoo.commands.trust import checkpoint_parser, open_checkpoint
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = ArgumentParser(prog="zoo latent_analysis", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", help="run directory or checkpoint directory")
+    p = checkpoint_parser("zoo latent_analysis", __doc__)
     p.add_argument("--data", help="dataset name (default: the recipe's)")
     p.add_argument("--split", default=None, help="split (default: the recipe's, i.e. the training split)")
     p.add_argument("--root", default=None, help="data root (default: the recipe's, else ZOO_DATA)")
@@ -43,18 +41,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-z", type=positive_int, default=10_000, help="Monte-Carlo codes for Algorithm 2")
     p.add_argument("--smoothing-std", type=positive_float, default=None,
                    help="deterministic encoders: q(z|x) = N(E(x), S^2 I)")
-    p.add_argument("--ratio-steps", type=positive_int, default=5000, help="Algorithm 3 classifier steps (0: skip)")
+    p.add_argument("--ratio-steps", type=nonnegative_int, default=5000, help="Algorithm 3 classifier steps (0: skip)")
     p.add_argument("--ratio-hidden", type=positive_int, default=1000)
     p.add_argument("--ratio-layers", type=positive_int, default=3)
     p.add_argument("--ratio-lr", type=positive_float, default=5e-4)
-    p.add_argument("--low-posterior", type=positive_int, default=64, help="low-posterior samples to draw (0: skip)")
+    p.add_argument("--low-posterior", type=nonnegative_int, default=64, help="low-posterior samples to draw (0: skip)")
     p.add_argument("--low-posterior-pool", type=positive_int, default=10_000, help="prior codes ranked (num_z, Alg. 1)")
     p.add_argument("--code-chunk", type=positive_int, default=1024, help="codes per log-sum-exp block")
     p.add_argument("--data-chunk", type=positive_int, default=8192, help="posteriors per log-sum-exp block")
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--device", type=device_name, default="cpu")
     p.add_argument("--out", default=None)
-    add_trust_imports(p)
     return p.parse_args(argv)
 
 
@@ -71,18 +68,14 @@ def side_by_side(left: torch.Tensor, right: torch.Tensor, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from zoo.factory import load_checkpoint
     from zoo.data import DatasetNotFoundError, load_dataset
     from zoo.evaluation import latent
     from zoo.studies import latent as latent_studies
-    from zoo.training.checkpoint import CheckpointError
 
-    try:
-        model, recipe, step, ckpt = load_checkpoint(args.checkpoint, device=args.device,
-                                                    trust_imports=args.trust_imports)
-    except CheckpointError as err:
-        print(f"error: {err}", file=sys.stderr)
+    loaded = open_checkpoint(args, device=args.device)
+    if loaded is None:
         return 2
+    model, recipe, step, ckpt = loaded
     if not model.has_encoder:
         print(f"error: {recipe.model.name} has no encoder; latent analyses need q(z|x)", file=sys.stderr)
         return 2

@@ -11,17 +11,14 @@ written under a temporary name and renamed, so an interrupted export leaves noth
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
-from zoo.commands.argtypes import ArgumentParser, device_name, positive_int, seed_int
-from zoo.commands.trust import add_trust_imports
+from zoo.commands.argtypes import device_name, positive_int, seed_int
+from zoo.commands.trust import checkpoint_parser, open_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(prog="zoo sample", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="a run directory (its latest checkpoint) or a checkpoint directory")
+    parser = checkpoint_parser("zoo sample", __doc__)
     parser.add_argument("-n", "--n-samples", type=positive_int, default=10000)
     parser.add_argument("--out", required=True, help="a folder (PNG files) or a .npz file")
     parser.add_argument("--seed", type=seed_int, default=0)
@@ -29,21 +26,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", type=device_name,
                         default="cuda" if __import__("torch").cuda.is_available() else "cpu")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier export at --out (whole)")
-    add_trust_imports(parser)
     args = parser.parse_args(argv)
 
-    from zoo.factory import load_checkpoint
     from zoo.generate import ExportExistsError, export_samples
-    from zoo.training.checkpoint import CheckpointError
 
     if args.n_samples < 1:
         print(f"error: -n must be >= 1, got {args.n_samples}", file=sys.stderr)
         return 2
-    try:
-        model, _, step, path = load_checkpoint(args.checkpoint, device=args.device, trust_imports=args.trust_imports)
-    except CheckpointError as err:
-        print(f"error: {err}", file=sys.stderr)
+    loaded = open_checkpoint(args, device=args.device)
+    if loaded is None:
         return 2
+    model, _, step, path = loaded
     try:
         out = export_samples(model, args.n_samples, args.out, batch_size=args.batch_size, seed=args.seed,
                              overwrite=args.overwrite)

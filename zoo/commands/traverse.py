@@ -9,22 +9,19 @@ or at 0 with `--prior`. The first column of the PNG is that reference image when
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 
 import torch
 
-from zoo.commands.argtypes import ArgumentParser, nonnegative_int, positive_float, positive_int
+from zoo.commands.argtypes import nonnegative_int, positive_float, positive_int
 from zoo.studies.traversal import PRIOR_95, latent_traversal
-from zoo.commands.trust import add_trust_imports
+from zoo.commands.trust import checkpoint_parser, open_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(prog="zoo traverse", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="a run directory (its latest checkpoint) or a checkpoint directory")
+    parser = checkpoint_parser("zoo traverse", __doc__)
     parser.add_argument("--out", default="traversal.png", help="PNG to write")
     parser.add_argument("--index", type=nonnegative_int, default=0,
                         help="reference image whose posterior mean fixes the code")
@@ -33,20 +30,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=positive_int, default=10, help="values per dimension (10 in the paper)")
     parser.add_argument("--span", type=positive_float, default=PRIOR_95, help="sweep [-span, span]")
     parser.add_argument("--data-root", help="data folder (default: the recipe's data.root, else ZOO_DATA)")
-    add_trust_imports(parser)
     args = parser.parse_args(argv)
 
     from zoo.data import DatasetNotFoundError, load_dataset
     from zoo.data.stream import to_model_range
-    from zoo.factory import load_checkpoint
-    from zoo.training.checkpoint import CheckpointError
     from zoo.training.logging import save_grid
 
-    try:
-        model, recipe, step, path = load_checkpoint(args.checkpoint, trust_imports=args.trust_imports)
-    except CheckpointError as err:
-        print(f"error: {err}", file=sys.stderr)
+    loaded = open_checkpoint(args)
+    if loaded is None:
         return 2
+    model, recipe, step, path = loaded
     if not hasattr(model, "decode"):
         print(f"error: {type(model).__name__} has no decode(z); traversals need a VAE-family model", file=sys.stderr)
         return 2
