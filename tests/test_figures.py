@@ -72,3 +72,15 @@ def test_names_with_dollar_signs_are_plain_text_in_figures(tmp_path):
     assert f"{name} vae" in svg_texts(tmp_path / "c.svg") and "lo$ss" in svg_texts(tmp_path / "c.svg")  # as written
     assert all(t in svg_texts(tmp_path / "s.svg") for t in (f"{name}@10", "$b@10", "$m", "is$", "$lpips"))
     assert curves.stat().st_size > 0 and scatter.stat().st_size > 0
+
+
+def test_loss_curves_draw_kl_and_nll_on_separate_axes():
+    """A VAE's NLL (~600) and KL (~3) never share an axis (the KL would be drawn flat); values of one scale (loss and
+    NLL) do; every panel keeps its legend below the axes, off the data."""
+    from zoo.figures.plots import loss_panels
+    records = [{"step": s, "vae/loss": 600.0 - s, "vae/nll": 597.0 - s, "vae/div": 3.0 + s / 100, "disc/loss": 1.3}
+               for s in range(1, 50)]
+    panels = loss_panels(records, "run")
+    groups = {p.title: sorted(s.label for s in p.series) for p in panels}
+    assert groups == {"run vae (div)": ["div"], "run vae (loss, nll)": ["loss", "nll"], "run disc": ["loss"]}
+    assert all(p.legend == "below" for p in panels)

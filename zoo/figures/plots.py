@@ -144,11 +144,10 @@ def scatter_plot(path: str | Path, points: Sequence[tuple[float, float]], labels
         return save(fig, path, formats)[0]
 
 
-def loss_curves(records: Sequence[dict], path: str | Path, title: str = "", columns: int = 3,
-                formats: Sequence[str] = ()) -> Path:
-    """A run's training curves from its metrics.jsonl records ({"step": s, "<phase>/<name>": value, ...}): one panel
-    per phase (the key's prefix before "/"), one curve per logged value of that phase. Non-finite values (logged as
-    strings) are left out. Returns `path`."""
+def loss_panels(records: Sequence[dict], title: str = "") -> list[Panel]:
+    """The panels of `loss_curves`: per phase (the key's prefix before "/"), its logged values grouped by scale, so
+    that a KL of a few nats is not drawn flat under an NLL of hundreds: curves whose median magnitudes lie within a
+    factor 10 of the group's smallest share a panel. Legends sit below the axes, off the data."""
     curves: dict[str, dict[str, tuple[list[float], list[float]]]] = defaultdict(dict)
     for record in records:
         for key, value in record.items():
@@ -160,7 +159,29 @@ def loss_curves(records: Sequence[dict], path: str | Path, title: str = "", colu
             ys.append(float(value))
     if not curves:
         raise ValueError(f"loss_curves: no finite scalars in {len(records)} records; is the metrics.jsonl empty?")
-    panels = [Panel(plain(f"{title} {phase}".strip()),  # the run's name and logged keys are data, not mathtext
-                    [Series(x, y, plain(name)) for name, (x, y) in sorted(named.items())],
-                    xlabel="step", legend="upper right") for phase, named in curves.items()]
-    return save_line_plots(panels, path, columns=columns, size=(420, 300), formats=formats)
+    panels = []
+    for phase, named in curves.items():
+        groups: list[tuple[float, list[str]]] = []  # (smallest median magnitude, names), by magnitude
+        for name in sorted(named, key=lambda n: _magnitude(named[n][1])):
+            size = _magnitude(named[name][1])
+            if groups and size <= 10 * max(groups[-1][0], 1e-12):
+                groups[-1][1].append(name)
+            else:
+                groups.append((size, [name]))
+        for _, names in groups:
+            label = f"{title} {phase}".strip() + (f" ({', '.join(sorted(names))})" if len(groups) > 1 else "")
+            panels.append(Panel(plain(label),  # the run's name and logged keys are data, not mathtext
+                                [Series(*named[n], plain(n)) for n in names], xlabel="step", legend="below"))
+    return panels
+
+
+def _magnitude(values: Sequence[float]) -> float:
+    ordered = sorted(abs(v) for v in values)
+    return ordered[len(ordered) // 2]
+
+
+def loss_curves(records: Sequence[dict], path: str | Path, title: str = "", columns: int = 3,
+                formats: Sequence[str] = ()) -> Path:
+    """A run's training curves from its metrics.jsonl records ({"step": s, "<phase>/<name>": value, ...}), drawn as
+    `loss_panels`. Non-finite values (logged as strings) are left out. Returns `path`."""
+    return save_line_plots(loss_panels(records, title), path, columns=columns, size=(420, 320), formats=formats)
