@@ -124,3 +124,16 @@ def test_recursive_aliases_oversized_files_and_override_bombs_are_refused(tmp_pa
     with pytest.raises(ConfigError, match=r"override 'model.width' refused: it expands to more than 100,000 nodes"):
         apply_overrides({}, [f"model.width=[{', '.join(levels)}]"])  # 10**7 leaves from a 300-character value
     assert load_recipe(RECIPES / "tiny_vae.yaml").model.name == "vae"  # ordinary recipes are far inside the bounds
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.vae.eps=.inf", "optim.vae.eps: got inf, expected finite and >= 0"),
+    ("optim.vae.lr=.nan", "optim.vae.lr: got nan, expected finite and >= 0"),
+    ("optim.vae.grad_clip=.inf", "optim.vae.grad_clip: got inf, expected finite and > 0, or null for none"),
+    ("model.beta=.inf", "model.beta: got inf, expected a finite number"),
+])
+def test_infinite_or_nan_settings_are_refused_naming_the_key(override, message):
+    """YAML's .inf / .nan parse as floats of the right type; Adam with eps = inf would silently never move."""
+    with pytest.raises(ConfigError) as err:
+        load_recipe(str(RECIPES / "tiny_vae.yaml"), [override])
+    assert message in str(err.value)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -326,16 +327,20 @@ def check_ranges(recipe: Recipe) -> None:
                    ("train.ema.start_step", t.ema.start_step, t.ema.start_step >= 0, ">= 0")]
     for key, o in recipe.optim.items():
         k = f"optim.{key}"
-        checks += [(f"{k}.lr", o.lr, o.lr >= 0, ">= 0"),
+        checks += [(f"{k}.lr", o.lr, 0 <= o.lr < math.inf, "finite and >= 0"),
                    (f"{k}.betas", list(o.betas), all(0.0 <= b < 1.0 for b in o.betas), "each in [0, 1)"),
-                   (f"{k}.eps", o.eps, o.eps >= 0, ">= 0"),
-                   (f"{k}.weight_decay", o.weight_decay, o.weight_decay >= 0, ">= 0"),
-                   (f"{k}.grad_clip", o.grad_clip, o.grad_clip is None or o.grad_clip > 0, "> 0, or null for none"),
+                   (f"{k}.eps", o.eps, 0 <= o.eps < math.inf, "finite and >= 0"),
+                   (f"{k}.weight_decay", o.weight_decay, 0 <= o.weight_decay < math.inf, "finite and >= 0"),
+                   (f"{k}.grad_clip", o.grad_clip, o.grad_clip is None or 0 < o.grad_clip < math.inf,
+                    "finite and > 0, or null for none"),
                    (f"{k}.accumulation", o.accumulation, o.accumulation >= 1, ">= 1"),
                    (f"{k}.schedule.warmup_steps", o.schedule.warmup_steps, o.schedule.warmup_steps >= 0, ">= 0"),
-                   (f"{k}.schedule.final_factor", o.schedule.final_factor, o.schedule.final_factor >= 0, ">= 0")]
+                   (f"{k}.schedule.final_factor", o.schedule.final_factor, 0 <= o.schedule.final_factor < math.inf,
+                    "finite and >= 0")]
     for name, value in to_dict(recipe.model.config).items():
         values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):  # NaN / inf train nonsense silently
+            checks.append((f"model.{name}", value, False, "a finite number"))
         if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
             low = _MODEL_INT_MINIMUM.get(name, 1)
             checks.append((f"model.{name}", value, all(v >= low for v in values), f">= {low}"))
