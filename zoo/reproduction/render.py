@@ -70,33 +70,32 @@ def _standard_error(row: dict[str, Any], metric: str) -> float | None:
     return float(values[f"{metric}_std"]) if f"{metric}_std" in values and "standard error" in spread else None
 
 
-def _term_sample(spec: ReproSpec, doc: dict[str, Any] | None, term: Term) -> tuple[Sample | None, str]:
-    """(the term's sample, description): a constant, one run's seeds, the best / worst run's seeds (picked by its
-    mean), or the runs' means (reduce: mean); None when a run is missing."""
+def _term_sample(spec: ReproSpec, doc: dict[str, Any] | None, term: Term) -> tuple[Sample | None, str, list[str]]:
+    """(the term's sample, description, runs of the term not run at this scale): a constant, one run's seeds, the
+    best / worst run's seeds (picked by its mean), or the runs' means (reduce: mean); None when no run is there."""
     if term.value is not None:
-        return Sample((term.value,), constant=True), f"{term.value:g}"
+        return Sample((term.value,), constant=True), f"{term.value:g}", []
     metric = spec.metric(term.metric).name
     samples = {r: sample(doc, r, metric) for r in term.runs}
     missing = [r for r, s in samples.items() if s is None]
     if term.reduce == "single" or len(missing) == len(samples):
         if missing:
-            return None, ""
+            return None, "", missing
         (run, picked), = samples.items()
-        return picked, run
-    # a reduction over several runs is checked over those run at this scale, naming the ones left out
+        return picked, run, []
     samples = {r: s for r, s in samples.items() if s is not None}
-    over = ", ".join(samples) + (f" (not run at this scale: {', '.join(missing)})" if missing else "")
     pick = {"min": min, "max": max}.get(term.reduce)
     if pick is not None:
         run = pick(samples, key=lambda r: samples[r].mean)
-        return samples[run], f"{term.reduce} over {over} = {run}"
-    return Sample(tuple(s.mean for s in samples.values())), f"mean over {over}"
+        return samples[run], f"{term.reduce} over {', '.join(samples)} = {run}", missing
+    return Sample(tuple(s.mean for s in samples.values())), f"mean over {', '.join(samples)}", missing
 
 
 def check_claim(spec: ReproSpec, doc: dict[str, Any] | None, claim: ClaimSpec) -> tuple[str, str]:
     """(verdict, detail): "holds", "inconclusive" (the difference is inside the seeds' 95 % interval, see
-    zoo.reproduction.verdicts), "does not hold", or "not checked"; a detail starting "one seed" says no seed spread
-    stands behind the verdict."""
+    zoo.reproduction.verdicts), "does not hold", or "not checked" (a run of the claim was not run at this scale; the
+    detail then says what the runs that were give); a detail starting "one seed" says no seed spread stands behind
+    the verdict."""
     if claim.op in ("increasing", "decreasing"):
         metric = spec.metric(claim.lhs.metric)
         samples = [sample(doc, r, metric.name) for r in claim.lhs.runs]
@@ -105,14 +104,19 @@ def check_claim(spec: ReproSpec, doc: dict[str, Any] | None, claim: ClaimSpec) -
         result = trend_verdict(samples, claim.op == "increasing")
         shown = ", ".join(f"{r} {s.mean:.{metric.digits}f}" for r, s in zip(claim.lhs.runs, samples))
         return result.kind, ("one seed: " if result.one_seed else "") + f"{shown}; {result.detail}"
-    lhs, ldesc = _term_sample(spec, doc, claim.lhs)
-    rhs, rdesc = _term_sample(spec, doc, claim.rhs)
+    lhs, ldesc, lmissing = _term_sample(spec, doc, claim.lhs)
+    rhs, rdesc, rmissing = _term_sample(spec, doc, claim.rhs)
     if lhs is None or rhs is None:
         return "not checked", "not every run of the claim was run at this scale"
     digits = spec.metric(claim.lhs.metric).digits
     result = verdict(lhs, claim.op, rhs)
-    sides = f"{ldesc}: {lhs.mean:.{digits}f} vs {rdesc}: {rhs.mean:.{digits}f}"
-    return result.kind, ("one seed: " if result.one_seed else "") + f"{sides}; {result.detail}"
+    detail = ("one seed: " if result.one_seed else "") + \
+        f"{ldesc}: {lhs.mean:.{digits}f} vs {rdesc}: {rhs.mean:.{digits}f}; {result.detail}"
+    missing = lmissing + rmissing
+    if missing:  # a best / worst of several runs is not known until all of them are
+        return "not checked", f"not run at this scale: {', '.join(missing)}; over the runs that were, " \
+                              f"{result.kind}: {detail}"
+    return result.kind, detail
 
 
 def command(spec: ReproSpec, scale: str) -> str:
@@ -120,39 +124,52 @@ def command(spec: ReproSpec, scale: str) -> str:
 
 
 def render_spec(spec: ReproSpec, results: dict[str, dict[str, Any]]) -> str:
-    """One section: the spec's table at its largest rendered scale with results, the claims, and what is not run."""
-    scale = next((s for s in RENDERED_SCALES if s in results), None)
-    doc = results.get(scale) if scale else None
+    """One section: the spec's table and claims at each rendered scale with results (the paper's schedule first, a
+    reduced one below it), or the paper's values and the command when nothing was run."""
+    scales = [s for s in RENDERED_SCALES if s in results]
     lines = [f"## {spec.title}", "", f"{spec.paper}, {spec.source}. Spec: `{spec.path}`; protocol "
              f"`{spec.protocol.name}`."]
     if spec.notes:
         lines += ["", spec.notes.strip()]
     lines.append("")
-    if doc is None:
+    if not scales:
         lines.append(f"**Not yet run.** Paper scale: `{command(spec, 'paper')}`" +
                      (f" (needs: {', '.join(spec.requires)})." if spec.requires else "."))
-    else:
-        s = spec.scale(scale)
-        # every commit a run trained under, in full with its -dirty flag (a dirty one is not a clean result)
-        commits = sorted({c for r in doc["runs"] if r.get("status") == "done"
-                          for c in (r.get("commits") or [r.get("commit") or "?"])})
-        steps = sorted({r["steps"] for r in doc["runs"] if r.get("steps") is not None})
-        schedule = (f"{doc['epochs']:g} epochs" if doc.get("epochs") else "") + \
-                   (f"{', ' if doc.get('epochs') else ''}{'/'.join(map(str, steps))} steps" if steps else "")
-        lines.append(f"Ours: scale `{scale}` ({s.description.strip() or 'see the spec'}); schedule run: "
-                     f"{schedule or 'n/a'}; commit {', '.join(commits)}. Command: "
-                     f"`{command(spec, scale)}`.")
-        if scale != "paper" and "paper" in spec.scales:
-            lines.append(f"Paper scale, not yet run: `{command(spec, 'paper')}`" +
-                         (f" (needs: {', '.join(spec.requires)})." if spec.requires else "."))
-        failed = [f"{r['run']}/seed{r['seed']}: {r.get('error', '')}" for r in doc["runs"]
-                  if r.get("status") == "failed"]
-        if failed:
-            lines.append("Failed runs: " + "; ".join(failed) + ".")
-        imported = [f"{r['run']}/seed{r['seed']}: {r['source']}" for r in doc["runs"] if r.get("source")]
-        if imported:
-            lines.append("Rows not run by this command: " + "; ".join(imported) + ".")
-    lines.append("")
+        return "\n".join(lines + [""] + _results_block(spec, None)) + "\n"
+    for scale in scales:
+        if len(scales) > 1:
+            lines += [f"### Scale `{scale}`", ""]
+        lines += _run_summary(spec, scale, results[scale], other_scales=scales) + [""]
+        lines += _results_block(spec, results[scale]) + [""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _run_summary(spec: ReproSpec, scale: str, doc: dict[str, Any], other_scales: list[str]) -> list[str]:
+    """What was run at `scale`: its schedule, every commit it trained under, the command; failed and imported rows."""
+    s = spec.scale(scale)
+    # every commit a run trained under, in full with its -dirty flag (a dirty one is not a clean result)
+    commits = sorted({c for r in doc["runs"] if r.get("status") == "done"
+                      for c in (r.get("commits") or [r.get("commit") or "?"])})
+    steps = sorted({r["steps"] for r in doc["runs"] if r.get("steps") is not None})
+    schedule = (f"{doc['epochs']:g} epochs" if doc.get("epochs") else "") + \
+               (f"{', ' if doc.get('epochs') else ''}{'/'.join(map(str, steps))} steps" if steps else "")
+    lines = [f"Ours: scale `{scale}` ({s.description.strip() or 'see the spec'}); schedule run: "
+             f"{schedule or 'n/a'}; commit {', '.join(commits)}. Command: `{command(spec, scale)}`."]
+    if "paper" not in other_scales and "paper" in spec.scales:
+        lines.append(f"Paper scale, not yet run: `{command(spec, 'paper')}`" +
+                     (f" (needs: {', '.join(spec.requires)})." if spec.requires else "."))
+    failed = [f"{r['run']}/seed{r['seed']}: {r.get('error', '')}" for r in doc["runs"] if r.get("status") == "failed"]
+    if failed:
+        lines.append("Failed runs: " + "; ".join(failed) + ".")
+    imported = [f"{r['run']}/seed{r['seed']}: {r['source']}" for r in doc["runs"] if r.get("source")]
+    if imported:
+        lines.append("Rows not run by this command: " + "; ".join(imported) + ".")
+    return lines
+
+
+def _results_block(spec: ReproSpec, doc: dict[str, Any] | None) -> list[str]:
+    """The table (ours beside the paper's), units, notes and the claims' verdicts on `doc` (None: nothing run)."""
+    lines: list[str] = []
     shown = [m for m in spec.metrics if doc is not None or any(m.name in r.paper for r in spec.runs)]
     lines += _single_run_table(spec, doc, shown) if len(spec.runs) == 1 else _table(spec, doc, shown)
     units = [f"{m.label or m.name}: {m.units}" for m in shown if m.units]
@@ -171,7 +188,7 @@ def render_spec(spec: ReproSpec, results: dict[str, dict[str, Any]]) -> str:
             paper = claim.on_paper_values + (f" ({claim.note})" if claim.note else "")
             lines.append(f"| {claim.statement} ({claim.source}) | {paper} | **{kind}**" +
                          (f": {detail}" if detail else "") + " |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _paper_cell(paper: Any, digits: int) -> str:
