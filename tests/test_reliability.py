@@ -174,12 +174,12 @@ def test_a_diverging_loss_warns(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("optim.vae.grad_clip=-1", "optim.vae.grad_clip: got -1.0, expected > 0"),
+    ("optim.vae.grad_clip=-1", "optim.vae.grad_clip: got -1.0, expected finite and > 0"),
     ("model.latent_dim=0", "model.latent_dim: got 0, expected >= 1"),
     ("data.batch_size=0", "data.batch_size: got 0, expected >= 1"),
     ("data.batch_size=-4", "data.batch_size: got -4"),
     ("train.log_every=0", "train.log_every: got 0, expected >= 1"),
-    ("optim.vae.lr=-1e-3", "optim.vae.lr: got -0.001, expected >= 0"),
+    ("optim.vae.lr=-1e-3", "optim.vae.lr: got -0.001, expected finite and >= 0"),
     ("optim.vae.betas=[0.5,1.5]", "optim.vae.betas: got [0.5, 1.5], expected each in [0, 1)"),
     ("train.ema={players: [decoder], decay: 2}", "train.ema.decay: got 2"),
 ])
