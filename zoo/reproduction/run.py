@@ -309,7 +309,8 @@ def run_spec(spec: ReproSpec, scale: str, out: Path, *, extra: list[str] | None 
         shown = ", ".join(f"{k}={v:.4g}" for k, v in record.get("values", {}).items() if isinstance(v, float))
         log(f"[{spec.name}/{scale}] {item.key}: {state}" + (f" {shown}" if shown else "") +
             (f" -- {record['error']}" if record["status"] == "failed" else ""))
-        write_results(results_path, spec, scale, records)
+        write_results(results_path, spec, scale, [record])  # only this run: another process may have re-measured
+        # an earlier one of ours since, and the file already holds what this call wrote before
     bar.close()
     return records
 
