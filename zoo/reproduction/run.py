@@ -135,7 +135,6 @@ def train_run(spec: ReproSpec, item: PlannedRun, scale: str, run_dir: Path, extr
               progress: bool) -> tuple[int, int]:
     """Train `item` in `run_dir` up to its schedule, resuming its checkpoints; returns (steps, steps trained now)."""
     import torch
-    import yaml
 
     from zoo import Trainer, create_model, load_recipe
     from zoo.catalog import record_training
