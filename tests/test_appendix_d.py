@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from zoo.studies.density_ratio import AffineGaussian, appendix_d_run
+from zoo.studies.appendix_d import AffineGaussian, appendix_d_run
 from zoo.losses.divergences import kl_mvn
 
 
@@ -50,7 +50,7 @@ def test_one_dimensional_study_estimates_and_minimises_the_kl(one_thread):
 
 
 def test_appendix_d_tool_writes_curves(tmp_path, one_thread):
-    from zoo.commands import appendix_d as tool
+    from zoo.studies import appendix_d as tool
     assert tool.main(["--dims", "1", "2", "--seeds", "2", "--iterations", "20", "--eval-every", "10",
                       "--hidden", "16", "--eval-samples", "500", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "results.json").read_text())

@@ -14,7 +14,8 @@ from zoo import create_model
 from zoo.data import TensorImages
 from zoo.evaluation import latent
 from zoo.losses.divergences import kl_normal
-from zoo.studies import latent as latent_studies
+from zoo.evaluation.density_ratio import marginal_kl_density_ratio
+from zoo.studies.latent_analysis import low_posterior_codes
 from zoo.training import Trainer
 
 
@@ -97,7 +98,7 @@ def test_density_ratio_estimate_recovers_a_known_kl(one_thread):
     """Algorithm 3 with q(z) = N((1, 0), 0.6^2 I): a small classifier's mean logit is near the closed form 0.882."""
     mu, logvar = torch.tensor([[1.0, 0.0]]).expand(500, 2), torch.full((500, 2), 2 * math.log(0.6))
     torch.manual_seed(0)
-    result = latent_studies.marginal_kl_density_ratio(mu, logvar, steps=1500, hidden=64, layers=2, lr=1e-3,
+    result = marginal_kl_density_ratio(mu, logvar, steps=1500, hidden=64, layers=2, lr=1e-3,
                                               betas=(0.5, 0.9), generator=torch.Generator().manual_seed(1))
     exact = kl_normal(mu[:1], logvar[:1]).item()
     assert result["marginal_kl"] == pytest.approx(exact, rel=0.1)
@@ -107,12 +108,12 @@ def test_density_ratio_estimate_recovers_a_known_kl(one_thread):
 def test_ratio_classifier_trains_to_convergence_and_reports_it(one_thread):
     """With `window`, Algorithm 3's classifier stops once its windowed mean loss stops improving (tolerance in nats),
     well before the cap, reports it converged, and still recovers the closed-form KL 0.882 within 10 %."""
-    from zoo.studies.density_ratio import converged
+    from zoo.evaluation.density_ratio import converged
     assert not converged([1.0] * 15, 10, 1e-3)  # fewer than two windows
     assert converged([1.0] * 10 + [0.9995] * 10, 10, 1e-3) and not converged([1.0] * 10 + [0.9] * 10, 10, 1e-3)
     mu, logvar = torch.tensor([[1.0, 0.0]]).expand(500, 2), torch.full((500, 2), 2 * math.log(0.6))
     torch.manual_seed(0)
-    result = latent_studies.marginal_kl_density_ratio(mu, logvar, steps=20_000, hidden=64, layers=2, lr=1e-3,
+    result = marginal_kl_density_ratio(mu, logvar, steps=20_000, hidden=64, layers=2, lr=1e-3,
                                                       betas=(0.5, 0.9), generator=torch.Generator().manual_seed(1),
                                                       window=500, tol=0.01)
     assert result["converged"] and 1000 <= result["steps"] < 20_000 and result["steps"] % 500 == 0
@@ -144,7 +145,7 @@ def test_reconstruction_term_is_the_mean_log_likelihood_of_one_posterior_draw():
 
 def test_low_posterior_codes_are_the_lowest_of_the_pool():
     mu, logvar = torch.tensor([[2.0, 0.0]]).expand(50, 2), torch.full((50, 2), 2 * math.log(0.3))
-    z, log_q = latent_studies.low_posterior_codes(mu, logvar, 5, num_z=400, generator=torch.Generator().manual_seed(3))
+    z, log_q = low_posterior_codes(mu, logvar, 5, num_z=400, generator=torch.Generator().manual_seed(3))
     pool = torch.randn(400, 2, generator=torch.Generator().manual_seed(3))
     all_log_q = naive_log_q(pool, mu, logvar)
     torch.testing.assert_close(log_q, all_log_q.sort().values[:5])
@@ -176,7 +177,7 @@ def test_latent_analysis_tool_on_a_vae_checkpoint(tmp_path, shared_data, capsys,
     recipe = tiny_recipe("vae", [f"data.root={shared_data}", "train.max_steps=10", "data.options={limit: 256}"])
     torch.manual_seed(0)
     Trainer(create_model(recipe), recipe, tmp_path / "run").train()
-    from zoo.commands import latent_analysis as tool
+    from zoo.studies import latent_analysis as tool
     out = tmp_path / "latent"
     assert tool.main([str(tmp_path / "run"), "--num-z", "1000", "--ratio-steps", "50", "--ratio-hidden", "32",
                       "--low-posterior", "9", "--low-posterior-pool", "500", "--out", str(out)]) == 0

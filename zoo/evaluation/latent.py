@@ -13,7 +13,7 @@ the encoded posteriors, `mu` (N, D) and `logvar` (N, D) of diagonal Gaussians q(
   explicit kernel: q(z|x) := N(E(x), s^2 I) with a user-chosen s (`smoothing_std`), i.e. q(z) becomes a Gaussian
   kernel density estimate whose KL depends on s, so s is reported with every result.
 The `marginal_kl` metric (`zoo.evaluation.marginal_kl`) wraps these; the studies built on them (Algorithms 1
-and 3) are in `zoo.studies.latent`.
+and 3) are in `zoo.evaluation.density_ratio` and `zoo.studies.latent_analysis`.
 """
 from __future__ import annotations
 

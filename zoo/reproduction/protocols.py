@@ -49,7 +49,7 @@ def latent_kl(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str,
     limit, num_z, seed, ratio."""
     from zoo import load_checkpoint
     from zoo.evaluation import latent
-    from zoo.studies.latent import marginal_kl_density_ratio
+    from zoo.evaluation.density_ratio import marginal_kl_density_ratio
 
     _check_options("latent_kl", options, {"split", "limit", "num_z", "seed", "ratio"})
     model, recipe, step, ckpt = load_checkpoint(run_dir)

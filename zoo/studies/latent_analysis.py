@@ -26,9 +26,30 @@ from pathlib import Path
 
 
 import torch
+from torch import Tensor
 
 from zoo.commands.argtypes import device_name, nonnegative_int, positive_float, positive_int, seed_int
 from zoo.commands.trust import checkpoint_parser, open_checkpoint
+from zoo.evaluation.density_ratio import marginal_kl_density_ratio
+from zoo.evaluation.latent import Progress, check_posteriors, log_marginal_posterior, randn_on
+
+
+
+def low_posterior_codes(mu: Tensor, logvar: Tensor | None, n: int, *, num_z: int = 10_000,
+                        generator: torch.Generator | None = None, code_chunk: int = 1024, data_chunk: int = 8192,
+                        progress: Progress = False) -> tuple[Tensor, Tensor]:
+    """The n of `num_z` prior codes z ~ p(z) with the lowest log q(z) (Rosca et al. Algorithm 1).
+
+    Returns:
+        (codes (n, D) float32, their log q(z) (n,) float64), lowest first.
+    """
+    logvar = check_posteriors(mu, logvar, "low_posterior_codes")
+    if not 1 <= n <= num_z:
+        raise ValueError(f"low_posterior_codes: need 1 <= n <= num_z, got n={n}, num_z={num_z}")
+    z = randn_on((num_z, mu.shape[1]), generator, mu.device)
+    log_q = log_marginal_posterior(z, mu, logvar, code_chunk=code_chunk, data_chunk=data_chunk, progress=progress)
+    order = torch.argsort(log_q)[:n]
+    return z[order].float(), log_q[order]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,7 +91,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from zoo.data import DatasetNotFoundError, load_dataset
     from zoo.evaluation import latent
-    from zoo.studies import latent as latent_studies
 
     loaded = open_checkpoint(args, device=args.device)
     if loaded is None:
@@ -119,9 +139,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{mc.marginal_kl_lower_bound:.3f}")
     if args.ratio_steps > 0:
         torch.manual_seed(args.seed)
-        ratio = latent_studies.marginal_kl_density_ratio(mu, logvar, steps=args.ratio_steps, hidden=args.ratio_hidden,
-                                                 layers=args.ratio_layers, lr=args.ratio_lr, num_z=args.num_z,
-                                                 generator=generator, progress=True)
+        ratio = marginal_kl_density_ratio(mu, logvar, steps=args.ratio_steps, hidden=args.ratio_hidden,
+                                          layers=args.ratio_layers, lr=args.ratio_lr, num_z=args.num_z,
+                                          generator=generator, progress=True)
         report["density_ratio"] = ratio
         print(f"Algorithm 3: KL[q(z)||p(z)] = {ratio['marginal_kl']:.3f} nats (classifier {args.ratio_layers} x "
               f"{args.ratio_hidden}, {args.ratio_steps} steps, final loss {ratio['final_loss']:.3f}; log 4 = chance)")
@@ -129,9 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         if not hasattr(model, "decode"):
             print(f"error: {recipe.model.name} has no decode(z); low-posterior samples need one", file=sys.stderr)
             return 2
-        z_low, log_q = latent_studies.low_posterior_codes(mu, logvar, args.low_posterior, num_z=args.low_posterior_pool,
-                                                  generator=generator, code_chunk=args.code_chunk,
-                                                  data_chunk=args.data_chunk, progress=True)
+        z_low, log_q = low_posterior_codes(mu, logvar, args.low_posterior, num_z=args.low_posterior_pool,
+                                           generator=generator, code_chunk=args.code_chunk,
+                                           data_chunk=args.data_chunk, progress=True)
         with torch.no_grad():
             low = model.decode(z_low.to(args.device))
             ordinary = model.sample(args.low_posterior, generator=torch.Generator().manual_seed(args.seed + 1))

@@ -1,7 +1,0 @@
-"""Shim for the README's commands: `python tools/appendix_d_study.py ARGS` runs `zoo appendix_d ARGS` (zoo/cli.py)."""
-import sys
-
-from zoo.cli import entry
-
-if __name__ == "__main__":
-    entry(["appendix_d", *sys.argv[1:]])
