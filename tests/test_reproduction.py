@@ -287,6 +287,40 @@ def test_spec_smoke_run_end_to_end(name, tmp_path, shared_data, monkeypatch, one
         assert catalog.count("results") >= len(doc["runs"])
 
 
+def test_a_study_spec_runs_its_study_in_process_from_outside_the_checkout(tmp_path, monkeypatch, one_thread):
+    """A study spec calls the study's command in this process (no `python tools/...` subprocess, no checkout needed):
+    a copy of the App. D spec elsewhere, run from another folder, records exactly what `zoo appendix_d` gives."""
+    import subprocess
+
+    from zoo.commands.reproduce import main
+    from zoo.studies import appendix_d
+
+    popen = subprocess.Popen
+
+    def git_only(command, *args, **kwargs):  # the checkout's commit is still read with git
+        if command[0] != "git":
+            raise AssertionError(f"a study must not run in a subprocess: {command}")
+        return popen(command, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", git_only)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "appd.yaml").write_text((SPECS / "rosca2018_appD.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    assert main(["elsewhere/appd.yaml", "--scale", "smoke", "--out", "runs", "--results", "res", "--page", "page.md",
+                 "--no-progress"]) == 0
+    record = json.loads((tmp_path / "runs" / "rosca2018_appD" / "smoke" / "results.json").read_text())["runs"][0]
+    assert record["protocol"]["command"].startswith("zoo appendix_d --dims 1 --iterations 20")
+    spec = load_spec(elsewhere / "appd.yaml")
+    assert Path(spec.path).is_absolute()  # outside the checkout: resolvable from any folder
+    assert appendix_d.main([*spec.runs[0].args, *spec.scales["smoke"].args, "--out", str(tmp_path / "direct")]) == 0
+    direct = json.loads((tmp_path / "direct" / "results.json").read_text())["dims"]["1"]["summary"]
+    assert record["values"] == {"true_kl_init": direct["true_kl_init"],
+                                "estimated_kl_init": direct["estimation"]["mean"][-1],
+                                "true_kl_final": direct["true_kl"]["mean"][-1]}
+    assert "KL(Q0||P)" in next((tmp_path / "runs").rglob("study.log")).read_text()  # its table went to the log
+
+
 # ---- verdicts: holds / inconclusive / does not hold ---------------------------------------------------------------
 def test_welch_interval_is_scipys_and_decides_the_three_verdicts():
     from scipy import stats

@@ -1,4 +1,4 @@
-"""Measurement protocols of reproduction specs: a finished run (or a study's tool) -> named numbers.
+"""Measurement protocols of reproduction specs: a finished run (or a paper study) -> named numbers.
 
 Each protocol returns `(values, protocol)`: metric name -> float, and the settings that produced them (recorded in the
 registry table and the results JSON). Options come from the spec's `protocol.options`, updated by the scale's.
@@ -6,11 +6,10 @@ Weight-file options may use environment variables (`${ZOO_SHARED}/weights/...`).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,7 +17,6 @@ import torch
 
 from zoo.config import ConfigError
 
-REPO = Path(__file__).resolve().parents[2]
 Values = dict[str, float]
 
 
@@ -156,22 +154,33 @@ def _lookup(tree: Any, dotted: str) -> Any:
     return node
 
 
+def studies() -> dict[str, Callable[[list[str]], int]]:
+    """The paper studies a spec's `study` option may name: the study's command (`zoo NAME ARGS --out DIR`, its
+    `main`), which writes its numbers as JSON into DIR."""
+    from zoo.studies import appendix_d, jeffreys_1d, jsg_fig2  # here: rendering a page needs none of them
+
+    return {"appendix_d": appendix_d.main, "jeffreys_1d": jeffreys_1d.main, "jsg_fig2": jsg_fig2.main}
+
+
 def study(out_dir: Path, options: dict[str, Any], args: list[str]) -> tuple[Values, dict[str, Any]]:
-    """A paper study run by its tool (tools/<tool>.py ARGS --out OUT), its numbers read from the JSON it writes.
-    Options: tool, json (file name in OUT), values (metric -> dotted path in that JSON; list items by index, -1 the
-    last; '*' the only key of a mapping)."""
-    _check_options("study", options, {"tool", "json", "values"})
-    tool = REPO / "tools" / f"{options['tool']}.py"
-    if not tool.is_file():
-        raise ConfigError(f"protocol study: no tool {tool}")
+    """A paper study (`zoo STUDY ARGS --out OUT`, run in this process), its numbers read from the JSON it writes.
+    Options: study (a name of `studies()`), json (file name in OUT), values (metric -> dotted path in that JSON; list
+    items by index, -1 the last; '*' the only key of a mapping). The study's output goes to OUT/study.log."""
+    _check_options("study", options, {"study", "json", "values"})
+    known = studies()
+    name = options.get("study")
+    if name not in known:
+        raise ConfigError(f"protocol study: unknown study {name!r}; studies: {', '.join(sorted(known))}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, str(tool), *args, "--out", str(out_dir)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    with open(out_dir / "study.log", "w") as log:
-        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-    if done.returncode != 0:
+    argv = [*args, "--out", str(out_dir)]
+    with open(out_dir / "study.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        try:
+            status = known[name](argv)
+        except SystemExit as stop:  # an argument error: argparse has written why into the log
+            status = stop.code if isinstance(stop.code, int) else 2
+    if status != 0:
         tail = (out_dir / "study.log").read_text()[-2000:]
-        raise RuntimeError(f"{' '.join(command)} exited with {done.returncode}:\n{tail}")
+        raise RuntimeError(f"zoo {name} {' '.join(argv)} exited with {status}:\n{tail}")
     tree = json.loads((out_dir / options["json"]).read_text())
     values = {}
     for metric, path in options.get("values", {}).items():
@@ -180,7 +189,7 @@ def study(out_dir: Path, options: dict[str, Any], args: list[str]) -> tuple[Valu
         except (KeyError, IndexError, ValueError):
             raise ConfigError(f"protocol study: {options['json']} has no {path!r} (metric {metric})") from None
         values[metric] = float(value) if value is not None else math.nan
-    return values, {"protocol": "study", "command": " ".join(command[1:]), "json": options["json"]}
+    return values, {"protocol": "study", "command": f"zoo {name} {' '.join(argv)}", "json": options["json"]}
 
 
 CHECKPOINT_PROTOCOLS: dict[str, Callable[[Path, dict[str, Any]], tuple[Values, dict[str, Any]]]] = {

@@ -50,7 +50,7 @@ class ProtocolSpec:
 class RunSpec:
     """One row of the table: a recipe (path relative to the spec file), its overrides and the paper's values.
 
-    A `study` spec's runs name no recipe: `args` go to the study's tool instead.
+    A `study` spec's runs name no recipe: `args` go to the study's command instead.
     """
 
     name: str
@@ -70,7 +70,7 @@ class ScaleSpec:
 
     description: str = ""
     overrides: list[str] = field(default_factory=list)
-    args: list[str] = field(default_factory=list)  # study specs: extra tool arguments
+    args: list[str] = field(default_factory=list)  # study specs: the study command's arguments
     runs: list[str] | None = None
     seeds: list[int] | None = None
     epochs: float | None = None
@@ -142,7 +142,7 @@ class ReproSpec:
 
     def recipe_path(self, run: RunSpec) -> Path:
         if run.recipe is None:
-            raise ConfigError(f"{self.name}.runs.{run.name}: no recipe (study specs run their tool instead)")
+            raise ConfigError(f"{self.name}.runs.{run.name}: no recipe (study specs run their study command instead)")
         base = Path(self.path) if Path(self.path).is_absolute() else REPO / self.path
         return (base.parent / run.recipe).resolve()
 
@@ -152,10 +152,10 @@ def load_spec(path: str | os.PathLike) -> ReproSpec:
     run / metric a scale or claim names must exist; every recipe must exist."""
     path = Path(path)
     tree = read_yaml(path)
-    try:  # shown in docs and commands: relative to the checkout where possible
+    try:  # shown in docs and commands: relative to the checkout where possible, else absolute (recipes resolve from it)
         shown = str(path.resolve().relative_to(REPO))
     except ValueError:
-        shown = str(path)
+        shown = str(path.resolve())
     spec: ReproSpec = from_dict(ReproSpec, {**tree, "path": shown}, path.stem)
     where = str(path)
     for kind, names in (("run", [r.name for r in spec.runs]), ("metric", [m.name for m in spec.metrics])):
