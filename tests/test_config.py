@@ -137,3 +137,16 @@ def test_infinite_or_nan_settings_are_refused_naming_the_key(override, message):
     with pytest.raises(ConfigError) as err:
         load_recipe(str(RECIPES / "tiny_vae.yaml"), [override])
     assert message in str(err.value)
+
+
+def test_eval_section_lists_registered_metrics_and_old_configs_still_load(tmp_path):
+    """eval.metrics names registered metrics (a typo fails at load, naming the key); the never-read eval.n_samples /
+    batch_size / split of older run folders load when at their old defaults, and a changed one says it was unused."""
+    tiny = RECIPES / "tiny_vae.yaml"
+    assert load_recipe(tiny, ["eval.metrics=[reconstruction,lpips]"]).eval.metrics == ["reconstruction", "lpips"]
+    with pytest.raises(ConfigError, match=r"eval\.metrics: unknown metric 'recontruction'.*'reconstruction'"):
+        load_recipe(tiny, ["eval.metrics=[recontruction]"])
+    old = ["eval.n_samples=10000", "eval.batch_size=256", "eval.split=test"]
+    assert load_recipe(tiny, old).eval.metrics == []
+    with pytest.raises(ConfigError, match=r"eval\.n_samples=5000: no zoo version read this key .*--n-samples"):
+        load_recipe(tiny, ["eval.n_samples=5000"])

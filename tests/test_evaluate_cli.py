@@ -212,3 +212,28 @@ def test_cli_inception_metrics_equal_torch_fidelity_calculate_metrics(tmp_path, 
     assert ours["is"] == pytest.approx(ref["inception_score_mean"], rel=1e-5)
     assert ours["fid"] == pytest.approx(ref["frechet_inception_distance"], rel=1e-4)
     assert ours["kid"] == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-4, abs=1e-7)
+
+
+def test_evaluate_without_metric_computes_the_recipes_eval_metrics(tmp_path, shared_data, monkeypatch, capsys,
+                                                                   one_thread):
+    """`zoo evaluate RUN` with no --metric computes what the run's recipe lists in eval.metrics: the same numbers and
+    protocol as naming them; an empty list (or a data: source) is one error line that says to pass --metric."""
+    from conftest import tiny_recipe
+    from zoo import Trainer, create_model
+    from zoo.commands import evaluate
+    monkeypatch.setenv("ZOO_DATA", str(shared_data))
+    for name, metrics in (("listed", "[reconstruction]"), ("empty", "[]")):
+        recipe = tiny_recipe("vae", ["train.max_steps=2", f"eval.metrics={metrics}"])
+        Trainer(create_model(recipe), recipe, tmp_path / name).train()
+    common = ["--n-real", "64", "--no-registry", "--no-progress"]
+    assert evaluate.main([str(tmp_path / "listed"), *common, "--json", str(tmp_path / "default.json")]) == 0
+    assert evaluate.main([str(tmp_path / "listed"), "--metric", "reconstruction", *common,
+                          "--json", str(tmp_path / "named.json")]) == 0
+    default, named = (json.loads((tmp_path / f).read_text()) for f in ("default.json", "named.json"))
+    assert [r["metric"] for r in default] == ["reconstruction"]
+    assert [(r["value"], r["protocol"]) for r in default] == [(r["value"], r["protocol"]) for r in named]
+    for source, why in ((str(tmp_path / "empty"), "its recipe's eval.metrics is empty"),
+                        ("data:mnist:test", "a data: source has no recipe")):
+        capsys.readouterr()
+        assert evaluate.main([source, *common]) == 2
+        assert f"no --metric given and {why}; pass --metric" in capsys.readouterr().err

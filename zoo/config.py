@@ -250,10 +250,29 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
+    """A recipe's `eval` section: the metrics its paper reports, which `zoo evaluate RUN` computes when no --metric is
+    given (each at its own protocol; --n-samples, --split etc. stay command options)."""
+
     metrics: list[str] = field(default_factory=list)
-    n_samples: int = 10000
-    batch_size: int = 256
-    split: str = "test"
+
+
+# `eval` keys that no zoo version ever read; run folders saved before they were removed hold them at these values,
+# which are dropped on load (any other value is an error that says so, see `drop_unread_eval_keys`).
+UNREAD_EVAL_KEYS = {"n_samples": 10000, "batch_size": 256, "split": "test"}
+
+
+def drop_unread_eval_keys(tree: dict[str, Any]) -> dict[str, Any]:
+    """`tree` without the never-read `eval.n_samples / batch_size / split` of older configs: at their old defaults
+    they carry nothing (dropped); a changed value was never used either, and the error says so and what to use."""
+    section = tree.get("eval")
+    if not isinstance(section, dict) or not set(section) & set(UNREAD_EVAL_KEYS):
+        return tree
+    changed = {k: section[k] for k in UNREAD_EVAL_KEYS if k in section and section[k] != UNREAD_EVAL_KEYS[k]}
+    if changed:
+        shown = ", ".join(f"eval.{k}={v!r}" for k, v in changed.items())
+        raise ConfigError(f"{shown}: no zoo version read this key (evaluation settings are options of zoo evaluate, "
+                          f"e.g. --n-samples, --batch-size, --split); remove it from the recipe")
+    return {**tree, "eval": {k: v for k, v in section.items() if k not in UNREAD_EVAL_KEYS}}
 
 
 @dataclass
@@ -315,8 +334,6 @@ def check_ranges(recipe: Recipe) -> None:
     checks: list[tuple[str, Any, bool, str]] = [
         ("data.batch_size", recipe.data.batch_size, recipe.data.batch_size >= 1, ">= 1"),
         ("data.num_workers", recipe.data.num_workers, recipe.data.num_workers >= 0, ">= 0"),
-        ("eval.n_samples", recipe.eval.n_samples, recipe.eval.n_samples >= 1, ">= 1"),
-        ("eval.batch_size", recipe.eval.batch_size, recipe.eval.batch_size >= 1, ">= 1"),
     ]
     t = recipe.train
     checks += [(f"train.{k}", getattr(t, k), getattr(t, k) >= low, f">= {low}")

@@ -15,11 +15,11 @@ from typing import Any, Mapping, NamedTuple
 
 import torch
 
-from zoo.config import (ConfigError, ModelSection, Recipe, apply_overrides, check_ranges, from_dict, read_yaml,
-                        to_dict)
+from zoo.config import (ConfigError, ModelSection, Recipe, apply_overrides, check_ranges, drop_unread_eval_keys,
+                        from_dict, read_yaml, to_dict)
 from zoo.imports import UntrustedImportsError, import_modules  # noqa: F401 - import_modules: public here too
 from zoo.models.base import GenerativeModel
-from zoo.registry import MODELS
+from zoo.registry import METRICS, MODELS, UnknownNameError
 from zoo.seeds import derive_seed
 from zoo.training.checkpoint import (CONFIG, EMA_WEIGHTS, WEIGHTS, CheckpointError, check_finite,
                                      load_state_into_players, read_trainer_state, read_weights, resolve_checkpoint)
@@ -104,7 +104,7 @@ def load_recipe(source: str | os.PathLike | Mapping[str, Any], overrides: list[s
             then modules not imported yet raise `UntrustedImportsError` (a ConfigError) before any is imported.
     """
     tree = _deep_copy(dict(source) if isinstance(source, Mapping) else read_yaml(source))
-    tree = apply_overrides(tree, overrides or [])
+    tree = drop_unread_eval_keys(apply_overrides(tree, overrides or []))
     imports = tree.get("imports") or []
     if not isinstance(imports, list):
         raise ConfigError(f"imports: got {imports!r}, expected a list of module names or .py files")
@@ -116,6 +116,14 @@ def load_recipe(source: str | os.PathLike | Mapping[str, Any], overrides: list[s
     defaults = to_dict(model_class(model.name).default_optim(model.config))
     recipe = from_dict(Recipe, {**tree, "model": model, "optim": _merge(defaults, tree.get("optim") or {})})
     check_ranges(recipe)
+    if recipe.eval.metrics:
+        discover()  # the metrics register on import
+    for name in recipe.eval.metrics:  # a typo fails here, not hours later at `zoo evaluate RUN`
+        if name not in METRICS:
+            try:
+                METRICS.get(name)
+            except UnknownNameError as err:
+                raise ConfigError(f"eval.metrics: {err}") from None
     return recipe
 
 

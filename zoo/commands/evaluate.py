@@ -2,7 +2,7 @@
 """Evaluate checkpoints (or real data, as a reference) with registered metrics; print a table, write JSON and record
 every result in the registry table.
 
-    zoo evaluate CHECKPOINT [CHECKPOINT ...] --metric is,lpips[,...] [--n-samples N] [--batch-size B]
+    zoo evaluate CHECKPOINT [CHECKPOINT ...] [--metric is,lpips[,...]] [--n-samples N] [--batch-size B]
         [--seed S] [--split test]
     accelerate launch --multi_gpu --num_processes 2 -m zoo.cli evaluate runs/vae --metric fid,kid   # sharded samples
     zoo evaluate data:cifar10_folder:test --metric is_cifar --cifar-classifier PATH   # a real split
@@ -11,6 +11,7 @@ every result in the registry table.
 A CHECKPOINT is a checkpoint directory or a run directory (its latest checkpoint); `data:NAME[:SPLIT]` evaluates the
 images of a dataset split as if they were samples (the reference value of a sample metric, and the classifier
 accuracy of is_cifar / modes). Metrics: is, fid, kid, is_cifar, lpips, msssim, wcritic, elbo, modes (docs/metrics.md).
+Without --metric, each checkpoint gets the metrics its recipe's `eval.metrics` lists (the ones its paper reports).
 Results go to stdout as a table, to `<checkpoint>/eval.json`, to --json if given, and to the registry table
 (runs/registry.sqlite, or ZOO_REGISTRY, or --registry). Exit status 2: a usage error, missing weights or data.
 """
@@ -56,7 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = ArgumentParser(prog="zoo evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sources", nargs="+", help="checkpoint / run directories, or data:NAME[:SPLIT]")
-    p.add_argument("--metric", required=True, help="comma-separated metric names, e.g. is,fid,lpips")
+    p.add_argument("--metric", help="comma-separated metric names, e.g. is,fid,lpips (default: each checkpoint's "
+                                    "recipe eval.metrics)")
     p.add_argument("--n-samples", type=positive_int,
                    help="samples per metric (default: each metric's protocol, e.g. 50000 for is/fid/kid)")
     p.add_argument("--n-real", type=positive_int, help="reference images (default: the whole split)")
@@ -85,7 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_context(source: str, args: argparse.Namespace, accelerator: Any):
-    """(EvalContext, checkpoint path or None) for one source."""
+    """(EvalContext, checkpoint path or None, recipe or None) for one source."""
     from zoo.evaluation import EvalContext
     from zoo.evaluation.sampling import checkpoint_label, parse_source
     from zoo.factory import load_checkpoint
@@ -100,12 +102,12 @@ def build_context(source: str, args: argparse.Namespace, accelerator: Any):
         label = f"data:{name}:{split or args.split}"
         options = apply_overrides({}, args.data_option)
         return EvalContext(None, DataConfig(name=name, root=args.data_root, options=options), source=label,
-                           sample_split=split, **common), None
+                           sample_split=split, **common), None, None
     ckpt = load_checkpoint(source, device=accelerator.device, trust_imports=args.trust_imports)
     data = ckpt.recipe.data
     if args.data_root:
         data = dataclasses.replace(data, root=args.data_root)
-    return EvalContext(ckpt.model, data, source=checkpoint_label(ckpt.path), **common), ckpt.path
+    return EvalContext(ckpt.model, data, source=checkpoint_label(ckpt.path), **common), ckpt.path, ckpt.recipe
 
 
 def code_identity() -> dict[str, str | None]:
@@ -174,17 +176,20 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: --import: {err}", file=sys.stderr)
         return 2
-    names = [m.strip() for m in args.metric.split(",") if m.strip()]
-    try:
-        specs = [METRICS.get(n) for n in names]
-    except UnknownNameError as err:
-        print(f"error: --metric: {err}", file=sys.stderr)
-        return 2
-    try:  # an option none of the metrics asked for takes would be ignored: refuse it
-        check_options(specs, {k: getattr(args, k) for k in args.options})
-    except EvaluationError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    def metric_specs(names: list[str], where: str) -> list[Any] | None:
+        try:
+            specs = [METRICS.get(n) for n in names]
+            check_options(specs, {k: getattr(args, k) for k in args.options})  # an option no metric takes: refused
+        except (UnknownNameError, EvaluationError) as err:
+            print(f"error: {where}: {err}", file=sys.stderr)
+            return None
+        return specs
+
+    chosen = None  # --metric for every source; else each checkpoint's recipe eval.metrics
+    if args.metric is not None:
+        chosen = metric_specs([m.strip() for m in args.metric.split(",") if m.strip()], "--metric")
+        if chosen is None:
+            return 2
     accelerator = default_accelerator()
     catalog = None
     if accelerator.is_main_process and not args.no_registry:
@@ -200,10 +205,23 @@ def main(argv: list[str] | None = None) -> int:
     interrupted = False
     for source in args.sources:
         try:
-            ctx, ckpt = build_context(source, args, accelerator)
+            ctx, ckpt, recipe = build_context(source, args, accelerator)
         except (CheckpointError, EvaluationError, FileNotFoundError) as err:
             print(f"error: {source}: {err}", file=sys.stderr)
             return 2
+        specs = chosen
+        if specs is None:
+            if recipe is None or not recipe.eval.metrics:
+                why = "a data: source has no recipe" if recipe is None else "its recipe's eval.metrics is empty"
+                print(f"error: {source}: no --metric given and {why}; pass --metric NAME[,NAME...] (docs/metrics.md)",
+                      file=sys.stderr)
+                return 2
+            specs = metric_specs(recipe.eval.metrics, f"{source}: eval.metrics")
+            if specs is None:
+                return 2
+            if ctx.is_main:
+                print(f"zoo: {ctx.source}: the metrics of its recipe's eval.metrics: {', '.join(recipe.eval.metrics)}",
+                      file=sys.stderr)
         for spec in specs:
             try:
                 results = spec(ctx)
