@@ -213,8 +213,8 @@ def train_main():
 @pytest.mark.parametrize("extra, message", [
     (["data.batch_size=0"], "data.batch_size: got 0"),
     (["data.name=mnsit"], "data.name: unknown dataset 'mnsit'. Did you mean 'mnist'?"),
-    (["data.options.limt=10"], "data.options: mnist() got an unexpected keyword argument 'limt'; options of dataset "
-                               "'mnist': image_size, pad_to, download, limit"),
+    (["data.options.limt=10"], "data.options.limt: unknown option (did you mean 'limit'?); allowed options: "
+                               "image_size, pad_to, download, limit"),
     (["--out", "{tmp}/a_file"], "is a file, not a directory"),
     (["--out", "{tmp}/partial"], "already holds a run (config.yaml)"),
     (["--resume", "{tmp}/nowhere"], "does not exist"),

@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Union
+from typing import Any, Iterable, Literal, Mapping, Union
 
 import yaml
 
@@ -111,17 +111,24 @@ def field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
 
 
+def check_keys(path: str, given: Iterable[Any], allowed: Iterable[str], what: str = "key") -> None:
+    """The one check of option names (recipe sections, dataset options, protocol options): the first unknown name is
+    a ConfigError naming its dotted path, the closest allowed name and every allowed one."""
+    allowed = list(allowed)
+    for key in given:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            dotted = f"{path}.{key}" if path else str(key)
+            raise ConfigError(f"{dotted}: unknown {what}{hint}; allowed {what}s: {', '.join(allowed) or '(none)'}")
+
+
 def from_dict(cls: type, data: Mapping[str, Any], path: str = "") -> Any:
     """Build dataclass `cls` from `data`, strictly: unknown keys and wrong types raise ConfigError."""
     if not isinstance(data, Mapping):
         raise _fail(path, data, cls)
     types_ = field_types(cls)
-    for key in data:
-        if key not in types_:
-            close = difflib.get_close_matches(str(key), types_, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            dotted = f"{path}.{key}" if path else str(key)
-            raise ConfigError(f"{dotted}: unknown key{hint}; allowed keys: {', '.join(types_)}")
+    check_keys(path, data, types_)
     kwargs = {k: convert(v, types_[k], f"{path}.{k}" if path else k) for k, v in data.items()}
     try:
         return cls(**kwargs)
@@ -324,8 +331,11 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return tree
 
 
-# Model options that may be 0; every other integer model option (sizes, widths, counts) must be >= 1.
-_MODEL_INT_MINIMUM = {"max_shift": 0}
+# Integer model options are sizes, widths and counts: >= 1, unless the model's config field says otherwise with
+# `field(metadata={"minimum": 0})` (IJAE's max_shift: 0 = no shift).
+def _int_minimum(config: Any, name: str) -> int:
+    found = [f for f in dataclasses.fields(config) if f.name == name]
+    return found[0].metadata.get("minimum", 1) if found else 1
 
 
 def check_ranges(recipe: Recipe) -> None:
@@ -359,7 +369,7 @@ def check_ranges(recipe: Recipe) -> None:
         if any(isinstance(v, float) and not math.isfinite(v) for v in values):  # NaN / inf train nonsense silently
             checks.append((f"model.{name}", value, False, "a finite number"))
         if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-            low = _MODEL_INT_MINIMUM.get(name, 1)
+            low = _int_minimum(recipe.model.config, name)
             checks.append((f"model.{name}", value, all(v >= low for v in values), f">= {low}"))
     for key, value, ok, allowed in checks:
         if not ok:

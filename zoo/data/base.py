@@ -69,23 +69,30 @@ def dataset_version(name: str) -> str | None:
 def open_split(data: Any) -> Dataset:
     """The split a recipe's `data` section names, with a ConfigError naming the data.* key for a wrong dataset name,
     option or split (the mistakes a user makes in a recipe or an override)."""
-    import inspect
-
-    from zoo.config import ConfigError
+    from zoo.config import ConfigError, check_keys
     from zoo.registry import UnknownNameError
 
     try:
+        allowed = dataset_options(data.name)
+        if allowed is not None:
+            check_keys("data.options", data.options, allowed, what="option")
         return load_dataset(data.name, data.split, data.root, **data.options)
     except UnknownNameError as err:
         raise ConfigError(f"data.name: {err}") from None
-    except TypeError as err:
-        if "keyword argument" not in str(err):
-            raise
-        params = [n for n, p in inspect.signature(DATASETS.get(data.name)).parameters.items()
-                  if p.kind == p.KEYWORD_ONLY or n not in ("root", "split")]
-        raise ConfigError(f"data.options: {err}; options of dataset {data.name!r}: {', '.join(params)}") from None
     except ValueError as err:
         raise ConfigError(f"data: {err}") from None
+
+
+def dataset_options(name: str) -> list[str] | None:
+    """The options a registered dataset's loader takes (its keyword parameters after root and split); None when it
+    takes any (**options), and then the loader itself checks them."""
+    import inspect
+
+    params = inspect.signature(DATASETS.get(name)).parameters.values()
+    if any(p.kind == p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.name not in ("root", "split") and p.kind in (p.KEYWORD_ONLY,
+                                                                                      p.POSITIONAL_OR_KEYWORD)]
 
 
 def check_split(name: str, split: str, allowed: Sequence[str]) -> str:

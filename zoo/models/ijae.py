@@ -20,7 +20,7 @@ reconstruction term and have no D_tau.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -50,7 +50,7 @@ class IJAEConfig(ModelConfig):
     lam: float = 0.3  # lambda; section 5 chooses 0.3 (Table 1)
     likelihood: Literal["implicit", "l1", "l2"] = "implicit"  # implicit r(y|x) or the L1 / L2 ablations
     weighting: Literal["jeffreys", "eq6"] = "jeffreys"
-    max_shift: int = 5  # S of the cyclic-shift r(y|x), section 5
+    max_shift: int = field(default=5, metadata={"minimum": 0})  # S of the cyclic-shift r(y|x), section 5; 0: none
     near_delta_sigma: float = 1e-8  # standard deviation of r'(y|x) = N(y | x, sigma^2 I), section 5
     recon_scale: float = 1.0  # l1 / l2 only: Laplace b / Gaussian sigma in [-1, 1] pixel units (not in the paper)
     enc_norm: str = "none"

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from zoo.config import ConfigError
+from zoo.config import ConfigError, check_keys
 
 Values = dict[str, float]
 
@@ -32,13 +32,6 @@ def _eval_data(recipe: Any, options: dict[str, Any], default_split: str) -> tupl
     return load_dataset(recipe.data.name, split, recipe.data.root, **data_options), split
 
 
-def _check_options(name: str, options: dict[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise ConfigError(f"protocol {name}: unknown option(s) {', '.join(unknown)}; allowed: "
-                          f"{', '.join(sorted(allowed))}")
-
-
 def latent_kl(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str, Any]]:
     """Rosca et al. App. E: KL[q(z)||p(z)] by Monte Carlo (Algorithm 2) with the eq. 5 terms and the reconstruction
     term, and by the density-ratio trick (Algorithm 3) for each classifier in `ratio` ({name, layers, hidden, steps,
@@ -49,7 +42,7 @@ def latent_kl(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str,
     from zoo.evaluation import latent
     from zoo.evaluation.density_ratio import marginal_kl_density_ratio
 
-    _check_options("latent_kl", options, {"split", "limit", "num_z", "seed", "ratio"})
+    check_keys("protocol latent_kl", options, ["split", "limit", "num_z", "seed", "ratio"], what="option")
     model, recipe, step, ckpt = load_checkpoint(run_dir)
     data, split = _eval_data(recipe, options, recipe.data.split)
     num_z, seed = int(options.get("num_z", 10_000)), int(options.get("seed", 0))
@@ -67,10 +60,10 @@ def latent_kl(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str,
                    "elbo": recon.mean - mc.avg_posterior_kl}
     classifiers = []
     for i, cfg in enumerate(options.get("ratio", [])):
-        allowed = {"name", "layers", "hidden", "steps", "lr", "seeds", "window", "tol"}
-        if not isinstance(cfg, dict) or "name" not in cfg or set(cfg) - allowed:
-            raise ConfigError(f"protocol latent_kl: ratio[{i}] must be a mapping with a name and some of "
-                              f"{', '.join(sorted(allowed - {'name'}))}, got {cfg!r}")
+        if not isinstance(cfg, dict) or "name" not in cfg:
+            raise ConfigError(f"protocol latent_kl: ratio[{i}] must be a mapping with a name, got {cfg!r}")
+        check_keys(f"protocol latent_kl.ratio[{i}]", cfg,
+                   ["name", "layers", "hidden", "steps", "lr", "seeds", "window", "tol"], what="option")
         kw = {k: cfg[k] for k in ("layers", "hidden", "steps", "lr", "window", "tol") if k in cfg}
         runs = []
         for k in range(int(cfg.get("seeds", 1))):  # classifier initialisations (and their code draws)
@@ -129,7 +122,8 @@ def evidence(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str, 
     from zoo import load_checkpoint
     from zoo.studies.evidence import evidence_estimate
 
-    _check_options("evidence", options, {"split", "limit", "batches", "samples", "resamples", "seed"})
+    check_keys("protocol evidence", options, ["split", "limit", "batches", "samples", "resamples", "seed"],
+               what="option")
     model, recipe, step, ckpt = load_checkpoint(run_dir)
     data, split = _eval_data(recipe, {k: v for k, v in options.items() if k in ("split", "limit")}, "test")
     result = evidence_estimate(model, data, n_batches=options.get("batches", 100),
@@ -166,7 +160,7 @@ def study(out_dir: Path, options: dict[str, Any], args: list[str]) -> tuple[Valu
     """A paper study (`zoo STUDY ARGS --out OUT`, run in this process), its numbers read from the JSON it writes.
     Options: study (a name of `studies()`), json (file name in OUT), values (metric -> dotted path in that JSON; list
     items by index, -1 the last; '*' the only key of a mapping). The study's output goes to OUT/study.log."""
-    _check_options("study", options, {"study", "json", "values"})
+    check_keys("protocol study", options, ["study", "json", "values"], what="option")
     known = studies()
     name = options.get("study")
     if name not in known:
