@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from conftest import RandomImages, data_shape, tiny_recipe  # noqa: E402
-from zoo import create_model  # noqa: E402
+from zoo import build_model  # noqa: E402
 from zoo.training import Trainer, exit_process  # noqa: E402
 
 
@@ -20,7 +20,7 @@ def main(names: list[str]) -> None:
     for name in names:
         recipe = tiny_recipe(name)
         torch.manual_seed(0)  # same initial weights on every process (DDP also broadcasts them)
-        trainer = Trainer(create_model(recipe), recipe, dataset=RandomImages(256, data_shape(recipe)))
+        trainer = Trainer(build_model(recipe), recipe, dataset=RandomImages(256, data_shape(recipe)))
         first_batch = trainer.stream.next()
         for _ in range(3):
             trainer.train_step()

@@ -6,7 +6,7 @@ import torch
 
 from conftest import RandomImages
 from stubs import Affine, affine, bernoulli_nll, mean, rows, softplus
-from zoo import create_model, load_recipe
+from zoo import build_model, create_model, load_recipe
 from zoo.data import load_dataset
 from zoo.data.stream import to_model_range
 from zoo.losses.likelihoods import VisibleDistribution
@@ -96,7 +96,7 @@ def test_encoder_phases_step_separate_adam_states_by_default_and_one_in_the_shar
 
     recipe = tiny("own")
     torch.manual_seed(0)
-    trainer = Trainer(create_model(recipe), recipe, dataset=RandomImages(16, (1, 28, 28)))
+    trainer = Trainer(build_model(recipe), recipe, dataset=RandomImages(16, (1, 28, 28)))
     assert set(trainer.optimizers) == {"autoencoder", "code_disc", "autoencoder/enc_adv"}
     own = trainer.optimizers["autoencoder/enc_adv"]
     assert own.defaults["lr"] == recipe.optim["autoencoder"].lr and own.defaults["betas"] == (0.5, 0.9)
@@ -115,7 +115,7 @@ def test_encoder_phases_step_separate_adam_states_by_default_and_one_in_the_shar
     assert not all(torch.allclose(a, b) for a, b in zip(grads["recon"], grads["enc_adv"]))
 
     shared_recipe = tiny("shared")
-    trainer = Trainer(create_model(shared_recipe), shared_recipe, dataset=RandomImages(16, (1, 28, 28)))
+    trainer = Trainer(build_model(shared_recipe), shared_recipe, dataset=RandomImages(16, (1, 28, 28)))
     assert set(trainer.optimizers) == {"autoencoder", "code_disc"}
     for phase in trainer.phases[::2]:
         trainer.run_phase(phase, trainer.stream.next(), 0)
@@ -137,7 +137,7 @@ def test_aae_color_mnist_reconstructs_and_keeps_the_code_game_balanced(state, sh
         "train": {"max_steps": 250, "progress": False, "tensorboard": False, "log_every": 50},
     })
     torch.manual_seed(0)
-    model = create_model(recipe)
+    model = build_model(recipe)
     test = to_model_range(load_dataset("color_mnist", "test", shared_data, limit=500).as_uint8_tensor())
 
     def evaluate() -> tuple[float, float, float, float]:

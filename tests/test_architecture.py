@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from zoo import create_model, list_models, load_recipe
+from zoo import build_model, create_model, list_models, load_recipe
 from zoo.config import ModelConfig
 
 ZOO = REPO / "zoo"
@@ -57,4 +57,4 @@ def test_models_know_their_registered_name(name):
 def test_a_recipe_model_section_is_validated_once_and_built_as_is():
     recipe = load_recipe(REPO / "recipes" / "tiny_vae.yaml", ["model.latent_dim=3"])
     assert recipe.model.name == "vae" and recipe.model.config.latent_dim == 3
-    assert create_model(recipe).config is recipe.model.config  # no dict round trip, no second validation
+    assert build_model(recipe).config is recipe.model.config  # no dict round trip, no second validation

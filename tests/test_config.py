@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from conftest import RECIPES
-from zoo import create_model, list_models, load_recipe
+from zoo import build_model, create_model, list_models, load_recipe
 from zoo.config import ConfigError, apply_overrides, to_dict
 from zoo.registry import Registry, UnknownNameError
 
@@ -54,7 +54,7 @@ def test_resolved_recipe_round_trips(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(to_dict(recipe)))
     assert load_recipe(path) == recipe
-    model = create_model(recipe)
+    model = build_model(recipe)
     assert model.config.latent_dim == 4 and model.config.width == 8
 
 
@@ -150,3 +150,19 @@ def test_eval_section_lists_registered_metrics_and_old_configs_still_load(tmp_pa
     assert load_recipe(tiny, old).eval.metrics == []
     with pytest.raises(ConfigError, match=r"eval\.n_samples=5000: no zoo version read this key .*--n-samples"):
         load_recipe(tiny, ["eval.n_samples=5000"])
+
+
+def test_create_model_takes_a_name_and_build_model_a_recipe():
+    """One input kind per entry point: create_model(NAME, **options), build_model(RECIPE); under one seed both give
+    the same initial weights for the same config, and each refuses the other's input naming the right call."""
+    from zoo import build_model
+    from zoo.config import to_dict
+    recipe = load_recipe(RECIPES / "tiny_vae.yaml")
+    options = {k: v for k, v in to_dict(recipe.model).items() if k != "name"}
+    by_name = create_model("vae", seed=recipe.train.seed, **options).state_dict()
+    by_recipe = build_model(recipe).state_dict()  # seeded by train.seed
+    assert by_name.keys() == by_recipe.keys() and all(by_name[k].equal(by_recipe[k]) for k in by_name)
+    with pytest.raises(TypeError, match=r"zoo\.build_model\(zoo\.load_recipe"):
+        create_model(str(RECIPES / "tiny_vae.yaml"))
+    with pytest.raises(TypeError, match=r"zoo\.create_model\(NAME"):
+        build_model("vae")

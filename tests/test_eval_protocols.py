@@ -93,9 +93,9 @@ def test_tf5_is_the_rosca_protocol_at_64px():
 
 # ------------------------------------------------------------------------------------------------------- samples
 def _tiny_model(name: str = "dcgan"):
-    from zoo import create_model
+    from zoo import build_model
     torch.manual_seed(0)
-    return create_model(tiny_recipe(name))
+    return build_model(tiny_recipe(name))
 
 
 @pytest.mark.parametrize("name", ["dcgan", "vae"])

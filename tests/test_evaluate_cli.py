@@ -130,9 +130,9 @@ def test_modes_of_stacked_mnist_test_images_cover_the_modes(mnist_classifier, tm
 
 def _tiny_vae_checkpoint(tmp_path):
     from conftest import RandomImages, tiny_recipe
-    from zoo import Trainer, create_model
+    from zoo import Trainer, build_model
     recipe = tiny_recipe("vae", ["train.max_steps=2"])
-    Trainer(create_model(recipe), recipe, tmp_path / "vae", dataset=RandomImages(64, (1, 28, 28))).train()
+    Trainer(build_model(recipe), recipe, tmp_path / "vae", dataset=RandomImages(64, (1, 28, 28))).train()
     return checkpoint_dirs(tmp_path / "vae")[-1]
 
 
@@ -219,12 +219,12 @@ def test_evaluate_without_metric_computes_the_recipes_eval_metrics(tmp_path, sha
     """`zoo evaluate RUN` with no --metric computes what the run's recipe lists in eval.metrics: the same numbers and
     protocol as naming them; an empty list (or a data: source) is one error line that says to pass --metric."""
     from conftest import tiny_recipe
-    from zoo import Trainer, create_model
+    from zoo import Trainer, build_model
     from zoo.commands import evaluate
     monkeypatch.setenv("ZOO_DATA", str(shared_data))
     for name, metrics in (("listed", "[reconstruction]"), ("empty", "[]")):
         recipe = tiny_recipe("vae", ["train.max_steps=2", f"eval.metrics={metrics}"])
-        Trainer(create_model(recipe), recipe, tmp_path / name).train()
+        Trainer(build_model(recipe), recipe, tmp_path / name).train()
     common = ["--n-real", "64", "--no-registry", "--no-progress"]
     assert evaluate.main([str(tmp_path / "listed"), *common, "--json", str(tmp_path / "default.json")]) == 0
     assert evaluate.main([str(tmp_path / "listed"), "--metric", "reconstruction", *common,

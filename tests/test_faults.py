@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 import procs
 from conftest import LAUNCH_TWO, REPO, RandomImages, data_shape, subprocess_env, tiny_recipe
 from test_catalog import CATALOG, WRITER
-from zoo import create_model, load_checkpoint
+from zoo import build_model, load_checkpoint
 from zoo.catalog import Catalog, RegistryError
 from zoo.config import ConfigError
 from zoo.factory import expand_sweep, load_recipe
@@ -39,7 +39,7 @@ QUIET = ["train.progress=false", "train.tensorboard=false", "train.sample_every=
 
 def _trainer(out, overrides=()):
     recipe = tiny_recipe("vae", ["train.log_every=1", *overrides])
-    return Trainer(create_model(recipe), recipe, out, dataset=RandomImages(128, data_shape(recipe)))
+    return Trainer(build_model(recipe), recipe, out, dataset=RandomImages(128, data_shape(recipe)))
 
 
 def _train_cli(args, data, **kwargs):
@@ -52,11 +52,11 @@ KILLED_IN_WRITE = """
 import sys, time, torch
 sys.path.insert(0, sys.argv[3])
 from conftest import RandomImages, data_shape, tiny_recipe
-from zoo import create_model
+from zoo import build_model
 from zoo.training import Trainer
 import zoo.training.checkpoint as ck
 recipe = tiny_recipe("vae", ["train.max_steps=4", "train.checkpoint_every=2"])
-trainer = Trainer(create_model(recipe), recipe, sys.argv[1], dataset=RandomImages(128, data_shape(recipe)))
+trainer = Trainer(build_model(recipe), recipe, sys.argv[1], dataset=RandomImages(128, data_shape(recipe)))
 real_save = torch.save
 def stalled_save(obj, path, *a, **k):  # the weights file is written; the trainer state is half written
     with open(path, "wb") as f:

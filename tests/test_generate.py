@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from conftest import tiny_recipe
-from zoo import create_model
+from zoo import build_model
 from zoo.config import to_dict
 from zoo.generate import export_samples, interpolate, interpolation_codes, lerp, slerp, to_uint8
 from zoo.training.checkpoint import TRAINER_STATE_KEYS, write_checkpoint
@@ -46,7 +46,7 @@ def test_slerp_closed_form_norms_and_endpoints():
 
 def test_interpolate_decodes_the_encodings_at_both_ends():
     torch.manual_seed(0)
-    model = create_model(tiny_recipe("vae")).eval()
+    model = build_model(tiny_recipe("vae")).eval()
     x = torch.rand(4, 1, 28, 28) * 2 - 1
     with torch.no_grad():
         z = model.encode(x)
@@ -54,7 +54,7 @@ def test_interpolate_decodes_the_encodings_at_both_ends():
         torch.testing.assert_close(grid[:, 0], model.decode(z[:2]))  # the endpoints are the reconstructions
         torch.testing.assert_close(grid[:, -1], model.decode(z[2:]))
         torch.testing.assert_close(grid[1, 3], model.decode(interpolation_codes(z[:2], z[2:], 6)[1, 3:4])[0])
-    gan = create_model(tiny_recipe("dcgan"))
+    gan = build_model(tiny_recipe("dcgan"))
     prior = gan.prior(6, gan.config.latent_dim)
     assert interpolate(gan, prior[:3], prior[3:], steps=4).shape == (12, 1, 28, 28)  # generator-only models too
 
@@ -63,7 +63,7 @@ def test_interpolate_decodes_the_encodings_at_both_ends():
 def checkpoint(tmp_path):
     torch.manual_seed(0)
     recipe = tiny_recipe("vae")
-    model = create_model(recipe)
+    model = build_model(recipe)
     return write_checkpoint(tmp_path / "run", 7, weights=model.state_dict(), trainer_state={"step": 7, **{k: {} for k in TRAINER_STATE_KEYS[1:]}},
                             config_yaml=yaml.safe_dump(to_dict(recipe), sort_keys=False)), model
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import RandomImages, data_shape, tiny_recipe
-from zoo import create_model, list_models, load_checkpoint
+from zoo import build_model, list_models, load_checkpoint
 from zoo.commands import device_check
 from zoo.training import Trainer
 
@@ -24,7 +24,7 @@ CUDA = torch.device("cuda")
 def trainer_for(name: str, overrides: list[str], out=None) -> Trainer:
     recipe = tiny_recipe(name, overrides)
     torch.manual_seed(0)
-    return Trainer(create_model(recipe), recipe, out, dataset=RandomImages(512, data_shape(recipe)))
+    return Trainer(build_model(recipe), recipe, out, dataset=RandomImages(512, data_shape(recipe)))
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -11,7 +11,7 @@ from torch import nn
 
 import zoo.losses
 from conftest import tiny_recipe
-from zoo import create_model
+from zoo import build_model
 from zoo.config import ConfigError
 from zoo.losses.likelihoods import near_delta_gaussian, roll_images, shift_size_probabilities
 
@@ -121,7 +121,7 @@ def tiny(**model) -> nn.Module:
     """The tiny recipe's model at 16 px (cheaper; the losses do not depend on the size) with `model` overrides."""
     recipe = tiny_recipe("ijae", [f"model.{k}={v}" for k, v in {"image_size": 16, **model}.items()])
     torch.manual_seed(0)
-    return create_model(recipe)
+    return build_model(recipe)
 
 
 def images(n: int = 4, seed: int = 0) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from conftest import tiny_recipe
-from zoo import create_model
+from zoo import build_model
 from zoo.studies.evidence import bootstrap_interval, evidence_estimate, log_evidence
 from zoo.studies.traversal import PRIOR_95, latent_traversal, traversal_codes
 from zoo.training import Trainer
@@ -96,7 +96,7 @@ def test_traversal_sweeps_one_dimension_per_row():
 def test_traverse_and_evidence_tools_on_a_trained_checkpoint(tmp_path, shared_data, capsys):
     recipe = tiny_recipe("jsg_vae", [f"data.root={shared_data}", "train.max_steps=3"])
     torch.manual_seed(0)
-    Trainer(create_model(recipe), recipe, tmp_path / "run").train()
+    Trainer(build_model(recipe), recipe, tmp_path / "run").train()
     png = tmp_path / "t.png"
     assert _tool("traverse").main([str(tmp_path / "run"), "--out", str(png), "--index", "3"]) == 0
     assert Image.open(png).size == (11 * 33 + 1, 4 * 33 + 1)  # latent 4 rows x (reference + 10), 32 px + 1 pad

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import RECIPES, train_until
-from zoo import ConfigError, create_model, load_recipe
+from zoo import ConfigError, build_model, create_model, load_recipe
 from zoo.data import load_dataset
 from zoo.evaluation.reconstruction import reconstruction_errors
 from zoo.losses.likelihoods import (MSE_VARIANCES, VisibleDistribution, bernoulli_log_prob, bernoulli_nll_floor,
@@ -307,7 +307,7 @@ def test_jsg_dual_vae_trains_on_mnist_and_its_test_reconstruction_error_falls(sh
         "train": {"max_steps": 1200, "progress": False, "tensorboard": False, "log_every": 100},
     })
     torch.manual_seed(0)
-    model = create_model(recipe)
+    model = build_model(recipe)
     test = load_dataset("mnist", "test", shared_data, pad_to=32).as_uint8_tensor()[:500]
     mean_image = (test.float() / 255 - test.float().mean(0) / 255).pow(2).sum((1, 2, 3)).mean().item()
     threads = torch.get_num_threads()

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from conftest import tiny_recipe
-from zoo import create_model
+from zoo import build_model, create_model
 from zoo.data import TensorImages
 from zoo.evaluation import latent
 from zoo.losses.divergences import kl_normal
@@ -176,7 +176,7 @@ def test_sixty_thousand_posteriors_stream_in_bounded_blocks(monkeypatch):
 def test_latent_analysis_tool_on_a_vae_checkpoint(tmp_path, shared_data, capsys, one_thread):
     recipe = tiny_recipe("vae", [f"data.root={shared_data}", "train.max_steps=10", "data.options={limit: 256}"])
     torch.manual_seed(0)
-    Trainer(create_model(recipe), recipe, tmp_path / "run").train()
+    Trainer(build_model(recipe), recipe, tmp_path / "run").train()
     from zoo.studies import latent_analysis as tool
     out = tmp_path / "latent"
     assert tool.main([str(tmp_path / "run"), "--num-z", "1000", "--ratio-steps", "50", "--ratio-hidden", "32",

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import RECIPES, RandomImages, data_shape, tiny_recipe
-from zoo import create_model, list_models
+from zoo import build_model, list_models
 from zoo.training import Trainer
 
 MODELS = list_models()
@@ -22,7 +22,7 @@ def test_every_model_has_a_tiny_recipe():
 def test_sample_shape_and_finite(name):
     recipe = tiny_recipe(name)
     torch.manual_seed(0)
-    model = create_model(recipe).eval()
+    model = build_model(recipe).eval()
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         x = model.sample(5, generator=g)
@@ -41,7 +41,7 @@ def test_sample_shape_and_finite(name):
 def test_phase_gradient_isolation_and_coverage(name):
     recipe = tiny_recipe(name)
     torch.manual_seed(0)
-    model = create_model(recipe)
+    model = build_model(recipe)
     trainer = Trainer(model, recipe, dataset=RandomImages(64, data_shape(recipe)))
 
     # coverage: every parameter in exactly one optim entry; a phase with its own state (Phase.own_state) has one more

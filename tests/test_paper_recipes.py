@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import RECIPES, data_shape
-from zoo import create_model, load_recipe
+from zoo import build_model, load_recipe
 
 PAPER = sorted(p.name for m in ("aae", "adversarial_vb", "veegan") for p in RECIPES.glob(f"{m}_*.yaml"))
 SHAPES = {"color_mnist": (3, 28, 28), "celeba64": (3, 64, 64), "cifar10": (3, 32, 32)}
@@ -37,7 +37,7 @@ def test_paper_recipe_builds_and_runs_every_phase(name, one_thread):
     assert data_shape(recipe) == SHAPES[recipe.data.name]
     assert recipe.train.max_steps == (100000 if recipe.data.name == "color_mnist" else 200000)
     torch.manual_seed(0)
-    model = create_model(recipe)
+    model = build_model(recipe)
     x = torch.rand(2, *data_shape(recipe)) * 2 - 1
     for phase in model.phases():
         with torch.no_grad():

@@ -9,7 +9,7 @@ import yaml
 
 import pytest
 
-from zoo import create_model, load_checkpoint, load_recipe
+from zoo import build_model, create_model, load_checkpoint, load_recipe
 from zoo import factory
 from zoo.config import ConfigError, to_dict
 from zoo.registry import MODELS
@@ -43,7 +43,7 @@ def test_import_a_py_file_and_a_module_and_record_them(tmp_path, monkeypatch):
     file.write_text(MODEL.format(name="outside_file_vae"))
     recipe = load_recipe({"imports": [str(file)], "model": {"name": "outside_file_vae", "marker": 3, "width": 8}})
     assert recipe.imports == [str(file)] and recipe.model.config.marker == 3
-    model = create_model(recipe)
+    model = build_model(recipe)
     assert type(model).name == "outside_file_vae" and type(model).__module__ == "outside_file_model"
     assert to_dict(recipe)["imports"] == [str(file)]  # the saved config.yaml names it: checkpoints load anywhere
 
@@ -99,8 +99,9 @@ def test_a_run_folder_imports_nothing_unless_trusted(tmp_path, monkeypatch, caps
     plugin = tmp_path / "shared_plugin" / "outside_trust_model.py"
     plugin.parent.mkdir()
     plugin.write_text(MODEL.format(name="outside_trust_vae") + f"\nopen({str(marker)!r}, 'w').close()\n")
-    tree = to_dict(load_recipe({"model": {"name": "vae", "width": 8}}))
-    weights = create_model(tree).state_dict()  # the plugin's model is a VAE: the same players
+    recipe = load_recipe({"model": {"name": "vae", "width": 8}})
+    tree = to_dict(recipe)
+    weights = build_model(recipe).state_dict()  # the plugin's model is a VAE: the same players
     tree.update(imports=[str(plugin)], model={**tree["model"], "name": "outside_trust_vae"})
     run = tmp_path / "downloaded_run"
     write_checkpoint(run, 3, weights=weights, config_yaml=yaml.safe_dump(tree),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from zoo import create_model, load_recipe
+from zoo import build_model, load_recipe
 from zoo.data import load_dataset
 from zoo.data.stream import to_model_range
 from zoo.training import Trainer
@@ -19,7 +19,7 @@ def test_vae_mnist_test_elbo_improves(shared_data):
         "train": {"max_steps": 450, "progress": False, "tensorboard": False, "log_every": 50},
     })
     torch.manual_seed(0)
-    model = create_model(recipe)
+    model = build_model(recipe)
     test = to_model_range(load_dataset("mnist", "test", shared_data).as_uint8_tensor()[:1000])
 
     def test_elbo() -> float:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import REPO, RandomImages, data_shape, tiny_recipe
-from zoo import create_model, load_checkpoint
+from zoo import build_model, load_checkpoint
 from zoo.config import ConfigError
 from zoo.factory import load_recipe
 from zoo.training import NonFiniteLossError, Trainer
@@ -24,7 +24,7 @@ from zoo.training.rundir import RunDirError, read_history
 
 def _trainer(out, overrides=(), model="vae", dataset=None):
     recipe = tiny_recipe(model, ["train.log_every=1", *overrides])
-    return Trainer(create_model(recipe), recipe, out, dataset=dataset or RandomImages(128, data_shape(recipe)))
+    return Trainer(build_model(recipe), recipe, out, dataset=dataset or RandomImages(128, data_shape(recipe)))
 
 
 def _steps(out) -> list[int]:
@@ -90,7 +90,7 @@ def test_resume_refuses_changed_settings_that_define_the_run(tmp_path, model, ov
     run = tmp_path / "run"
     _trainer(run, ["train.max_steps=1"], model="vgh").train()
     recipe = tiny_recipe(model, ["train.max_steps=2", *overrides])
-    later = Trainer(create_model(recipe), recipe, run, dataset=RandomImages(128, data_shape(recipe)))
+    later = Trainer(build_model(recipe), recipe, run, dataset=RandomImages(128, data_shape(recipe)))
     with pytest.raises(ConfigError, match="cannot change within a run") as err:
         later.resume(run)
     assert named in str(err.value)

@@ -13,7 +13,7 @@ import pytest
 
 import procs
 from conftest import REPO, RandomImages, data_shape, subprocess_env, tiny_recipe
-from zoo import create_model
+from zoo import build_model
 from zoo.training import Trainer, runlock
 from zoo.training.rundir import RunDirError
 
@@ -28,7 +28,7 @@ time.sleep(600)
 
 def _trainer(out):
     recipe = tiny_recipe("vae", ["train.max_steps=2"])
-    return Trainer(create_model(recipe), recipe, out, dataset=RandomImages(64, data_shape(recipe)))
+    return Trainer(build_model(recipe), recipe, out, dataset=RandomImages(64, data_shape(recipe)))
 
 
 def test_a_live_writer_refuses_a_second_one_at_once_and_a_killed_one_is_taken_over(tmp_path, capsys):

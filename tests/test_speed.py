@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from conftest import RandomImages, data_shape, tiny_recipe
-from zoo import create_model
+from zoo import build_model
 from zoo.config import ConfigError
 from zoo.losses.penalties import gradient_penalty
 from zoo.training import Trainer
@@ -21,7 +21,7 @@ OFF = ["train.channels_last=false", "train.fused_adam=false", "train.tf32=false"
 def run(model_name: str, overrides: list[str], steps: int = 3) -> tuple[Trainer, list[dict[str, float]]]:
     recipe = tiny_recipe(model_name, ["train.log_every=1"] + overrides)
     torch.manual_seed(0)
-    trainer = Trainer(create_model(recipe), recipe, dataset=RandomImages(64, data_shape(recipe)))
+    trainer = Trainer(build_model(recipe), recipe, dataset=RandomImages(64, data_shape(recipe)))
     losses = []
     for _ in range(steps):
         trainer.train_step()
@@ -43,7 +43,7 @@ def assert_same_run(a: tuple[Trainer, list], b: tuple[Trainer, list], tol: float
 
 def test_auto_resolves_to_everything_off_on_cpu_and_to_the_gpu_defaults_on_cuda(one_thread):
     recipe = tiny_recipe("dcgan")
-    model = create_model(recipe)
+    model = build_model(recipe)
     assert resolve_speed(recipe.train, torch.device("cpu"), model, False) == SpeedPlan()
     cuda = resolve_speed(recipe.train, torch.device("cuda"), model, True)
     assert (cuda.channels_last, cuda.fused_adam, cuda.tf32, cuda.compile) == (True, True, True, False)

@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from conftest import RandomImages, tiny_recipe
-from zoo import Trainer, create_model
+from zoo import Trainer, build_model
 
 OVERRIDES = ["train.max_steps=10", "train.log_every=5", "train.sample_every=10", "train.n_samples=4",
              "train.checkpoint_every=0", "model.latent_dim=3"]
@@ -17,7 +17,7 @@ OVERRIDES = ["train.max_steps=10", "train.log_every=5", "train.sample_every=10",
 
 def train(tmp_path, loggers: str) -> None:
     recipe = tiny_recipe("vae", [*OVERRIDES, f"train.loggers=[{loggers}]", "train.tensorboard=true"])
-    Trainer(create_model(recipe), recipe, tmp_path / "run", dataset=RandomImages(64, (1, 28, 28))).train()
+    Trainer(build_model(recipe), recipe, tmp_path / "run", dataset=RandomImages(64, (1, 28, 28))).train()
 
 
 def test_tensorboard_gets_scalars_grids_and_the_recipe(tmp_path, one_thread):

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from conftest import RECIPES as RECIPES_DIR, RandomImages, data_shape, tiny_recipe
-from zoo import create_model, load_checkpoint
+from zoo import build_model, create_model, load_checkpoint
 from zoo.config import ConfigError, OptimizerConfig, ScheduleConfig
 from zoo.factory import load_recipe
 from zoo.data.stream import BatchStream, batches_per_epoch, to_model_range
@@ -47,19 +47,19 @@ def test_resume_is_exact(name, on_device, tmp_path, one_thread):
     recipe = tiny_recipe(name, overrides)
     dataset = RandomImages(160, data_shape(recipe))  # 5 batches per epoch: the run crosses an epoch boundary
 
-    straight = Trainer(create_model(recipe), recipe, dataset=dataset)
+    straight = Trainer(build_model(recipe), recipe, dataset=dataset)
     assert (straight.stream.resident is None) == (on_device == "never")
     for _ in range(2 * n):
         straight.train_step()
 
     torch.manual_seed(123)  # the global RNG's state must not matter: create_model seeds from train.seed
-    first = Trainer(create_model(recipe), recipe, tmp_path / "run", dataset=dataset)
+    first = Trainer(build_model(recipe), recipe, tmp_path / "run", dataset=dataset)
     for _ in range(n):
         first.train_step()
     ckpt = first.save_checkpoint()
 
     torch.manual_seed(999)
-    second = Trainer(create_model(recipe, seed=999), recipe, tmp_path / "run", dataset=dataset)  # other weights
+    second = Trainer(build_model(recipe, seed=999), recipe, tmp_path / "run", dataset=dataset)  # other weights
     second.resume(tmp_path / "run")
     assert second.step == n and ckpt.name == f"step_{n:08d}"
     for _ in range(n):
@@ -78,7 +78,7 @@ def test_resume_is_exact(name, on_device, tmp_path, one_thread):
 def test_checkpoint_roundtrip_and_keep_last(tmp_path):
     recipe = tiny_recipe("dcgan", ["train.max_steps=6", "train.checkpoint_every=2", "train.keep_last=2",
                                    "train.ema={players: [generator], decay: 0.5}"])
-    trainer = Trainer(create_model(recipe), recipe, tmp_path, dataset=RandomImages(256, data_shape(recipe)))
+    trainer = Trainer(build_model(recipe), recipe, tmp_path, dataset=RandomImages(256, data_shape(recipe)))
     trainer.train()
     assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step_00000004", "step_00000006"]
     assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
@@ -99,7 +99,7 @@ def test_checkpoint_roundtrip_and_keep_last(tmp_path):
 
 def test_failed_write_leaves_no_partial_checkpoint(tmp_path, monkeypatch):
     recipe = tiny_recipe("vae")
-    trainer = Trainer(create_model(recipe), recipe, tmp_path, dataset=RandomImages(64, data_shape(recipe)))
+    trainer = Trainer(build_model(recipe), recipe, tmp_path, dataset=RandomImages(64, data_shape(recipe)))
     trainer.train_step()
     good = trainer.save_checkpoint()
     trainer.train_step()
@@ -117,7 +117,7 @@ def test_failed_write_leaves_no_partial_checkpoint(tmp_path, monkeypatch):
 
 def test_nonfinite_loss_stops_with_phase_and_step_and_keeps_last_checkpoint(tmp_path):
     recipe = tiny_recipe("vae", ["train.max_steps=10", "train.checkpoint_every=2"])
-    model = create_model(recipe)
+    model = build_model(recipe)
     original = model.phase_loss
 
     def poisoned(phase, batch, step):
@@ -172,7 +172,7 @@ def _toy_trainer(overrides):
     recipe = load_recipe({"model": {"name": "_toy"}, "data": {"batch_size": 8},
                           "train": {"progress": False, "tensorboard": False}}, overrides)
     torch.manual_seed(0)
-    return Trainer(create_model(recipe), recipe, dataset=RandomImages(64, (1, 4, 4)))
+    return Trainer(build_model(recipe), recipe, dataset=RandomImages(64, (1, 4, 4)))
 
 
 def test_accumulation_equals_one_big_batch(toy_model):
@@ -261,7 +261,7 @@ def test_phase_players_subset_steps_only_those_and_keeps_the_others_optimizer_st
         recipe = load_recipe({"model": {"name": "_two"}, "data": {"batch_size": 8},
                               "train": {"progress": False, "tensorboard": False}})
         torch.manual_seed(0)
-        trainer = Trainer(create_model(recipe), recipe, dataset=RandomImages(64, (1, 4, 4)))
+        trainer = Trainer(build_model(recipe), recipe, dataset=RandomImages(64, (1, 4, 4)))
         both, only_a = trainer.phases
         trainer.run_phase(both, trainer.stream.next(), 0)
         a, b = trainer.players["a"], trainer.players["b"]
@@ -342,12 +342,12 @@ def test_data_shape_mismatch_is_a_clear_error():
     recipe = tiny_recipe("vae")
     with pytest.raises(ConfigError, match=r"yields examples of shape \(3, 32, 32\), but the model expects "
                                           r"\(1, 28, 28\); set model.channels=3 model.image_size=32"):
-        Trainer(create_model(recipe), recipe, dataset=RandomImages(64, (3, 32, 32)))
+        Trainer(build_model(recipe), recipe, dataset=RandomImages(64, (3, 32, 32)))
 
 
 def test_bf16_autocast_wraps_phases_and_keeps_the_penalty_fp32():
     recipe = tiny_recipe("wgan_gp", ["train.mixed_precision=bf16"])
-    model = create_model(recipe)
+    model = build_model(recipe)
     trainer = Trainer(model, recipe, dataset=RandomImages(256, data_shape(recipe)))
     assert trainer.autocast_dtype == torch.bfloat16
     dtypes = []
@@ -359,5 +359,5 @@ def test_bf16_autocast_wraps_phases_and_keeps_the_penalty_fp32():
     assert dtypes == [(torch.bfloat16, True), (torch.bfloat16, True), (torch.float32, False)]
     assert torch.isfinite(out.loss) and out.logs["gp"].dtype == torch.float32
     assert load_recipe(RECIPES_DIR / "tiny_vae.yaml").train.mixed_precision == "auto"
-    assert Trainer(create_model(tiny_recipe("vae")), tiny_recipe("vae"),
+    assert Trainer(build_model(tiny_recipe("vae")), tiny_recipe("vae"),
                    dataset=RandomImages(64, (1, 28, 28))).autocast_dtype is None  # auto on CPU: fp32

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import RECIPES, data_shape
-from zoo import create_model, load_recipe
+from zoo import build_model, create_model, load_recipe
 from zoo.config import ConfigError
 from zoo.evaluation.flow_latent import marginal_kl_mc_flow
 from zoo.evaluation.latent import marginal_kl_mc, sample_posteriors
@@ -198,7 +198,7 @@ def test_section3_recipes(name):
     players = ["encoder", "decoder"] + (["flow"] if posterior == "realnvp" else [])
     assert recipe.optim["vae"].players == players
     torch.manual_seed(0)
-    model = create_model(recipe)  # full size: one step of the negative ELBO on two random images
+    model = build_model(recipe)  # full size: one step of the negative ELBO on two random images
     assert sorted(model.players) == sorted(players)
     x = torch.randint(0, 256, (2, *data_shape(recipe))).float() / 127.5 - 1
     with torch.no_grad():

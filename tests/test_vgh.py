@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from zoo import create_model, load_recipe
+from zoo import build_model, create_model, load_recipe
 from zoo.data import load_dataset
 from zoo.data.stream import to_model_range
 from zoo.training import Trainer
@@ -174,7 +174,7 @@ def test_vgh_plus_color_mnist_reconstruction_improves(shared_data, one_thread):
         "train": {"max_steps": 480, "progress": False, "tensorboard": False, "log_every": 40},
     })
     torch.manual_seed(0)
-    model = create_model(recipe)
+    model = build_model(recipe)
     test = to_model_range(load_dataset("color_mnist", "test", shared_data, limit=256).as_uint8_tensor())
 
     def test_l1() -> float:

@@ -4,13 +4,13 @@ from __future__ import annotations
 import torch
 
 from conftest import RandomImages, data_shape, tiny_recipe
-from zoo import create_model
+from zoo import build_model
 from zoo.training import Trainer
 
 
 def test_five_critic_steps_per_generator_step_each_on_a_new_batch():
     recipe = tiny_recipe("wgan_gp")
-    model = create_model(recipe)
+    model = build_model(recipe)
     trainer = Trainer(model, recipe, dataset=RandomImages(1024, data_shape(recipe)))
     steps = {k: 0 for k in trainer.optimizers}
     for key, opt in trainer.optimizers.items():

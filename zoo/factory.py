@@ -2,7 +2,7 @@
 
 `zoo.registry` is a leaf that only maps names to classes; this module imports the packages whose modules register
 themselves (`discover`), validates recipes against the chosen model's config dataclass (`load_recipe`), builds models
-from names, recipes and checkpoints (`create_model`, `load_checkpoint`) and expands sweep files (`expand_sweep`).
+from names, recipes and checkpoints (`create_model`, `build_model`, `load_checkpoint`) and expands sweep files (`expand_sweep`).
 """
 from __future__ import annotations
 
@@ -148,38 +148,32 @@ def init_seed(seed: int) -> int:
     return derive_seed("init", int(seed))
 
 
-def create_model(source: str | Mapping[str, Any] | Recipe | ModelSection | os.PathLike, *, seed: int | None = None,
-                 **overrides: Any) -> GenerativeModel:
-    """Build a model from a registered name, a model section / recipe mapping, a `Recipe`, or a YAML path.
-
-    Keyword overrides replace fields of the model config, e.g. ``create_model("vae", latent_dim=8)``.
+def create_model(name: str, *, seed: int | None = None, **options: Any) -> GenerativeModel:
+    """A registered model by name, its config fields set by `options` (timm's `create_model`), e.g.
+    ``create_model("vae", latent_dim=8, channels=1)``; the model a recipe describes is `build_model(recipe)`.
 
     Args:
         seed: seeds everything drawn at construction (player initialisation), so one seed gives bit-identical initial
-            weights in any process. Default: the recipe's `train.seed` when `source` is a `Recipe`, a YAML path or a
-            recipe mapping with `train.seed`; else unseeded (the global torch RNG, as `nn.Module` does). The caller's
-            global RNG is left as it was either way.
+            weights in any process; None: the global torch RNG, as `nn.Module` does. The caller's global RNG is left
+            as it was either way.
     """
-    if isinstance(source, (str, os.PathLike)) and str(source).endswith((".yaml", ".yml")):
-        source = load_recipe(source)
-    if isinstance(source, Recipe):
-        seed = source.train.seed if seed is None else seed
-        source = source.model
-    if isinstance(source, ModelSection) and not overrides:
-        model = source  # validated already: built as is
-    elif isinstance(source, (ModelSection, Mapping, str)):
-        if isinstance(source, ModelSection):
-            section = {"name": source.name, **to_dict(source.config)}
-        elif isinstance(source, Mapping):
-            section = dict(source.get("model", source))
-            train = source.get("train") if "model" in source else None
-            if seed is None and isinstance(train, Mapping) and isinstance(train.get("seed"), int):
-                seed = train["seed"]
-        else:
-            section = {"name": source}
-        model = resolve_model({**section, **overrides})
-    else:
-        raise TypeError(f"create_model: expected a model name, recipe or mapping, got {type(source).__name__}")
+    if not isinstance(name, str) or name.endswith((".yaml", ".yml")):
+        shown = name if isinstance(name, str) else type(name).__name__
+        raise TypeError(f"create_model takes a registered model name (see zoo.list_models()), got {shown!r}; for a "
+                        f"recipe, use zoo.build_model(zoo.load_recipe(PATH_OR_MAPPING))")
+    return _construct(resolve_model({"name": name, **options}), seed)
+
+
+def build_model(recipe: Recipe, *, seed: int | None = None) -> GenerativeModel:
+    """The model a validated recipe (`load_recipe(path or mapping)`) describes, its players initialised under `seed`
+    (default: the recipe's `train.seed`, so a run's initial weights follow from its recipe)."""
+    if not isinstance(recipe, Recipe):
+        raise TypeError(f"build_model takes a Recipe from zoo.load_recipe(PATH_OR_MAPPING), got "
+                        f"{type(recipe).__name__}; for a model by name, use zoo.create_model(NAME, **options)")
+    return _construct(recipe.model, recipe.train.seed if seed is None else seed)
+
+
+def _construct(model: ModelSection, seed: int | None) -> GenerativeModel:
     if seed is None:
         return model_class(model.name)(model.config)
     with torch.random.fork_rng(devices=[]):  # construction happens on the CPU; the caller's RNG stays untouched
@@ -216,7 +210,7 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu", ema
         raise CheckpointError(f"run folder {str(run)!r} {err}") from None
     except ConfigError as err:
         raise CheckpointError(f"{str(ckpt / CONFIG)!r} does not describe a model this zoo can build: {err}") from None
-    model = create_model(recipe)
+    model = build_model(recipe)
     players = dict(model.players.items())
     weights = read_weights(ckpt)
     check_finite(weights, str(ckpt / WEIGHTS))

@@ -24,7 +24,7 @@ import torch
 
 from zoo.commands.argtypes import ArgumentParser, device_name, nonnegative_int, positive_int
 from zoo.data import TensorImages
-from zoo.factory import create_model, load_recipe
+from zoo.factory import build_model, load_recipe
 from zoo.losses.adversarial import (critic_loss_wasserstein, discriminator_loss, generator_loss_nonsaturating,
                                     generator_loss_wasserstein)
 from zoo.losses.divergences import kl_normal
@@ -172,9 +172,9 @@ def build(name: str, config: str, args: argparse.Namespace) -> tuple[Trainer, Ca
     data = torch.randint(0, 256, (args.batch_size * 64, *shape), dtype=torch.uint8,
                          generator=torch.Generator().manual_seed(0))
     torch.manual_seed(0)
-    trainer = Trainer(create_model(recipe), recipe, dataset=TensorImages(data))
+    trainer = Trainer(build_model(recipe), recipe, dataset=TensorImages(data))
     torch.manual_seed(0)
-    plain_model = create_model(recipe).to(device).train()
+    plain_model = build_model(recipe).to(device).train()
     prepare_players(plain_model.players.values(), trainer.speed)
     plain = plain_step_fn(name, plain_model, recipe, data.to(device), trainer.speed, trainer.autocast_dtype)
     return trainer, plain

@@ -39,7 +39,7 @@ import torch
 from zoo.commands.argtypes import ArgumentParser, positive_float, positive_int
 from zoo.commands import bench
 from zoo.data import TensorImages
-from zoo.factory import create_model, list_models, load_checkpoint, load_recipe
+from zoo.factory import build_model, list_models, load_checkpoint, load_recipe
 from zoo.training import Trainer
 from zoo.training.distributed import exit_process
 
@@ -138,7 +138,7 @@ def check_train(name: str, args: argparse.Namespace, rep: Report, device: torch.
     log_every = max(1, steps // 4)
     recipe = model_recipe(name, args, [f"train.max_steps={steps}", f"train.log_every={log_every}",
                                        f"train.mixed_precision={'bf16' if device.type == 'cuda' else 'auto'}"])
-    model = create_model(recipe)
+    model = build_model(recipe)
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / name
         if device.type == "cuda":
@@ -174,7 +174,7 @@ def phase_losses(name: str, precision: str, steps: int, args: argparse.Namespace
     recipe = model_recipe(name, args, [f"train.mixed_precision='{precision}'", "train.log_every=1",
                                        f"train.tf32={'false' if precision == 'no' else 'auto'}"])
     torch.manual_seed(recipe.train.seed)
-    model = create_model(recipe)
+    model = build_model(recipe)
     trainer = Trainer(model, recipe, dataset=data_for(model))
     out = []
     for _ in range(steps):
@@ -251,7 +251,7 @@ def check_inception(args: argparse.Namespace, rep: Report, device: torch.device)
             inception.random_inception_weights(Path(tmp) / "inception-random.pth")
         kind = "real file" if real and Path(real).is_file() else "RANDOM weights (real file absent)"
         recipe = model_recipe("dcgan", args, [])
-        model = create_model(recipe).to(device)
+        model = build_model(recipe).to(device)
         ctx = EvalContext(model, recipe.data, n_samples=n, batch_size=batch, device=device)
         inception._extractor(ctx, str(weights))  # build + move the network outside the timing
         sync(device)
@@ -276,7 +276,7 @@ def deasy_worker(steps: int, dry: bool, compile_mode: str = "") -> None:
     recipe = load_recipe(REPO / "recipes" / f"{file}.yaml", ["train.progress=false", "train.tensorboard=false",
                                                             "train.sample_every=0", "train.checkpoint_every=0",
                                                             "train.log_every=937", *compiled])
-    model = create_model(recipe)
+    model = build_model(recipe)
     n = 512 if dry else 60_000
     trainer = Trainer(model, recipe, dataset=synthetic(tuple(model.data_shape), n))
     warm = max(1, steps // 10)
@@ -346,7 +346,7 @@ def ddp_worker() -> None:
     recipe = load_recipe(REPO / "recipes" / "tiny_dcgan.yaml", ["train.progress=false", "train.tensorboard=false",
                                                               "train.sample_every=0", "train.checkpoint_every=0",
                                                               "train.max_steps=50"])
-    model = create_model(recipe)
+    model = build_model(recipe)
     trainer = Trainer(model, recipe, dataset=synthetic(tuple(model.data_shape), 1024))
     trainer.train()
     # parameters only: BatchNorm running statistics stay per process (docs/training.md, Distributed)

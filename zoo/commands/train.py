@@ -96,12 +96,12 @@ def train(args: argparse.Namespace) -> int:
         refuse_other_run(out)  # before building anything
 
     from zoo.data import DatasetNotFoundError
-    from zoo.factory import create_model
+    from zoo.factory import build_model
     from zoo.training import NonFiniteLossError, Trainer
     from zoo.training.distributed import PeerLostError
 
     try:
-        trainer = Trainer(create_model(recipe), recipe, out)  # initialised from train.seed
+        trainer = Trainer(build_model(recipe), recipe, out)  # initialised from train.seed
     except DatasetNotFoundError as err:
         print(f"error: {err}{offline_route(Path(args.recipe))}", file=sys.stderr)
         return 2

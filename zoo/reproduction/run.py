@@ -136,7 +136,7 @@ def train_run(spec: ReproSpec, item: PlannedRun, scale: str, run_dir: Path, extr
     """Train `item` in `run_dir` up to its schedule, resuming its checkpoints; returns (steps, steps trained now)."""
     import torch
 
-    from zoo import Trainer, create_model, load_recipe
+    from zoo import Trainer, build_model, load_recipe
     from zoo.catalog import record_training
     from zoo.data import load_dataset
     from zoo.data.stream import batches_per_epoch
@@ -156,7 +156,7 @@ def train_run(spec: ReproSpec, item: PlannedRun, scale: str, run_dir: Path, extr
             raise ConfigError(f"{run_dir} holds a run with other settings ({'; '.join(changed)}); pass another --out "
                               f"or the same settings to continue it")
     torch.manual_seed(recipe.train.seed)
-    trainer = Trainer(create_model(recipe), recipe, run_dir, dataset=train_set)
+    trainer = Trainer(build_model(recipe), recipe, run_dir, dataset=train_set)
     if checkpoint_dirs(run_dir):
         trainer.resume(run_dir)
     start = trainer.step

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from zoo.commands.argtypes import ArgumentParser, nonnegative_int, positive_float, positive_int, seed_int
+from zoo.commands.argtypes import ArgumentParser, positive_float, positive_int, seed_int
 from zoo.evaluation.density_ratio import mean_logit, ratio_classifier
 from zoo.figures import Panel, Series, save_line_plots
 from zoo.losses.adversarial import discriminator_loss, logit_ratio_loss
