@@ -22,7 +22,7 @@ from zoo.config import ConfigError, Recipe, to_dict
 from zoo.data.base import open_split
 from zoo.data.stream import BatchStream
 from zoo.models.base import GenerativeModel, Phase, PhaseOutput, validate_schedule
-from zoo.training import rundir, runlock
+from zoo.training import rundir
 from zoo.training.checkpoint import (CheckpointError, check_finite, checkpoint_dirs, first_nonfinite, load_state_into_players,
                                      read_trainer_state, read_weights, resolve_checkpoint, write_checkpoint)
 from zoo.training.distributed import (StopRequests, all_reduce_grads, autocast_dtype, broadcast_from_main,
@@ -30,6 +30,7 @@ from zoo.training.distributed import (StopRequests, all_reduce_grads, autocast_d
 from zoo.training.ema import EMA
 from zoo.training.logging import RunLogger, interleave, note_diverging, save_grid
 from zoo.training.optim import build_optimizers
+from zoo.training.runfolder import RunFolder
 from zoo.training.speed import prepare_players, resolve_speed, set_tf32, to_memory_format
 
 
@@ -81,6 +82,9 @@ class Trainer:
         self.device = self.accelerator.device
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.is_main = self.accelerator.is_main_process
+        # the folder's lock, claim and restart (zoo.training.runfolder); None: an in-memory run that writes nothing
+        self.run_folder = RunFolder(self.out_dir, is_main=self.is_main, sync=self.accelerator.wait_for_everyone) \
+            if self.out_dir is not None else None
         self.phases = model.phases()
         validate_schedule(model, recipe.optim, self.phases)
         self.autocast_dtype = autocast_dtype(recipe.train.mixed_precision, self.device)
@@ -121,13 +125,11 @@ class Trainer:
         self.resumed_from: Path | None = None
         self.diverging: dict[str, float] = {}  # loss -> the first logged value beyond DIVERGING
         self._changes: dict[str, tuple[Any, Any]] = {}  # settings changed at resume: key -> (checkpoint's, now)
-        self._restart = self._begun = False
         self._saved_step: int | None = None
         # CPU: .item() costs no device sync, so every loss is checked before its optimizer step. Accelerators: the
         # check runs at logging steps so the step loop never waits on the device.
         self._check_every_phase = self.device.type == "cpu"
         self.logger: RunLogger | None = None  # opened by `begin`, when the run directory is claimed
-        self.lock: runlock.RunLock | None = None  # the main process's run lock, from `begin` to the end of `train`
         # told {old: new} when a resume moves later checkpoints aside (`zoo train` keeps the registry table in step)
         self.on_checkpoints_moved: Callable[[dict[Path, Path]], None] = lambda moves: None
 
@@ -268,7 +270,8 @@ class Trainer:
                 bar.close()
             if self.logger is not None:
                 self.logger.close()
-            self.lock = self.lock and self.lock.release()  # another process may resume the run now
+            if self.run_folder is not None:
+                self.run_folder.close()  # another process may resume the run now
         return last
 
     # ---- samples and checkpoints ----------------------------------------------------------------------------------
@@ -346,17 +349,14 @@ class Trainer:
         return "no checkpoint of this run was saved before this step"
 
     def begin(self) -> None:
-        """Claim the run directory once, before anything is written (see `rundir.claim`), and open the logs."""
-        if self.out_dir is not None and self.is_main and self.lock is None:
-            self.lock = runlock.acquire(self.out_dir)  # one writer per run directory, or a RunDirError naming it
-        if not self._begun and self.out_dir is not None:
-            if rundir.claim(self.out_dir, step=self.step, resumed_from=self.resumed_from, restart=self._restart,
-                            changes=self._changes, config_yaml=self.config_yaml, is_main=self.is_main,
-                            sync=self.accelerator.wait_for_everyone, on_moved=self.on_checkpoints_moved):
-                train = self.recipe.train
-                loggers = [k for k in train.loggers if train.tensorboard or k != "tensorboard"]
-                self.logger = RunLogger(self.out_dir, loggers, to_dict(self.recipe), train.wandb_project)
-        self._begun = True
+        """Open the run folder (lock it, claim it once before anything is written) and, when claimed, the logs."""
+        if self.run_folder is None:
+            return
+        if self.run_folder.open(step=self.step, config_yaml=self.config_yaml, resumed_from=self.resumed_from,
+                                changes=self._changes, on_moved=self.on_checkpoints_moved):
+            train = self.recipe.train
+            loggers = [k for k in train.loggers if train.tensorboard or k != "tensorboard"]
+            self.logger = RunLogger(self.out_dir, loggers, to_dict(self.recipe), train.wandb_project)
 
     def resume(self, path: str | Path, *, missing_ok: bool = False) -> Path | None:
         """Continue from a checkpoint (or a run directory's latest): weights, optimizers, schedulers, EMA, data
@@ -366,9 +366,8 @@ class Trainer:
         With `missing_ok`, a path that is this trainer's own run directory without a checkpoint (a run killed before
         its first save) restarts it from step 0, moving its files aside; returns None then.
         """
-        own_dir = self.out_dir is not None and Path(path).resolve() == self.out_dir.resolve()
-        if missing_ok and own_dir and not checkpoint_dirs(path):
-            self._restart = True
+        if missing_ok and self.run_folder is not None and self.run_folder.is_folder(path) and not checkpoint_dirs(path):
+            self.run_folder.restart_empty()
             return None
         ckpt = resolve_checkpoint(path)
         self._changes = rundir.changed_settings(ckpt, self.recipe, type(self.model))
@@ -391,6 +390,6 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.step = int(state["step"])
         self.resumed_from = self.last_checkpoint = ckpt
-        if own_dir or ckpt.parent.parent.resolve() == (self.out_dir or Path("/nonexistent")).resolve():
+        if self.run_folder is not None and self.run_folder.holds(ckpt):
             self._saved_step = self.step  # this step's checkpoint exists: the end-of-run save does not rewrite it
         return ckpt
