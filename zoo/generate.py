@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from einops import rearrange
 from torch import Tensor
 
 METHODS = ("lerp", "slerp")
@@ -78,8 +79,8 @@ def interpolate(model: Any, z0: Tensor, z1: Tensor, steps: int = 8, method: Lite
 
 def to_uint8(images: Tensor) -> np.ndarray:
     """Images in [-1, 1] (B, C, H, W) -> uint8 (B, H, W, C), rounded as torchvision's save_image rounds."""
-    return images.detach().float().cpu().add(1).mul(127.5).add(0.5).clamp(0, 255).to(torch.uint8).permute(
-        0, 2, 3, 1).numpy()
+    return rearrange(images.detach().float().cpu().add(1).mul(127.5).add(0.5).clamp(0, 255).to(torch.uint8),
+                     "b c h w -> b h w c").numpy()
 
 
 class ExportExistsError(FileExistsError):

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import torch
+from einops import rearrange
 
 from zoo.commands.argtypes import positive_int, seed_int
 from zoo.commands.trust import checkpoint_parser, open_checkpoint
@@ -59,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         generator = torch.Generator().manual_seed(args.seed)
         z0, z1 = (model.prior(args.pairs, model.config.latent_dim, generator) for _ in range(2))
     grid = interpolate(model, z0, z1, args.steps, args.method)
-    grid = grid.view(args.pairs, args.steps, *grid.shape[1:])
+    grid = rearrange(grid, "(p s) c h w -> p s c h w", p=args.pairs)
     if ends is not None:  # the real images beside the decoded endpoints
         grid = torch.cat([ends[0][:, None], grid, ends[1][:, None]], 1)
-    save_grid(grid.flatten(0, 1), Path(args.out), nrow=grid.shape[1])
+    save_grid(rearrange(grid, "p s c h w -> (p s) c h w"), Path(args.out), nrow=grid.shape[1])
     what = f"{args.split} images" if ends is not None else f"prior draws (seed {args.seed})"
     print(f"wrote {args.out}: {args.pairs} {args.method} interpolations x {args.steps} steps between {what} "
           f"({path}, step {step})")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 
 import torch
+from einops import rearrange, repeat
 
 from zoo.commands.argtypes import nonnegative_int, positive_float, positive_int
 from zoo.studies.traversal import PRIOR_95, latent_traversal
@@ -58,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
             z0 = model.encode(reference)[0]
     grid = latent_traversal(model, z0, args.steps, args.span)  # (D * steps, C, H, W)
     if reference is not None:  # the reference image at the start of every row
-        rows = grid.view(dim, args.steps, *grid.shape[1:])
-        grid = torch.cat([reference.expand(dim, 1, *grid.shape[1:]), rows], 1).flatten(0, 1)
+        rows = rearrange(grid, "(d s) c h w -> d s c h w", s=args.steps)
+        rows = torch.cat([repeat(reference, "1 c h w -> d 1 c h w", d=dim), rows], 1)
+        grid = rearrange(rows, "d s c h w -> (d s) c h w")
     save_grid(grid, Path(args.out), nrow=args.steps + (reference is not None))
     print(f"wrote {args.out}: {dim} latent dimensions x {args.steps} values in [-{args.span:.3g}, {args.span:.3g}] "
           f"({path}, step {step}; fixed code: {'prior mean' if args.prior else f'{args.split} image {args.index}'})")

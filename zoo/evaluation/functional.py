@@ -8,6 +8,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor
 
 # Wang, Simoncelli & Bovik 2003, Table 1 / the MS-SSIM implementation Odena et al. 2017 used (tensorflow/models
@@ -85,10 +86,10 @@ def gaussian_blur_valid(x: Tensor, size: int, sigma: float) -> Tensor:
     2-D window costs on CPU."""
     n, c, h, w = x.shape
     g = gaussian_window_1d(size, sigma, x.dtype).to(x.device)
-    planes = x.reshape(n * c, 1, h, w)
+    planes = rearrange(x, "n c h w -> (n c) 1 h w")
     planes = F.conv2d(planes, g.view(1, 1, 1, size))  # rows: (NC, 1, H, W - size + 1)
     planes = F.conv2d(planes, g.view(1, 1, size, 1))  # columns: (NC, 1, H - size + 1, W - size + 1)
-    return planes.reshape(n, c, h - size + 1, w - size + 1)
+    return rearrange(planes, "(n c) 1 h w -> n c h w", n=n)
 
 
 def _ssim_terms(x: Tensor, y: Tensor, max_val: float, window: int, sigma: float, k1: float, k2: float,
@@ -101,7 +102,7 @@ def _ssim_terms(x: Tensor, y: Tensor, max_val: float, window: int, sigma: float,
         raise ValueError(f"ms_ssim: a {window}-pixel window does not fit a {h}x{w} scale; use fewer scales, a smaller "
                          f"window or larger images")
     stats = gaussian_blur_valid(torch.cat([x, y, x * x, y * y, x * y], dim=1), size, size * sigma / window)
-    mu_x, mu_y, e_xx, e_yy, e_xy = stats.reshape(b, 5, c, *stats.shape[-2:]).unbind(1)
+    mu_x, mu_y, e_xx, e_yy, e_xy = rearrange(stats, "b (s c) h w -> s b c h w", s=5)
     var_x, var_y, cov = e_xx - mu_x**2, e_yy - mu_y**2, e_xy - mu_x * mu_y
     c1, c2 = (k1 * max_val) ** 2, (k2 * max_val) ** 2
     cs_map = (2 * cov + c2) / (var_x + var_y + c2)

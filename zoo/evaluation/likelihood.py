@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
+from einops import rearrange, repeat
 from torch import Tensor
 
 from zoo.evaluation.core import EvaluationError, MetricResult, define_metric
@@ -48,8 +49,8 @@ def importance_weighted_log_likelihood(model: Any, x: Tensor, k: int, generator:
         eps = own[:, start:start + kc] if own is not None else torch.randn(
             b, kc, d, generator=generator, device=mu.device if generator is None else generator.device)
         z = mu[:, None] + eps.to(mu.device) * torch.exp(0.5 * logvar)[:, None]  # (B, kc, D)
-        x_rep = x[:, None].expand(b, kc, *x.shape[1:]).reshape(b * kc, *x.shape[1:])
-        log_px = model.log_px_given_z(x_rep, z.reshape(b * kc, d)).reshape(b, kc)
+        x_rep = repeat(x, "b ... -> (b k) ...", k=kc)  # image i's kc draws adjacent
+        log_px = rearrange(model.log_px_given_z(x_rep, rearrange(z, "b k d -> (b k) d")), "(b k) -> b k", b=b)
         log_pz = standard_normal_log_prob(z)
         log_qz = diagonal_normal_log_prob(z, mu[:, None], logvar[:, None])
         log_w.append(log_px.double() + log_pz.double() - log_qz.double())  # log p(x, z_k) - log q(z_k|x), eq. 8

@@ -13,6 +13,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
 LIKELIHOODS = ("bernoulli", "gaussian", "laplace", "quantized_normal", "mse", "mse_255", "categorical")
@@ -97,17 +98,16 @@ def categorical_log_prob(x: Tensor, logits: Tensor) -> Tensor:
         raise ValueError(f"categorical likelihood: expected logits of shape (B, C * 256, H, W) = {(b, c * _BINS, h, w)}"
                          f" for images {tuple(x.shape)}, got {tuple(logits.shape)}; build the decoder with "
                          f"{_BINS} x channels outputs (VisibleDistribution.outputs_per_channel)")
-    log_p = F.log_softmax(logits.view(b, c, _BINS, h, w), dim=2)  # (B, C, 256, H, W)
+    log_p = F.log_softmax(rearrange(logits, "b (c k) h w -> b c k h w", k=_BINS), dim=2)  # (B, C, 256, H, W)
     k = torch.round(x * (_BINS - 1)).long().clamp(0, _BINS - 1)  # (B, C, H, W) pixel levels
     return log_p.gather(2, k.unsqueeze(2)).squeeze(2).flatten(1).sum(1)
 
 
 def categorical_mean(logits: Tensor) -> Tensor:
     """E[k / 255] per subpixel, (B, C * 256, H, W) logits -> (B, C, H, W) in [0, 1]."""
-    b, c256, h, w = logits.shape
-    p = F.softmax(logits.view(b, c256 // _BINS, _BINS, h, w), dim=2)
-    levels = torch.arange(_BINS, device=logits.device, dtype=p.dtype).view(1, 1, _BINS, 1, 1) / (_BINS - 1)
-    return (p * levels).sum(2)
+    p = F.softmax(rearrange(logits, "b (c k) h w -> b c k h w", k=_BINS), dim=2)
+    levels = torch.arange(_BINS, device=logits.device, dtype=p.dtype) / (_BINS - 1)
+    return (p * levels[:, None, None]).sum(2)  # levels along k, broadcast over (h, w)
 
 
 class VisibleDistribution(nn.Module):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from zoo.config import ModelConfig, OptimizerConfig
@@ -136,7 +137,7 @@ class AdversarialVB(GenerativeModel):
             z (B, latent_dim); z~ = (z - mu) / sigma (B, latent_dim); sum_i log sigma_i (B,).
         """
         k = self.config.ac_samples
-        draws = self.encode(x.repeat_interleave(k, dim=0)).view(x.shape[0], k, -1)  # (B, K, latent), x's K adjacent
+        draws = rearrange(self.encode(repeat(x, "b ... -> (b k) ...", k=k)), "(b k) d -> b k d", k=k)  # (B, K, latent)
         z = draws[:, 0]  # (B, latent)
         mu = draws.detach().mean(1)
         sigma = draws.detach().std(1).clamp_min(AC_MIN_STD)  # unbiased (K - 1) estimate

@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from zoo.nn.layers import FeatureDiscriminator, check_norm, conv_block
@@ -67,9 +68,8 @@ class JointDiscriminator(FeatureDiscriminator):
         )
 
     def features(self, x: Tensor, z: Tensor) -> Tensor:
-        fx = self.data.features(x).view(x.shape[0], self.data_maps, MAP, MAP)  # (B, C, 4, 4)
-        fz = self.code.features(z)  # (B, code_hidden)
-        fz = fz[:, :, None, None].expand(-1, -1, MAP, MAP)  # tiled over the grid: (B, code_hidden, 4, 4)
+        fx = rearrange(self.data.features(x), "b (c h w) -> b c h w", h=MAP, w=MAP)  # (B, C, 4, 4)
+        fz = repeat(self.code.features(z), "b c -> b c h w", h=MAP, w=MAP)  # the code tiled over the grid
         return self.joint(torch.cat([fx, fz], dim=1))  # (B, joint_width)
 
 

@@ -18,6 +18,7 @@ import math
 from typing import Any, Literal
 
 import torch
+from einops import rearrange, repeat
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -51,7 +52,8 @@ def log_evidence(model: Any, x: Tensor, n_samples: int = 100, *,
         eps = torch.randn((k, *mu.shape), generator=generator, dtype=mu.dtype,
                           device=generator.device if generator is not None else mu.device).to(mu.device)
         z = mu + std * eps  # (k, B, D)
-        log_px = model.log_px_given_z(x.repeat(k, *([1] * (x.dim() - 1))), z.flatten(0, 1)).view(k, b)
+        log_px = rearrange(model.log_px_given_z(repeat(x, "b ... -> (k b) ...", k=k), rearrange(z, "k b d -> (k b) d")),
+                           "(k b) -> k b", k=k)
         log_w.append(log_px + log_normal(z) - log_normal(z, mu, logvar))  # (k, B)
     return torch.logsumexp(torch.cat(log_w), dim=0) - math.log(n_samples)
 

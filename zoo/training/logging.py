@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import yaml
 
 import torch
+from einops import rearrange
 from torch import Tensor
 
 
@@ -74,7 +75,7 @@ class RunLogger:
         if self.wandb is not None:
             import wandb
 
-            array = grid.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            array = rearrange(grid.mul(255).round().to(torch.uint8), "c h w -> h w c").numpy()
             self.wandb.log({tag: wandb.Image(array)}, step=step)
 
     def close(self) -> None:
@@ -158,7 +159,7 @@ def repair_torn_tail(path: Path) -> str | None:
 
 def interleave(a: Tensor, b: Tensor) -> Tensor:
     """(B, ...) and (B, ...) -> (2B, ...) as a0, b0, a1, b1, ... (originals beside reconstructions)."""
-    return torch.stack([a, b], dim=1).flatten(0, 1)
+    return rearrange([a, b], "pair n ... -> (n pair) ...")
 
 
 def note_diverging(scalars: dict[str, float], seen: dict[str, float], step: int, optimizer_of: dict[str, str],
