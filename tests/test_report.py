@@ -144,3 +144,25 @@ def test_the_report_says_what_msssim_cannot_see(tmp_path, capsys):
     assert "<li><b>msssim</b>: blind to collapse onto a few distinct images" in page
     assert page.count("blind to collapse") == 1
 
+
+
+def test_a_metric_measured_under_two_protocols_gets_a_column_per_protocol(tmp_path, capsys):
+    """As `registry compare` refuses to rank across protocols, the report never sorts values of different protocols
+    in one column: IS at 50,000 and at 5,000 samples are two columns, each row's value in its own protocol's."""
+    from zoo.catalog import protocol_id
+    path = make_registry(tmp_path)
+    with Catalog(path) as catalog:
+        run = catalog.register_run(tmp_path / "runs" / "wgan", model="wgan_gp", dataset="cifar10")  # the same run
+        ckpt = catalog.register_checkpoint(run, 20, tmp_path / "runs" / "wgan" / "checkpoints" / "step_00000020")
+        catalog.add_result(ckpt, "is", 9.0, 0.1, {"n_samples": 5000, "splits": 10})
+    out = tmp_path / "report.html"
+    assert registry.main(["--registry", str(path), "report", "--out", str(out)]) == 0
+    page = out.read_text()
+    big, small = (f"is@{protocol_id({'n_samples': n, 'splits': 10})[:6]}" for n in (50000, 5000))
+    heads = re.findall(r'<th data-key="([^"]+)"', page)
+    assert sorted(k for k in heads if k.startswith("is")) == sorted([big, small])
+    column = {key: i for i, key in enumerate(heads)}
+    wgan = {cells[column["step"]]: cells for cells in
+            (re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r'<tr data-run="wgan">(.*?)</tr>', page))}
+    assert wgan["20"][column[small]].startswith("9") and wgan["20"][column[big]] == ""
+    assert wgan["10"][column[big]].startswith("6") and wgan["10"][column[small]] == ""

@@ -110,8 +110,8 @@ def sample_grid(out_dir: Path, step: int) -> Path | None:
 
 def build_report(catalog: Catalog, out: Path, direction: Callable[[str], bool | None], model: str | None = None,
                  dataset: str | None = None, protocol: str | None = None) -> dict[str, int]:
-    """Write the report to `out`; returns what it holds (rows, sample grids, Pareto plots, loss curves). A column
-    whose results mix protocols tags each value with its protocol id; a Pareto plot holds one protocol per axis."""
+    """Write the report to `out`; returns what it holds (rows, sample grids, Pareto plots, loss curves). A metric
+    whose results mix protocols gets one column per protocol id; a Pareto plot holds one protocol per axis."""
 
     rows = catalog.rows(model, dataset, protocol)
     run_dirs = {run["name"]: Path(run["out_dir"]) for run in catalog.runs()}
@@ -126,17 +126,22 @@ def build_report(catalog: Catalog, out: Path, direction: Callable[[str], bool | 
     arrow = {True: " ↑", False: " ↓", None: ""}
     head = "".join(f'<th data-key="{k}" data-numeric="{int(k == "step")}" data-higher="1">{k}</th>'
                    for k in ("run", "model", "dataset", "step"))
-    head += "".join(f'<th data-key="{escape(m)}" data-numeric="1" data-higher="{int(higher[m] is not False)}" '
-                    f'title="{escape("; ".join(sorted(protocols[m].values())))}">{escape(m)}{arrow[higher[m]]}</th>'
-                    for m in metrics)
+    # one column per metric and protocol, as `registry compare` groups: values measured under different protocols are
+    # never ranked in one column (a metric whose results mix protocols gets a column per protocol id)
+    columns = [(m, pid) for m in metrics for pid in (sorted(protocols[m]) if m in mixed else [None])]
+    head += "".join(f'<th data-key="{escape(m + (f"@{pid[:6]}" if pid else ""))}" data-numeric="1" '
+                    f'data-higher="{int(higher[m] is not False)}" '
+                    f'title="{escape(protocols[m][pid] if pid else "; ".join(sorted(protocols[m].values())))}">'
+                    f'{escape(m)}{arrow[higher[m]]}{escape(f" [{pid[:6]}]" if pid else "")}</th>'
+                    for m, pid in columns)
     head += '<th data-key="samples">samples</th>'
     body = []
     for r in rows:
         cells = [f"<td>{escape(v)}</td>" for v in (r.run, r.model, r.dataset)]
         cells.append(f'<td class="num" data-value="{escape(r.step)}">{escape(r.step)}</td>')
-        for m in metrics:
-            value = r.value(m)
-            cells.append(f'<td class="num" data-value="{escape(repr(value))}">{escape(cell(r, m, m in mixed))}</td>'
+        for m, pid in columns:
+            value = r.value(m) if pid is None or r.protocol_id(m) == pid else None
+            cells.append(f'<td class="num" data-value="{escape(repr(value))}">{escape(cell(r, m))}</td>'
                          if value is not None else "<td></td>")
         grid = sample_grid(run_dirs.get(r.run, Path(r.path).parent.parent), r.step)
         counts["grids"] += grid is not None
