@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from zoo.evaluation.latent import randn_on, sample_posteriors
 from zoo.losses.adversarial import discriminator_loss
@@ -36,7 +37,6 @@ def train_ratio_classifier(classifier: nn.Module, sample_p1: Sampler, sample_p0:
     Returns:
         The loss of every step (nats); log 4 = 1.386 is chance level.
     """
-    from tqdm.auto import tqdm
 
     optimizer = torch.optim.Adam(classifier.parameters(), lr=lr, betas=betas)
     losses: list[float] = []

@@ -14,9 +14,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from zoo.config import apply_overrides, from_dict, read_yaml
+from zoo.data import load_dataset
 from zoo.evaluation.core import EvaluationError
 from zoo.evaluation.functional import accuracy
 
@@ -59,7 +63,6 @@ def load_classifier_recipe(path: str | Path, overrides: list[str] | None = None)
 
 
 def _split(recipe: ClassifierRecipe, split: str, limit: int | None) -> tuple[Tensor, Tensor]:
-    from zoo.data import load_dataset
     ds = load_dataset(recipe.dataset, split, recipe.root, limit=limit)
     return ds.as_uint8_tensor(), ds.targets
 
@@ -81,7 +84,6 @@ def train_mnist_classifier(recipe: ClassifierRecipe, out: str | Path | None = No
     optimizer = torch.optim.Adam(net.parameters(), lr=recipe.lr)
     g = torch.Generator().manual_seed(recipe.seed)
     order, position, start = torch.randperm(len(images), generator=g), 0, time.time()
-    from tqdm.auto import tqdm
     net.train()
     for _ in tqdm(range(recipe.steps), desc="mnist classifier", disable=not progress):
         if position + recipe.batch_size > len(order):
@@ -101,7 +103,6 @@ def train_mnist_classifier(recipe: ClassifierRecipe, out: str | Path | None = No
 
 
 def save_classifier(net: MNISTClassifier, path: str | Path, summary: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"width": str(net.width), "test_accuracy": f"{summary['test_accuracy']:.6f}",
@@ -111,8 +112,6 @@ def save_classifier(net: MNISTClassifier, path: str | Path, summary: dict[str, A
 
 def load_mnist_classifier(path: str | Path) -> tuple[MNISTClassifier, dict[str, str]]:
     """The classifier at `path` (eval mode) and its metadata (width, test_accuracy, steps)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,11 +25,14 @@ import torch
 from accelerate import Accelerator
 from torch import Tensor
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from zoo.config import DataConfig
-from zoo.data import dataset_version
+from zoo.data import dataset_version, load_dataset
+from zoo.data.base import cache_dir
 from zoo.evaluation.core import EvaluationError, MetricNotApplicable, quantize
 from zoo.models.base import GenerativeModel
+from zoo.models.base import indexed_noise
 from zoo.seeds import derive_seed
 
 BatchFn = Callable[[Tensor, "Tensor | None"], Tensor]
@@ -141,7 +145,6 @@ class EvalContext:
     def dataset(self, split: str | None = None) -> Dataset:
         split = split or self.split
         if split not in self._datasets:
-            from zoo.data import load_dataset
             try:
                 self._datasets[split] = load_dataset(self.data.name, split, self.data.root, **self.data.options)
             except ValueError as err:
@@ -191,7 +194,6 @@ class EvalContext:
     def sample_batch(self, b: int, n: int) -> Tensor:
         """Batch b of the sample stream (uint8, on the device), truncated to the first n samples overall."""
         if b not in self._samples:
-            from zoo.models.base import indexed_noise
             model = self.require_model("sampling")
             seed = stream_seed("samples", self.seed, b)
             generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -267,7 +269,6 @@ class EvalContext:
                 tmp.replace(path)  # atomic: a concurrent reader sees the old state or the whole file
                 path.with_suffix(".json").write_text(json.dumps(key_doc, indent=2, sort_keys=True, default=str))
             except OSError as err:
-                import warnings
                 warnings.warn(f"could not write the reference cache {path}: {err}", stacklevel=2)
         return value
 
@@ -276,7 +277,6 @@ class EvalContext:
                  desc: str, rows: Callable[[int], slice] | None = None) -> Tensor:
         rank, world = self.world
         mine = range(rank, n_batches, world)
-        from tqdm.auto import tqdm
         outputs = []
         with torch.no_grad():
             for b in tqdm(mine, desc=desc, disable=not (self.progress and self.is_main), leave=False,
@@ -307,7 +307,6 @@ def _resolve_cache_dir(option: str | os.PathLike | bool | None) -> Path | None:
     env = os.environ.get("ZOO_EVAL_CACHE")
     if env:
         return Path(env).expanduser()
-    from zoo.data.base import cache_dir
     return cache_dir() / "eval"
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from zoo.commands.argtypes import ArgumentParser, positive_float, positive_int, seed_int
 from zoo.evaluation.density_ratio import mean_logit, ratio_classifier
@@ -91,7 +92,6 @@ def appendix_d_run(dim: int, *, seed: int = 0, gaussian_seed: int = 0, iteration
          "minimisation": {"step", "true_kl", "estimated_kl"}}; estimates are -E_Q[logit D] over `eval_samples` fresh
         samples of Q, the classifier's KL(Q || P).
     """
-    from tqdm.auto import tqdm
 
     if min(iterations, disc_steps, eval_every, batch_size) < 1:
         raise ValueError(f"appendix_d_run: iterations, disc_steps, eval_every and batch_size must be >= 1, got "

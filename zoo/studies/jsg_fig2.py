@@ -28,6 +28,8 @@ from torch import Tensor
 
 
 from zoo.data import load_dataset
+from zoo.figures import save, style
+from zoo.figures.style import DPI, plt
 
 MIXTURE = {"weights": [0.6, 0.25, 0.15], "means": [[0.0, 0.0], [3.0, 2.5], [-2.5, 2.0]], "stds": [0.7, 0.6, 0.5]}
 DIVERGENCES = ("kl_pq", "kl_qp", "js", "jsg")
@@ -117,8 +119,6 @@ def moments(dataset) -> tuple[Tensor, Tensor]:
 def render(dataset, fits: dict[str, dict], path: Path, alpha: float, size: int = 320) -> None:
     """One panel per fit (each `size` px wide): grey mixture density (darker = denser), red level sets of q at
     Mahalanobis radius 1, 2, 3. Written as PNG and, beside it, PDF (zoo.figures style)."""
-    from zoo.figures import save, style
-    from zoo.figures.style import DPI, plt
 
     lo, hi = -5.0, 6.0
     axis = torch.linspace(lo, hi, size)

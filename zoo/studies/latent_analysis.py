@@ -30,6 +30,8 @@ from torch import Tensor
 
 from zoo.commands.argtypes import device_name, nonnegative_int, positive_float, positive_int, seed_int
 from zoo.commands.trust import checkpoint_parser, open_checkpoint
+from zoo.data import DatasetNotFoundError, load_dataset
+from zoo.evaluation import latent
 from zoo.evaluation.density_ratio import marginal_kl_density_ratio
 from zoo.evaluation.latent import Progress, check_posteriors, log_marginal_posterior, randn_on
 
@@ -89,8 +91,6 @@ def side_by_side(left: torch.Tensor, right: torch.Tensor, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from zoo.data import DatasetNotFoundError, load_dataset
-    from zoo.evaluation import latent
 
     loaded = open_checkpoint(args, device=args.device)
     if loaded is None:
