@@ -1,4 +1,4 @@
-"""The registry table (zoo/catalog.py) and tools/registry.py: concurrent writers, compare, export, plot, models."""
+"""The registry table (zoo/catalog/) and tools/registry.py: concurrent writers, compare, export, plot, models."""
 from __future__ import annotations
 
 import importlib.util
@@ -16,7 +16,7 @@ from conftest import REPO
 from zoo.catalog import Catalog, pareto_front, record_training
 
 
-CATALOG = REPO / "zoo" / "catalog.py"
+CATALOG = REPO / "zoo" / "catalog"
 
 
 def load_tool(name: str):
@@ -26,13 +26,11 @@ def load_tool(name: str):
 
 
 WRITER = """
-import importlib.util, sys, time
+import sys, time
 from pathlib import Path
 path, tag, n, go, source = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]), sys.argv[5]
-spec = importlib.util.spec_from_file_location("catalog", source)  # zoo/catalog.py alone: no torch import to wait for
-module = sys.modules["catalog"] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-Catalog = module.Catalog
+sys.path.insert(0, str(Path(source).parents[1]))  # the checkout holding zoo/catalog, whatever PYTHONPATH says
+from zoo.catalog import Catalog
 catalog = Catalog(path)
 while not go.exists():
     time.sleep(0.01)

@@ -8,7 +8,7 @@
     zoo registry export [--out docs/model_zoo.md] [--note @NOTE.md] [--csv F] [--json F]
     zoo registry report [--out runs/report.html]     # one offline HTML page: sortable table, samples, plots
 
-The table is runs/registry.sqlite, or ZOO_REGISTRY, or --registry PATH (see zoo/catalog.py). Every result is kept;
+The table is runs/registry.sqlite, or ZOO_REGISTRY, or --registry PATH (see zoo/catalog/). Every result is kept;
 results are only ranked against results of the same protocol (`protocol_id`): compare and export print one table
 per protocol of the ranking metric, plot refuses a mix. `--protocol ID|key=value,...` picks one;
 `--aggregate-seeds` turns runs of one recipe that differ only in training seed into mean ± std (n seeds).

@@ -8,7 +8,7 @@ Plain `zoo train ...` works too (one process). The run directory gets config.yam
 history.jsonl (starts and resumes, with changed settings), metrics.jsonl, tb/ (TensorBoard), samples/ and
 reconstructions/ (PNG grids) and checkpoints/step_XXXXXXXX/; a resume from an earlier checkpoint moves the later
 ones to abandoned/. The run and its checkpoints are recorded in the registry table (runs/registry.sqlite, or
-ZOO_REGISTRY; see zoo/catalog.py).
+ZOO_REGISTRY; see zoo/catalog/).
 
 Exit status: 0 done (or stopped by a signal / a gone launcher, with a checkpoint), 2 a bad recipe, option, run
 directory or checkpoint, 3 a non-finite loss or weights, 4 a failed write (full disk, permissions), 5 a peer process

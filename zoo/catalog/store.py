@@ -1,40 +1,28 @@
-"""The model registry table: one SQLite file of runs, checkpoints and metric results.
-
-    runs         id, name, out_dir (unique), model, dataset, recipe, config (resolved YAML), git_commit, created_at
-    checkpoints  id, run_id, step, path (unique), sha256, created_at
-    results      id, checkpoint_id, metric, value, std, protocol (JSON), created_at, and (schema 2) spread (what
-                 std is), n (samples or images), seed, protocol_id, code_commit, zoo_version, complete, metadata
-
-Every result is kept: one checkpoint may hold several results of one metric under different protocols (1,000 and
-50,000 samples), and readers compare only results whose `protocol_id` agrees (`protocol_id`: a hash of the protocol
-without the fields that name the source or report outcomes, NON_PROTOCOL_KEYS).
-
-Default file `runs/registry.sqlite` (relative to the working directory); the ZOO_REGISTRY environment variable or an
-explicit path overrides it. `zoo train` records runs and checkpoints, `zoo evaluate` results, and
-`zoo registry` reads it. Several processes may write at once: the database runs in WAL mode with a busy timeout,
-and every write is one short `BEGIN IMMEDIATE` transaction, so concurrent writers queue instead of failing and no
-row is lost.
+"""The catalog's SQLite store: the schema, the file's default place, opening it (read-only or for writing), locking,
+and the writes and reads of runs, checkpoints and results. Several processes may write at once: the database runs in
+WAL mode with a busy timeout, and every write is one short `BEGIN IMMEDIATE` transaction, so concurrent writers queue
+instead of failing and no row is lost.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import os
 import sqlite3
-import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from zoo import yaml_limits
+from zoo.catalog.protocols import matches, protocol_id, protocol_n
+from zoo.catalog.provenance import checkpoint_sha256, recipe_key, train_seed
+from zoo.catalog.ranking import wide_rows
+from zoo.catalog.rows import Result, Row
 
 DEFAULT_PATH = Path("runs") / "registry.sqlite"
 ENV = "ZOO_REGISTRY"
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 60.0
-RECORD_LOCK_TIMEOUT_S = 10.0  # training does not wait longer for the registry: it warns and goes on
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -70,24 +58,6 @@ CREATE INDEX IF NOT EXISTS results_by_checkpoint ON results(checkpoint_id, metri
 # schema 2: columns added to the results of schema 1 (old rows get protocol_id etc. computed when read)
 _RESULT_COLUMNS = {"spread": "TEXT", "n": "INTEGER", "seed": "INTEGER", "protocol_id": "TEXT", "code_commit": "TEXT",
                    "zoo_version": "TEXT", "complete": "INTEGER", "metadata": "TEXT"}
-# protocol fields that say which source was evaluated or what came out, not how: left out of protocol_id
-NON_PROTOCOL_KEYS = frozenset({"source", "model", "sample_split", "processes", "clamp_rate", "negative_term_rate",
-                               "stopped_early", "critic_steps_requested"})
-N_KEYS = ("n_samples", "n_real", "n_test", "num_points")  # the first one a protocol has is the result's n
-
-
-def protocol_id(protocol: dict[str, Any]) -> str:
-    """12 hex digits identifying a protocol: equal ids mean comparable numbers."""
-    import hashlib
-    core = {k: v for k, v in protocol.items() if k not in NON_PROTOCOL_KEYS}
-    return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def protocol_n(protocol: dict[str, Any]) -> int | None:
-    """The sample count a protocol records; a field that is not a whole number (a damaged or crafted table) counts
-    as unrecorded rather than stopping every command that reads the table."""
-    counts = (protocol.get(k) for k in N_KEYS)
-    return next((int(v) for v in counts if isinstance(v, (int, float)) or (isinstance(v, str) and v.isdigit())), None)
 
 
 def default_path() -> Path:
@@ -97,95 +67,6 @@ def default_path() -> Path:
 
 def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def git_commit(repo: str | Path | None = None) -> str | None:
-    """HEAD of the checkout holding `repo` (default: this package), with "-dirty" when files differ; None without
-    git."""
-    cwd = Path(repo) if repo else Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
-        if head.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True,
-                               text=True, timeout=10)
-        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def checkpoint_sha256(ckpt: str | Path) -> str:
-    """sha256 over the checkpoint's weights: model.safetensors, then ema.safetensors when present."""
-    import hashlib
-
-    from zoo.training.checkpoint import EMA_WEIGHTS, WEIGHTS
-    digest = hashlib.sha256()
-    for name in (WEIGHTS, EMA_WEIGHTS):
-        path = Path(ckpt) / name
-        if path.is_file():
-            with path.open("rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()
-
-
-@dataclass
-class Result:
-    """One stored result with its checkpoint and run (long format; tools/registry.py exports these)."""
-
-    checkpoint_id: int
-    run: str
-    model: str | None
-    dataset: str | None
-    step: int
-    path: str
-    sha256: str | None
-    run_commit: str | None
-    recipe_key: str | None  # the run's resolved config without train.seed: runs that differ only in seed share it
-    train_seed: int | None
-    metric: str
-    value: float
-    std: float | None
-    spread: str | None
-    n: int | None
-    seed: int | None  # the evaluation seed
-    protocol: dict[str, Any]
-    protocol_id: str
-    code_commit: str | None
-    zoo_version: str | None
-    complete: bool
-    created_at: str
-    metadata: dict[str, Any]
-    n_seeds: int = 1  # > 1 for a mean over training seeds (`aggregate_seeds`)
-    runs: tuple[str, ...] = ()
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "std": self.std, "spread": self.spread, "n": self.n, "seed": self.seed,
-                "n_seeds": self.n_seeds, "protocol_id": self.protocol_id, "protocol": self.protocol,
-                "code_commit": self.code_commit, "zoo_version": self.zoo_version, "complete": self.complete,
-                "created_at": self.created_at}
-
-
-@dataclass
-class Row:
-    """One checkpoint (or a mean over training seeds) with one result per metric, each under one protocol."""
-
-    checkpoint_id: int
-    run: str
-    model: str | None
-    dataset: str | None
-    step: int
-    path: str
-    sha256: str | None
-    git_commit: str | None
-    results: dict[str, dict[str, Any]]  # metric -> Result.as_dict(): value, std, spread, protocol_id, protocol, ...
-    n_seeds: int = 1
-
-    def value(self, metric: str) -> float | None:
-        return self.results[metric]["value"] if metric in self.results else None
-
-    def protocol_id(self, metric: str) -> str | None:
-        return self.results[metric]["protocol_id"] if metric in self.results else None
 
 
 class RegistryError(RuntimeError):
@@ -441,180 +322,7 @@ class Catalog:
         return int(self.query(f"SELECT COUNT(*) FROM {table}")[0][0])
 
 
-def recipe_key(config: str | None) -> str | None:
-    """A hash of a run's resolved config without `train.seed`: runs of one recipe that differ only in seed share it."""
-    if not config:
-        return None
-    import hashlib
-    tree = yaml_limits.load(config) or {}
-    (tree.get("train") or {}).pop("seed", None)
-    return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def train_seed(config: str | None) -> int | None:
-    seed = ((yaml_limits.load(config) or {}).get("train") or {}).get("seed") if config else None
-    return None if seed is None else int(seed)
-
-
-def matches(result: Result, protocol: str) -> bool:
-    """--protocol: an id prefix, or comma-separated key=value pairs that must all hold."""
-    if "=" not in protocol:
-        return result.protocol_id.startswith(protocol)
-    for pair in protocol.split(","):
-        key, _, value = pair.partition("=")
-        if str(result.protocol.get(key.strip())) != value.strip():
-            return False
-    return True
-
-
-def aggregate_seeds(results: list[Result]) -> list[Result]:
-    """Results of runs of one recipe that differ only in training seed, at one step, under one protocol and metric,
-    become one result: mean, std over seeds (ddof 1), n_seeds. Others pass through."""
-    groups: dict[tuple, list[Result]] = {}
-    for r in results:
-        key = (r.recipe_key or f"run:{r.checkpoint_id}", r.dataset, r.model, r.step, r.metric, r.protocol_id)
-        groups.setdefault(key, []).append(r)
-    out = []
-    for members in groups.values():
-        latest = {}  # one result per checkpoint (a repeated evaluation under one protocol: the newest)
-        for r in members:
-            latest[r.checkpoint_id] = r
-        members = list(latest.values())
-        if len(members) == 1 or len({r.train_seed for r in members}) != len(members):
-            out += members
-            continue
-        values = [r.value for r in members]
-        mean = sum(values) / len(values)
-        std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-        first = members[0]
-        seeds = sorted(r.train_seed for r in members)
-        out.append(dataclasses.replace(first, value=mean, std=std, spread=f"std over {len(values)} training seeds",
-                                       n_seeds=len(values), runs=tuple(r.run for r in members),
-                                       run=f"{first.run} (+{len(values) - 1}, seeds {','.join(map(str, seeds))})",
-                                       checkpoint_id=-min(r.checkpoint_id for r in members),
-                                       complete=all(r.complete for r in members)))
-    return out
-
-
-def wide_rows(results: list[Result]) -> list[Row]:
-    """One Row per checkpoint and combination of its metrics' protocols; of repeated results of one metric under
-    one protocol the newest counts (the same protocol measured twice)."""
-    import itertools
-    by_ckpt: dict[int, dict[str, dict[str, Result]]] = {}
-    for r in results:
-        by_ckpt.setdefault(r.checkpoint_id, {}).setdefault(r.metric, {})[r.protocol_id] = r
-    rows = []
-    for cid, metrics in by_ckpt.items():
-        names = sorted(metrics)
-        for combo in itertools.product(*(list(metrics[m].values()) for m in names)):
-            if not _consistent(combo):
-                continue
-            first = combo[0]
-            rows.append(Row(cid, first.run, first.model, first.dataset, first.step, first.path, first.sha256,
-                            first.run_commit, {r.metric: r.as_dict() for r in combo}, first.n_seeds))
-    return rows
-
-
-_SIZE_KEYS = frozenset({"n_samples", "n_real", "n_test", "n_train", "n_fake", "pairs", "reference_split"})
-
-
-def _consistent(combo: Sequence[Result]) -> bool:
-    """Results of one metric family in one row ("msssim" and "msssim.reference") must come from one protocol: no
-    key they share (sizes aside) may differ, so a small3 diversity never sits beside a tf5 reference."""
-    for i, a in enumerate(combo):
-        for b in combo[i + 1:]:
-            if a.metric.split(".")[0] != b.metric.split(".")[0]:
-                continue
-            shared = (a.protocol.keys() & b.protocol.keys()) - NON_PROTOCOL_KEYS - _SIZE_KEYS
-            if any(a.protocol[k] != b.protocol[k] for k in shared):
-                return False
-    return True
-
-
 def _key(path: str | Path) -> str:
     """Paths are stored absolute; `data:...` labels as they are."""
     text = str(path)
     return text if text.startswith("data:") else str(Path(text).expanduser().resolve())
-
-
-def best_per_model(rows: list[Row], metric: str, higher: bool | None) -> list[Row]:
-    """The best row for each (model, dataset, protocol of `metric`) by `metric` (rows without it are dropped):
-    results under different protocols are never ranked against each other."""
-    best: dict[tuple[Any, Any, Any], Row] = {}
-    for row in rows:
-        value = row.value(metric)
-        if value is None:
-            continue
-        key = (row.model, row.dataset, row.protocol_id(metric))
-        if key not in best or _better(value, best[key].value(metric), higher):
-            best[key] = row
-    return list(best.values())
-
-
-def _better(a: float, b: float | None, higher: bool | None) -> bool:
-    return b is None or (a > b if higher in (True, None) else a < b)
-
-
-def sort_rows(rows: list[Row], metric: str, higher: bool | None) -> list[Row]:
-    """Best first by `metric` (descending when higher is better or unknown, else ascending); rows without it last."""
-    have = [r for r in rows if r.value(metric) is not None]
-    missing = [r for r in rows if r.value(metric) is None]
-    return sorted(have, key=lambda r: r.value(metric), reverse=higher is not False) + missing
-
-
-def pareto_front(points: Sequence[tuple[float, float]], higher_x: bool = True, higher_y: bool = True) -> list[int]:
-    """Indices of the points no other point dominates (at least as good on both axes, better on one), in order of x.
-    """
-    sx, sy = (1 if higher_x else -1), (1 if higher_y else -1)
-    front = []
-    for i, (x, y) in enumerate(points):
-        dominated = any(sx * u >= sx * x and sy * v >= sy * y and (sx * u > sx * x or sy * v > sy * y)
-                        for j, (u, v) in enumerate(points) if j != i)
-        if not dominated:
-            front.append(i)
-    return sorted(front, key=lambda i: points[i][0])
-
-
-def relocate_checkpoints(moves: dict[Path, Path], path: str | Path | None = None) -> None:
-    """Point the registry rows of moved checkpoint directories (a resumed run's abandoned branch) at their new place,
-    so that results measured on them stay with them and a new checkpoint at the old path gets its own row. Only an
-    existing table is touched; a failure warns and training goes on."""
-    table = Path(path) if path is not None else default_path()
-    if not moves or not table.is_file():
-        return
-    try:
-        with Catalog(table, lock_timeout=RECORD_LOCK_TIMEOUT_S) as catalog, catalog._write() as db:
-            for old, new in moves.items():
-                db.execute("UPDATE checkpoints SET path = ? WHERE path = ?", (_key(new), _key(old)))
-    except Exception as err:  # noqa: BLE001 - the registry must never stop a training run
-        import sys
-        print(f"zoo: warning: could not update the registry table {table} for the moved checkpoints: "
-              f"{type(err).__name__}: {err} (training is unaffected)", file=sys.stderr)
-
-
-def record_training(out_dir: str | Path, recipe: str | None = None, path: str | Path | None = None,
-                    name: str | None = None) -> bool:
-    """Record a training run and its checkpoints (`zoo train` calls this at the start and at the end of training);
-    `name` defaults to the folder's name. Never raises: an unreachable registry table prints a warning and training
-    goes on. Returns success."""
-    from zoo.training.checkpoint import CONFIG, checkpoint_dirs
-    out = Path(out_dir)
-    try:
-        config = (out / CONFIG).read_text()
-        tree = yaml_limits.load(config) or {}
-        with Catalog(path, lock_timeout=RECORD_LOCK_TIMEOUT_S) as catalog:
-            run_id = catalog.register_run(out, name=name, model=(tree.get("model") or {}).get("name"),
-                                          dataset=(tree.get("data") or {}).get("name"), recipe=recipe, config=config,
-                                          git_commit=git_commit())
-            known = {rec[0] for rec in catalog.query("SELECT path FROM checkpoints WHERE run_id = ? AND sha256 IS NOT "
-                                                     "NULL", (run_id,))}
-            for ckpt in checkpoint_dirs(out):
-                if _key(ckpt) not in known:
-                    step = int(ckpt.name.split("_")[-1])
-                    catalog.register_checkpoint(run_id, step, ckpt, checkpoint_sha256(ckpt))
-        return True
-    except Exception as err:  # noqa: BLE001 - the registry must never stop a training run
-        import sys
-        print(f"zoo: warning: could not record the run in the registry table {path or default_path()}: "
-              f"{type(err).__name__}: {err} (training is unaffected)", file=sys.stderr)
-        return False
