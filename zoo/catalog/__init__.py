@@ -1,4 +1,5 @@
-"""The model registry table: one SQLite file of runs, checkpoints and metric results.
+"""The catalog: one SQLite file of runs, checkpoints and metric results (the code's registry of models and metrics
+is zoo/registry.py, another thing).
 
     runs         id, name, out_dir (unique), model, dataset, recipe, config (resolved YAML), git_commit, created_at
     checkpoints  id, run_id, step, path (unique), sha256, created_at
@@ -9,8 +10,10 @@ Every result is kept: one checkpoint may hold several results of one metric unde
 50,000 samples), and readers compare only results whose `protocol_id` agrees (`protocol_id`: a hash of the protocol
 without the fields that name the source or report outcomes, NON_PROTOCOL_KEYS).
 
-Default file `runs/registry.sqlite` (relative to the working directory); the ZOO_REGISTRY environment variable or an
-explicit path overrides it. `zoo train` records runs and checkpoints, `zoo evaluate` results, and
+Default file `runs/catalog.sqlite` (relative to the working directory); the ZOO_CATALOG environment variable or an
+explicit path overrides it. The names before issue 22 still work: ZOO_REGISTRY while ZOO_CATALOG is unset (with a
+notice to rename it), and an existing `runs/registry.sqlite` while no `runs/catalog.sqlite` exists (used in place,
+never renamed; see `default_path`). `zoo train` records runs and checkpoints, `zoo evaluate` results, and
 `zoo registry` reads it. Several processes may write at once: the database runs in WAL mode with a busy timeout,
 and every write is one short `BEGIN IMMEDIATE` transaction, so concurrent writers queue instead of failing and no
 row is lost.
@@ -29,11 +32,16 @@ from zoo.catalog.provenance import checkpoint_sha256, git_commit, recipe_key, tr
 from zoo.catalog.ranking import aggregate_seeds, best_per_model, pareto_front, sort_rows, wide_rows
 from zoo.catalog.recording import RECORD_LOCK_TIMEOUT_S, record_training, relocate_checkpoints
 from zoo.catalog.rows import Result, Row
-from zoo.catalog.store import (BUSY_TIMEOUT_S, DEFAULT_PATH, ENV, LOCK_NOTICE_S, SCHEMA_VERSION, Catalog, RegistryError,
-                               default_path, describe_error, now)
+from zoo.catalog.store import (BUSY_TIMEOUT_S, DEFAULT_PATH, ENV, LOCK_NOTICE_S, OLD_DEFAULT_PATH, OLD_ENV,
+                               SCHEMA_VERSION, Catalog, CatalogError, default_path, describe_error, now)
 
-__all__ = ["BUSY_TIMEOUT_S", "DEFAULT_PATH", "ENV", "LOCK_NOTICE_S", "NON_PROTOCOL_KEYS", "N_KEYS",
-           "RECORD_LOCK_TIMEOUT_S", "SCHEMA_VERSION", "Catalog", "RegistryError", "Result", "Row", "aggregate_seeds",
-           "best_per_model", "checkpoint_sha256", "default_path", "describe_error", "git_commit", "matches", "now",
-           "pareto_front", "protocol_id", "protocol_n", "recipe_key", "record_training", "relocate_checkpoints",
-           "sort_rows", "train_seed", "wide_rows"]
+# Backwards-compatible alias: CatalogError was called RegistryError before issue 22 (the results table was "the
+# registry table"). Kept so that `except RegistryError` in code written against that name still catches; new code
+# says CatalogError.
+RegistryError = CatalogError
+
+__all__ = ["BUSY_TIMEOUT_S", "DEFAULT_PATH", "ENV", "LOCK_NOTICE_S", "NON_PROTOCOL_KEYS", "N_KEYS", "OLD_DEFAULT_PATH",
+           "OLD_ENV", "RECORD_LOCK_TIMEOUT_S", "SCHEMA_VERSION", "Catalog", "CatalogError", "RegistryError", "Result",
+           "Row", "aggregate_seeds", "best_per_model", "checkpoint_sha256", "default_path", "describe_error",
+           "git_commit", "matches", "now", "pareto_front", "protocol_id", "protocol_n", "recipe_key",
+           "record_training", "relocate_checkpoints", "sort_rows", "train_seed", "wide_rows"]

@@ -9,6 +9,7 @@ import datetime
 import json
 import os
 import sqlite3
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,8 +20,11 @@ from zoo.catalog.provenance import checkpoint_sha256, recipe_key, train_seed
 from zoo.catalog.ranking import wide_rows
 from zoo.catalog.rows import Result, Row
 
-DEFAULT_PATH = Path("runs") / "registry.sqlite"
-ENV = "ZOO_REGISTRY"
+DEFAULT_PATH = Path("runs") / "catalog.sqlite"
+ENV = "ZOO_CATALOG"
+# the names before issue 22, still honoured: the variable while ENV is unset, the file while it is the only one
+OLD_ENV = "ZOO_REGISTRY"
+OLD_DEFAULT_PATH = Path("runs") / "registry.sqlite"
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 60.0
 
@@ -61,45 +65,74 @@ _RESULT_COLUMNS = {"spread": "TEXT", "n": "INTEGER", "seed": "INTEGER", "protoco
 
 
 def default_path() -> Path:
+    """The catalog's file when no path is given: ZOO_CATALOG; else ZOO_REGISTRY (its old name, with a notice to
+    rename it); else runs/catalog.sqlite, or runs/registry.sqlite where only that older file exists.
+
+    An old file is used where it lies, never renamed: a process of an older zoo may hold it open (and would recreate
+    it), and the database and its -wal/-shm companions cannot be renamed in one atomic step.
+    """
     env = os.environ.get(ENV)
-    return Path(env).expanduser() if env else DEFAULT_PATH
+    if not env and os.environ.get(OLD_ENV):
+        env = os.environ[OLD_ENV]
+        _say_once(f"zoo: DeprecationWarning: {OLD_ENV} is deprecated; rename it to {ENV} (read only while {ENV} is "
+                  f"unset)")
+    if env:
+        return Path(env).expanduser()
+    if OLD_DEFAULT_PATH.is_file():
+        if not DEFAULT_PATH.exists():
+            _say_once(f"zoo: using the catalog at its old name {OLD_DEFAULT_PATH}; rename it and its -wal/-shm files "
+                      f"to {DEFAULT_PATH.name} when no zoo process is running, or set {ENV}")
+            return OLD_DEFAULT_PATH
+        _say_once(f"zoo: warning: both {DEFAULT_PATH} and the older {OLD_DEFAULT_PATH} exist; using {DEFAULT_PATH} "
+                  f"(the other's rows are not read: set {ENV} to read it)")
+    return DEFAULT_PATH
+
+
+_said: set[str] = set()
+
+
+def _say_once(text: str) -> None:
+    """A notice on stderr, once per process however often the default path is asked for."""
+    if text not in _said:
+        _said.add(text)
+        print(text, file=sys.stderr, flush=True)
 
 
 def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-class RegistryError(RuntimeError):
-    """The registry table cannot be opened or read: a damaged file, a missing one opened read-only, or a held lock."""
+class CatalogError(RuntimeError):
+    """The catalog cannot be opened or read: a damaged file, a missing one opened read-only, or a held lock."""
 
 
 LOCK_NOTICE_S = 2.0  # a writer that waits longer than this for the lock says so
 
 
-def describe_error(path: str | Path | None, err: Exception, lock_timeout: float = BUSY_TIMEOUT_S) -> RegistryError:
-    """A one-line RegistryError for an sqlite error on the table at `path`: what happened and what to do."""
+def describe_error(path: str | Path | None, err: Exception, lock_timeout: float = BUSY_TIMEOUT_S) -> CatalogError:
+    """A one-line CatalogError for an sqlite error on the table at `path`: what happened and what to do."""
     path = Path(path) if path is not None else default_path()
     text = str(err)
     if "locked" in text or "busy" in text:
-        return RegistryError(f"registry table {str(path)!r} is locked by another process (waited "
-                             f"{lock_timeout:.0f} s); find the process holding it (e.g. `fuser "
-                             f"{path}`) or retry later")
+        return CatalogError(f"catalog {str(path)!r} is locked by another process (waited {lock_timeout:.0f} s); "
+                            f"find the process holding it (e.g. `fuser {path}`) or retry later")
     if "not a database" in text or "malformed" in text or "corrupt" in text:
-        return RegistryError(f"registry table {str(path)!r} is damaged ({text}); move it away: runs are "
-                             f"re-recorded by `zoo train --resume auto` and results by `zoo evaluate`")
+        return CatalogError(f"catalog {str(path)!r} is damaged ({text}); move it away: runs are re-recorded by "
+                            f"`zoo train --resume auto` and results by `zoo evaluate`")
     if "readonly" in text or "read-only" in text or "unable to open" in text:
-        return RegistryError(f"registry table {str(path)!r} cannot be written ({text}); reading it still "
-                             f"works (`zoo registry list`); point ZOO_REGISTRY at a writable file to record")
-    return RegistryError(f"registry table {str(path)!r}: {text}")
+        return CatalogError(f"catalog {str(path)!r} cannot be written ({text}); reading it still works "
+                            f"(`zoo registry list`); point {ENV} (or --registry) at a writable file to record")
+    return CatalogError(f"catalog {str(path)!r}: {text}")
 
 
 class Catalog:
-    """The registry table at `path` (default: ZOO_REGISTRY, else runs/registry.sqlite); created on first use.
+    """The catalog at `path` (default: `default_path()`, i.e. ZOO_CATALOG, else runs/catalog.sqlite); created on
+    first use.
 
     Args:
         readonly: open for reading only (listing, comparing, exporting): works on a read-only file or folder and
             never creates or alters the table.
-        lock_timeout: seconds a write waits for another process's lock before failing (RegistryError naming the
+        lock_timeout: seconds a write waits for another process's lock before failing (CatalogError naming the
             file); waits longer than LOCK_NOTICE_S are announced on stderr.
     """
 
@@ -133,8 +166,8 @@ class Catalog:
 
     def _open_readonly(self) -> sqlite3.Connection:
         if not self.path.is_file():
-            raise RegistryError(f"registry table {str(self.path)!r} does not exist (set ZOO_REGISTRY or --registry to "
-                                f"the file that `zoo train` / `zoo evaluate` wrote)")
+            raise CatalogError(f"catalog {str(self.path)!r} does not exist (set {ENV} or --registry to the file that "
+                               f"`zoo train` / `zoo evaluate` wrote)")
         uri = self.path.resolve().as_uri()
         try:  # a WAL database needs its -shm file: a read-only folder falls back to an immutable snapshot
             conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
@@ -143,7 +176,7 @@ class Catalog:
         except sqlite3.OperationalError:
             return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
 
-    def _error(self, err: Exception) -> RegistryError:
+    def _error(self, err: Exception) -> CatalogError:
         return describe_error(self.path, err, self.lock_timeout)
 
     def _locked(self, fn):
@@ -158,8 +191,7 @@ class Catalog:
                     raise
                 if not self._announced:
                     self._announced = True
-                    import sys
-                    print(f"zoo: the registry table {self.path} is locked by another process; waiting up to "
+                    print(f"zoo: the catalog {self.path} is locked by another process; waiting up to "
                           f"{self.lock_timeout:.0f} s", file=sys.stderr, flush=True)
                 time.sleep(0.05)
 

@@ -128,7 +128,7 @@ class Trainer:
         self._check_every_phase = self.device.type == "cpu"
         self.logger: RunLogger | None = None  # opened by `begin`, when the run directory is claimed
         self.lock: runlock.RunLock | None = None  # the main process's run lock, from `begin` to the end of `train`
-        # told {old: new} when a resume moves later checkpoints aside (`zoo train` keeps the registry table in step)
+        # told {old: new} when a resume moves later checkpoints aside (`zoo train` keeps the catalog in step)
         self.on_checkpoints_moved: Callable[[dict[Path, Path]], None] = lambda moves: None
 
     @property
