@@ -7,8 +7,8 @@ from typing import Any
 
 
 @dataclass
-class Result:
-    """One stored result with its checkpoint and run (long format; tools/registry.py exports these)."""
+class CheckpointFields:
+    """The checkpoint a Result or a Row is about, and its run: the fields both begin with, in this order."""
 
     checkpoint_id: int
     run: str
@@ -17,6 +17,12 @@ class Result:
     step: int
     path: str
     sha256: str | None
+
+
+@dataclass
+class Result(CheckpointFields):
+    """One stored result with its checkpoint and run (long format; tools/registry.py exports these)."""
+
     run_commit: str | None
     recipe_key: str | None  # the run's resolved config without train.seed: runs that differ only in seed share it
     train_seed: int | None
@@ -44,16 +50,9 @@ class Result:
 
 
 @dataclass
-class Row:
+class Row(CheckpointFields):
     """One checkpoint (or a mean over training seeds) with one result per metric, each under one protocol."""
 
-    checkpoint_id: int
-    run: str
-    model: str | None
-    dataset: str | None
-    step: int
-    path: str
-    sha256: str | None
     git_commit: str | None
     results: dict[str, dict[str, Any]]  # metric -> Result.as_dict(): value, std, spread, protocol_id, protocol, ...
     n_seeds: int = 1
