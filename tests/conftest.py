@@ -68,9 +68,11 @@ def _no_orphans():
 
 
 @pytest.fixture(autouse=True)
-def _own_registry_table(tmp_path, monkeypatch):
-    """Every test (and every tool it starts) records runs in its own registry table, never in runs/registry.sqlite."""
-    monkeypatch.setenv("ZOO_REGISTRY", str(tmp_path / "registry.sqlite"))
+def _own_catalog(tmp_path, monkeypatch):
+    """Every test (and every tool it starts) records runs in its own catalog, never in runs/catalog.sqlite; the
+    deprecated ZOO_REGISTRY is unset so that it cannot stand in."""
+    monkeypatch.setenv("ZOO_CATALOG", str(tmp_path / "catalog.sqlite"))
+    monkeypatch.delenv("ZOO_REGISTRY", raising=False)
 
 
 @pytest.fixture(autouse=True)

@@ -58,3 +58,17 @@ def test_a_recipe_model_section_is_validated_once_and_built_as_is():
     recipe = load_recipe(REPO / "recipes" / "tiny_vae.yaml", ["model.latent_dim=3"])
     assert recipe.model.name == "vae" and recipe.model.config.latent_dim == 3
     assert build_model(recipe).config is recipe.model.config  # no dict round trip, no second validation
+
+
+def test_catalog_package_is_layered_one_job_a_file():
+    """zoo/catalog/ (issue 22): each file imports only the files below it in this order, none imports zoo.commands
+    (the package sits below the commands), and each stays well within the style budget."""
+    order = ["rows", "protocols", "provenance", "ranking", "store", "recording", "__init__"]
+    assert sorted(p.stem for p in (ZOO / "catalog").glob("*.py")) == sorted(order)
+    for i, name in enumerate(order):
+        path = ZOO / "catalog" / f"{name}.py"
+        imported = zoo_imports(path)
+        inner = {m.split(".")[2] for m in imported if m.startswith("zoo.catalog.")}
+        assert inner <= set(order[:i]), f"{name}.py imports {sorted(inner - set(order[:i]))} from above it"
+        assert not [m for m in imported if m.startswith("zoo.commands")], f"{name}.py imports zoo.commands"
+        assert len(path.read_text().splitlines()) < 450, f"{name}.py has grown past 450 lines"

@@ -1,4 +1,4 @@
-"""The registry table (zoo/catalog.py) and tools/registry.py: concurrent writers, compare, export, plot, models."""
+"""The catalog (zoo/catalog/) and tools/registry.py: concurrent writers, compare, export, plot, models."""
 from __future__ import annotations
 
 import importlib.util
@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +17,7 @@ from conftest import REPO
 from zoo.catalog import Catalog, pareto_front, record_training
 
 
-CATALOG = REPO / "zoo" / "catalog.py"
+CATALOG = REPO / "zoo" / "catalog"
 
 
 def load_tool(name: str):
@@ -26,13 +27,11 @@ def load_tool(name: str):
 
 
 WRITER = """
-import importlib.util, sys, time
+import sys, time
 from pathlib import Path
 path, tag, n, go, source = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]), sys.argv[5]
-spec = importlib.util.spec_from_file_location("catalog", source)  # zoo/catalog.py alone: no torch import to wait for
-module = sys.modules["catalog"] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-Catalog = module.Catalog
+sys.path.insert(0, str(Path(source).parents[1]))  # the checkout holding zoo/catalog, whatever PYTHONPATH says
+from zoo.catalog import Catalog
 catalog = Catalog(path)
 while not go.exists():
     time.sleep(0.01)
@@ -43,7 +42,7 @@ for i in range(n):
 
 
 def test_two_writer_processes_at_once_lose_no_rows(tmp_path):
-    path, go = tmp_path / "registry.sqlite", tmp_path / "go"
+    path, go = tmp_path / "catalog.sqlite", tmp_path / "go"
     Catalog(path).close()
     writers = [procs.popen([sys.executable, "-c", WRITER, str(path), tag, "300", str(go), str(CATALOG)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for tag in ("a", "b")]
@@ -87,7 +86,7 @@ def fill(catalog: Catalog) -> None:
 def test_two_protocols_of_one_checkpoint_are_both_kept_and_never_ranked_across(tmp_path, capsys):
     """The issue's case: a 1,000-sample IS of 7.40 and a 50,000-sample IS of 6.10 of checkpoint A, another model's
     50,000-sample 7.2: A's 7.40 must not rank above 7.2."""
-    path = tmp_path / "registry.sqlite"
+    path = tmp_path / "catalog.sqlite"
     with Catalog(path) as catalog:
         a = catalog.register_checkpoint(catalog.register_run("/runs/a", model="vae", dataset="cifar10"), 5, "/a/s5")
         b = catalog.register_checkpoint(catalog.register_run("/runs/b", model="dcgan", dataset="cifar10"), 5, "/b/s5")
@@ -114,7 +113,7 @@ def test_two_protocols_of_one_checkpoint_are_both_kept_and_never_ranked_across(t
 
 
 def test_compare_sorts_keeps_the_best_per_model_and_exports_numeric_columns(tmp_path, capsys):
-    path = tmp_path / "registry.sqlite"
+    path = tmp_path / "catalog.sqlite"
     with Catalog(path) as catalog:
         fill(catalog)
         assert catalog.count("results") == 7 + 4  # every result kept, the quick ones too
@@ -145,7 +144,7 @@ def test_compare_sorts_keeps_the_best_per_model_and_exports_numeric_columns(tmp_
 
 
 def test_runs_that_differ_only_in_seed_are_aggregated(tmp_path, capsys):
-    path = tmp_path / "registry.sqlite"
+    path = tmp_path / "catalog.sqlite"
     config = "model:\n  name: vae\ntrain:\n  seed: {seed}\n  max_steps: 10\n"
     with Catalog(path) as catalog:
         for seed, value in ((0, 4.0), (1, 5.0), (2, 6.0)):
@@ -171,7 +170,7 @@ def test_runs_that_differ_only_in_seed_are_aggregated(tmp_path, capsys):
 
 
 def test_export_writes_the_best_row_per_model_per_protocol(tmp_path, capsys):
-    path, out = tmp_path / "registry.sqlite", tmp_path / "model_zoo.md"
+    path, out = tmp_path / "catalog.sqlite", tmp_path / "model_zoo.md"
     with Catalog(path) as catalog:
         fill(catalog)
     csv_out, json_out = tmp_path / "zoo.csv", tmp_path / "zoo.json"
@@ -203,7 +202,7 @@ def test_pareto_front_and_plot(tmp_path, capsys):
     points = [(6.0, 0.3), (5.0, 0.1), (4.0, 0.2), (6.0, 0.35)]
     assert pareto_front(points, higher_x=True, higher_y=False) == [1, 0]
     assert pareto_front(points, higher_x=True, higher_y=True) == [3]
-    path = tmp_path / "registry.sqlite"
+    path = tmp_path / "catalog.sqlite"
     with Catalog(path) as catalog:
         fill(catalog)
     png = tmp_path / "plot.png"
@@ -244,7 +243,7 @@ def test_an_unreachable_registry_only_warns(tmp_path, capsys):
     (run / "config.yaml").write_text("model: {name: vae}\ndata: {name: mnist}\n")
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    assert record_training(run, path=blocker / "registry.sqlite") is False
+    assert record_training(run, path=blocker / "catalog.sqlite") is False
     assert "could not record the run" in capsys.readouterr().err
     assert record_training(run, path=tmp_path / "ok.sqlite") is True
     with Catalog(tmp_path / "ok.sqlite") as catalog:
@@ -276,7 +275,7 @@ def test_export_neutralises_formulas_in_csv_and_html_in_markdown(tmp_path):
     """Registry values written by anyone: a run named like a formula, a model holding HTML and a pipe. The CSV shows
     them as text and keeps a negative metric value numeric; the Markdown shows the HTML as text in its own cell."""
     import csv
-    path, out, csv_out = tmp_path / "registry.sqlite", tmp_path / "model_zoo.md", tmp_path / "zoo.csv"
+    path, out, csv_out = tmp_path / "catalog.sqlite", tmp_path / "model_zoo.md", tmp_path / "zoo.csv"
     with Catalog(path) as catalog:
         run = catalog.register_run(tmp_path / "r", model="<img src=x onerror=alert(1)>|vae", dataset="cifar10")
         ckpt = catalog.register_checkpoint(run, 10, tmp_path / "r" / "checkpoints" / "step_00000010")
@@ -295,7 +294,7 @@ def test_export_neutralises_formulas_in_csv_and_html_in_markdown(tmp_path):
 def test_protocols_that_read_alike_say_what_differs(tmp_path, capsys):
     """Two `is` protocols whose summary lines read the same (they differ only in a dataset option the summary does not
     show): compare lists both ids and, beside each, the setting that tells them apart."""
-    path = tmp_path / "registry.sqlite"
+    path = tmp_path / "catalog.sqlite"
     base = {"n_samples": 1000, "splits": 10, "seed": 0, "dataset": "cifar10"}
     with Catalog(path) as catalog:
         for name, options in (("full", {}), ("cut", {"limit": 256})):
@@ -314,7 +313,7 @@ def test_plot_with_one_metrics_protocol_keeps_the_other_axis(tmp_path, capsys):
     """`plot --x is --y lpips --protocol <is's id>`: the id picks the IS protocol and leaves LPIPS alone, so the
     checkpoint that has both is plotted (it used to say no checkpoint has both)."""
     from zoo.catalog import protocol_id
-    path = tmp_path / "registry.sqlite"
+    path = tmp_path / "catalog.sqlite"
     is_protocol = {"n_samples": 1000, "splits": 10, "seed": 0}
     with Catalog(path) as catalog:
         for name, is_value, lpips in (("a", 5.0, 0.2), ("b", 6.0, 0.3)):
@@ -330,3 +329,87 @@ def test_plot_with_one_metrics_protocol_keeps_the_other_axis(tmp_path, capsys):
                                        protocol_id(is_protocol)[:8], "--out", str(out)]) == 0
     said = capsys.readouterr().out
     assert out.is_file() and "(2 checkpoints; Pareto front:" in said
+
+
+# ---- the names before issue 22: RegistryError, ZOO_REGISTRY, runs/registry.sqlite ----------------------------------
+@pytest.fixture
+def fresh_notices(monkeypatch):
+    """default_path's notices are said once per process: each test starts with none said."""
+    from zoo.catalog import store
+    monkeypatch.setattr(store, "_said", set())
+
+
+def test_registry_error_is_a_kept_alias_of_catalog_error(tmp_path):
+    import zoo.catalog
+    from zoo.catalog import CatalogError, RegistryError, store
+    assert RegistryError is CatalogError and "RegistryError" in zoo.catalog.__all__
+    assert not hasattr(store, "RegistryError")  # the alias lives in the package's __init__ only
+    with pytest.raises(RegistryError, match=r"^catalog '.*missing\.sqlite' does not exist \(set ZOO_CATALOG"):
+        Catalog(tmp_path / "missing.sqlite", readonly=True)
+
+
+def test_zoo_registry_is_honoured_while_zoo_catalog_is_unset(tmp_path, monkeypatch, capsys, fresh_notices):
+    from zoo.catalog import default_path
+    monkeypatch.delenv("ZOO_CATALOG")
+    monkeypatch.setenv("ZOO_REGISTRY", str(tmp_path / "old_name.sqlite"))
+    assert default_path() == tmp_path / "old_name.sqlite"
+    assert default_path() == tmp_path / "old_name.sqlite"
+    err = capsys.readouterr().err
+    assert err == ("zoo: DeprecationWarning: ZOO_REGISTRY is deprecated; rename it to ZOO_CATALOG (read only while "
+                   "ZOO_CATALOG is unset)\n")  # one line, once
+    monkeypatch.setenv("ZOO_CATALOG", str(tmp_path / "new_name.sqlite"))
+    assert default_path() == tmp_path / "new_name.sqlite"  # the new name wins, silently
+    assert capsys.readouterr().err == ""
+    monkeypatch.delenv("ZOO_REGISTRY")
+    monkeypatch.delenv("ZOO_CATALOG")
+    monkeypatch.chdir(tmp_path)
+    assert default_path() == Path("runs") / "catalog.sqlite"  # no variable, no old file: the new default
+
+
+def test_an_old_runs_registry_sqlite_is_used_in_place_with_its_rows(tmp_path, monkeypatch, capsys, fresh_notices):
+    """Only runs/registry.sqlite (the default before issue 22) exists: it is found, read and written where it is,
+    its rows kept, including one still in its -wal file; no runs/catalog.sqlite appears beside it."""
+    from zoo.catalog import default_path
+    monkeypatch.delenv("ZOO_CATALOG")
+    monkeypatch.chdir(tmp_path)
+    old = Path("runs") / "registry.sqlite"
+    with Catalog(old) as catalog:
+        cid = catalog.register_checkpoint(catalog.register_run("/runs/old", model="vae", dataset="mnist"), 5, "/c")
+        catalog.add_result(cid, "is", 4.5, 0.1, {"n_samples": 100})
+    holder = sqlite3.connect(str(old), isolation_level=None)  # an open writer keeps its last row in the -wal file
+    holder.execute("PRAGMA wal_autocheckpoint = 0")
+    holder.execute("INSERT INTO runs (name, out_dir, created_at) VALUES ('in_wal', '/runs/in_wal', 'now')")
+    try:
+        assert (tmp_path / "runs" / "registry.sqlite-wal").stat().st_size > 0
+        assert default_path() == old
+        with Catalog() as catalog:
+            assert catalog.path == old
+            assert [r["name"] for r in catalog.runs()] == ["old", "in_wal"]
+            assert [(r.run, r.value) for r in catalog.results()] == [("old", 4.5)]
+        run = tmp_path / "new_run"
+        run.mkdir()
+        (run / "config.yaml").write_text("model: {name: aae}\ndata: {name: mnist}\n")
+        assert record_training(run) is True  # what `zoo train` calls: into the old file
+        from zoo.commands.registry import main
+        assert main(["list"]) == 0  # `zoo registry list` without --registry reads it too
+        out, err = capsys.readouterr()
+        assert "model=vae dataset=mnist" in out and "model=aae dataset=mnist" in out
+    finally:
+        holder.close()
+    assert not (tmp_path / "runs" / "catalog.sqlite").exists()
+    with Catalog(old) as catalog:
+        assert catalog.count("runs") == 3 and catalog.count("results") == 1
+    assert err == ("zoo: using the catalog at its old name runs/registry.sqlite; rename it and its -wal/-shm files to "
+                   "catalog.sqlite when no zoo process is running, or set ZOO_CATALOG\n")  # one line, once
+
+
+def test_with_both_default_files_the_new_one_is_used_and_the_old_one_named(tmp_path, monkeypatch, capsys,
+                                                                          fresh_notices):
+    from zoo.catalog import default_path
+    monkeypatch.delenv("ZOO_CATALOG")
+    monkeypatch.chdir(tmp_path)
+    Catalog(Path("runs") / "registry.sqlite").close()
+    Catalog(Path("runs") / "catalog.sqlite").close()
+    assert default_path() == Path("runs") / "catalog.sqlite"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "both runs/catalog.sqlite and the older runs/registry.sqlite exist" in err

@@ -47,7 +47,7 @@ def runs(tmp_path_factory, request) -> Path:
         (root / name).mkdir()
     jobs = root / "jobs.json"
     jobs.write_text(json.dumps(rounds))
-    env = {**os.environ, "ZOO_DATA": str(shared), "OMP_NUM_THREADS": "1", "ZOO_REGISTRY": str(root / "reg.sqlite")}
+    env = {**os.environ, "ZOO_DATA": str(shared), "OMP_NUM_THREADS": "1", "ZOO_CATALOG": str(root / "catalog.sqlite")}
     res = procs.run([sys.executable, str(REPO / "tests" / "cli_runner.py"), str(jobs)], cwd=REPO, env=env,
                     timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]

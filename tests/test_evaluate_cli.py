@@ -26,7 +26,7 @@ def tool(args, data, timeout=600):
 
 
 def test_train_registers_and_evaluate_records_a_checkpoint_and_a_data_reference(tmp_path, shared_data):
-    run, registry, out = tmp_path / "vae", os.environ["ZOO_REGISTRY"], tmp_path / "all.json"
+    run, registry, out = tmp_path / "vae", os.environ["ZOO_CATALOG"], tmp_path / "all.json"
     res = tool([TRAIN, "recipes/tiny_vae.yaml", "--out", str(run), "train.max_steps=4", "train.checkpoint_every=0",
                 "train.sample_every=0", "train.progress=false", "train.tensorboard=false"], shared_data)
     assert res.returncode == 0, res.stderr

@@ -27,7 +27,7 @@ import procs
 from conftest import LAUNCH_TWO, REPO, RandomImages, data_shape, subprocess_env, tiny_recipe
 from test_catalog import CATALOG, WRITER
 from zoo import build_model, load_checkpoint
-from zoo.catalog import Catalog, RegistryError
+from zoo.catalog import Catalog, CatalogError
 from zoo.config import ConfigError
 from zoo.factory import expand_sweep, load_recipe
 from zoo.training import Trainer
@@ -259,7 +259,7 @@ def test_a_full_disk_ends_the_train_command_in_one_line(small_disk, shared_data)
 
 # ---- the registry table --------------------------------------------------------------------------------------------
 def test_concurrent_registry_writers_with_one_killed_lose_no_acknowledged_row(tmp_path):
-    path, go = tmp_path / "registry.sqlite", tmp_path / "go"
+    path, go = tmp_path / "catalog.sqlite", tmp_path / "go"
     Catalog(path).close()
     writers = {tag: procs.popen([sys.executable, "-c", WRITER, str(path), tag, "150", str(go), str(CATALOG)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for tag in "abc"}
@@ -282,13 +282,13 @@ def test_concurrent_registry_writers_with_one_killed_lose_no_acknowledged_row(tm
 
 
 def test_a_held_registry_lock_is_announced_and_fails_with_a_clear_error(tmp_path, capsys):
-    path = tmp_path / "registry.sqlite"
+    path = tmp_path / "catalog.sqlite"
     Catalog(path).close()
     holder = sqlite3.connect(str(path), isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
         start = time.monotonic()
-        with pytest.raises(RegistryError, match="is locked by another process"):
+        with pytest.raises(CatalogError, match="is locked by another process"):
             with Catalog(path, lock_timeout=3) as catalog:
                 catalog.register_run("/runs/x")
         assert time.monotonic() - start < 10
@@ -300,7 +300,7 @@ def test_a_held_registry_lock_is_announced_and_fails_with_a_clear_error(tmp_path
 
 def test_the_registry_command_reads_a_read_only_table_and_refuses_a_damaged_one(tmp_path, capsys):
     from zoo.commands.registry import main
-    path = tmp_path / "registry.sqlite"
+    path = tmp_path / "catalog.sqlite"
     with Catalog(path) as catalog:
         catalog.register_run("/runs/x", model="vae", dataset="mnist")
     before = path.read_bytes()
@@ -312,7 +312,7 @@ def test_the_registry_command_reads_a_read_only_table_and_refuses_a_damaged_one(
     bad.write_bytes(os.urandom(4096))
     assert main(["--registry", str(bad), "list"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: registry table") and "is damaged" in err and err.count("\n") == 1
+    assert err.startswith("error: catalog") and "is damaged" in err and err.count("\n") == 1
 
 
 # ---- processes: a killed launcher, a stalled peer ------------------------------------------------------------------

@@ -44,7 +44,7 @@ def browse(url: str, *args: str, timeout: float = 60) -> str:
 
 def make_registry(tmp_path):
     """Three runs with sample grids and metrics.jsonl: IS 4 / 5 / 6, LPIPS 0.2 / 0.3 / (none)."""
-    path = tmp_path / "registry.sqlite"
+    path = tmp_path / "catalog.sqlite"
     with Catalog(path) as catalog:
         for i, (name, model, is_, lpips) in enumerate((("vae_a", "vae", 4.0, 0.2), ("vae_b", "vae", 5.0, 0.3),
                                                       ("wgan", "wgan_gp", 6.0, None))):

@@ -186,7 +186,7 @@ def test_registered_metrics_are_recorded_with_their_own_protocol_and_can_be_reco
     saved = json.loads(result_path.read_text())
     del saved["protocol"]["spreads"]
     result_path.write_text(json.dumps(saved))
-    monkeypatch.setenv("ZOO_REGISTRY", str(tmp_path / "fresh.sqlite"))
+    monkeypatch.setenv("ZOO_CATALOG", str(tmp_path / "fresh.sqlite"))
     import subprocess
     import sys
     done = subprocess.run([sys.executable, "-m", "zoo.cli", "reproduce", str(spec.path), "--scale", "smoke", "--out",

@@ -20,7 +20,7 @@ BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
 
 def run_tutorial(name: str, cwd: Path, **env: str) -> list[str]:
     """Run docs/tutorials/<name>.md in `cwd`; returns the stdout of each command."""
-    env = subprocess_env(XDG_CACHE_HOME=str(cwd / ".cache"), ZOO_REGISTRY=str(cwd / "registry.sqlite"), **env)
+    env = subprocess_env(XDG_CACHE_HOME=str(cwd / ".cache"), ZOO_CATALOG=str(cwd / "catalog.sqlite"), **env)
     outputs = []
     for lang, body in BLOCK.findall((REPO / "docs" / "tutorials" / f"{name}.md").read_text()):
         first = body.splitlines()[0]

@@ -16,7 +16,7 @@ from typing import NoReturn
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("zoo.commands.train", "train a model from a recipe (under accelerate launch for several processes)"),
     "evaluate": ("zoo.commands.evaluate", "score checkpoints or datasets with registered metrics"),
-    "registry": ("zoo.commands.registry", "the registry table: list, compare, plot, export; models: the code's"),
+    "registry": ("zoo.commands.registry", "the catalog of results: list, compare, plot, export; models: the code's"),
     "sweep": ("zoo.commands.sweep", "expand a sweep file into one train command per grid point, or run them"),
     "bench": ("zoo.commands.bench", "time training steps: the generic trainer against a hand-written loop"),
     "bench_eval": ("zoo.commands.bench_eval", "time each metric against its reference library on the same images"),

@@ -1,5 +1,5 @@
 """YAML with bounds: every YAML file the zoo reads (recipes, a run's config.yaml, sweeps, reproduction specs, the
-registry's stored configs) goes through `load`, which refuses, before anything is copied or walked, a document that
+catalog's stored configs) goes through `load`, which refuses, before anything is copied or walked, a document that
 is too large or that expands too far.
 
 PyYAML's safe loader shares the object behind an alias, so a "billion laughs" document (nine levels of ten aliases

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Evaluate checkpoints (or real data, as a reference) with registered metrics; print a table, write JSON and record
-every result in the registry table.
+every result in the catalog.
 
     zoo evaluate CHECKPOINT [CHECKPOINT ...] [--metric is,lpips[,...]] [--n-samples N] [--batch-size B]
         [--seed S] [--split test]
@@ -12,8 +12,8 @@ A CHECKPOINT is a checkpoint directory or a run directory (its latest checkpoint
 images of a dataset split as if they were samples (the reference value of a sample metric, and the classifier
 accuracy of is_cifar / modes). Metrics: is, fid, kid, is_cifar, lpips, msssim, wcritic, elbo, modes (docs/metrics.md).
 Without --metric, each checkpoint gets the metrics its recipe's `eval.metrics` lists (the ones its paper reports).
-Results go to stdout as a table, to `<checkpoint>/eval.json`, to --json if given, and to the registry table
-(runs/registry.sqlite, or ZOO_REGISTRY, or --registry). Exit status 2: a usage error, missing weights or data.
+Results go to stdout as a table, to `<checkpoint>/eval.json`, to --json if given, and to the catalog
+(runs/catalog.sqlite, or ZOO_CATALOG, or --registry). Exit status 2: a usage error, missing weights or data.
 """
 from __future__ import annotations
 
@@ -78,8 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "A checkpoint trained with --import records it; loading imports it only with --trust-imports")
     add_trust_imports(p)
     p.add_argument("--json", help="also write all results of this call to this JSON file")
-    p.add_argument("--registry", help="registry table (default: ZOO_REGISTRY, else runs/registry.sqlite)")
-    p.add_argument("--no-registry", action="store_true", help="do not record results in the registry table")
+    p.add_argument("--registry", help="the catalog (default: ZOO_CATALOG, else runs/catalog.sqlite)")
+    p.add_argument("--no-registry", action="store_true", help="do not record results in the catalog")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     args.options = options
@@ -123,7 +123,7 @@ _CODE: dict[str, str | None] = {}
 
 
 def record(catalog: Any, ctx: Any, ckpt: Path | None, results: list[Any]) -> None:
-    """Results into the registry table; a failure only warns (the numbers are printed and in the JSON)."""
+    """Results into the catalog; a failure only warns (the numbers are printed and in the JSON)."""
     if catalog is None:
         return
     try:
@@ -133,7 +133,7 @@ def record(catalog: Any, ctx: Any, ckpt: Path | None, results: list[Any]) -> Non
             catalog.add_result(cid, r.metric, r.value, r.std, r.protocol, spread=r.spread, metadata=r.metadata,
                                **code_identity())
     except Exception as err:  # noqa: BLE001 - sqlite, disk, permissions: never lose the evaluation over it
-        warnings.warn(f"could not record results in the registry table {catalog.path}: {err}", stacklevel=2)
+        warnings.warn(f"could not record results in the catalog {catalog.path}: {err}", stacklevel=2)
 
 
 def write_eval_json(ckpt: Path, results: list[Any]) -> None:
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             from zoo.catalog import Catalog
             catalog = Catalog(args.registry)
         except Exception as err:  # noqa: BLE001
-            print(f"zoo: warning: registry table unavailable ({err}); results go to stdout and JSON only",
+            print(f"zoo: warning: catalog unavailable ({err}); results go to stdout and JSON only",
                   file=sys.stderr)
     table: list[tuple[str, Any]] = []
     everything: list[dict[str, Any]] = []

@@ -1,4 +1,4 @@
-"""How registry results read as text: Markdown / CSV tables, one result as a cell (value ± spread, seeds, protocol
+"""How catalog results read as text: Markdown / CSV tables, one result as a cell (value ± spread, seeds, protocol
 tag), column headers that say what ± is, and a protocol in one line. Shared by `zoo registry` and its HTML report."""
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|nan)", re.
 
 def markdown_text(value: Any) -> str:
     """A value as the text of a Markdown table cell: raw HTML shown, not rendered (`<`, `>`, `&` escaped), a `|`
-    kept inside its cell, a newline kept from ending the row. Registry values are data from anyone."""
+    kept inside its cell, a newline kept from ending the row. Catalog values are data from anyone."""
     return html.escape(str(value), quote=False).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
@@ -51,7 +51,7 @@ def as_csv(header: Sequence[str], rows: list[Sequence[Any]]) -> str:
 
 
 def number(value: Any, spec: str) -> str:
-    """A number formatted by `spec`; anything else (a damaged or crafted registry value) as its text."""
+    """A number formatted by `spec`; anything else (a damaged or crafted catalog value) as its text."""
     return format(value, spec) if isinstance(value, (int, float)) else str(value)
 
 

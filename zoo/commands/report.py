@@ -1,4 +1,4 @@
-"""`zoo registry report`: the registry table as ONE self-contained HTML file that opens offline (every image is
+"""`zoo registry report`: the catalog as ONE self-contained HTML file that opens offline (every image is
 embedded as base64, the script and styles are inline; nothing is fetched from the network).
 
     zoo registry report --out runs/report.html [--model vae] [--dataset cifar10]
@@ -26,7 +26,7 @@ from zoo.commands.formats import cell, protocol_differences, protocol_summary
 from zoo.figures import loss_curves, scatter_plot
 from zoo.training.logging import read_metrics
 
-MAX_PARETO = 6  # metric pairs drawn; a registry with many metrics would otherwise get dozens of plots
+MAX_PARETO = 6  # metric pairs drawn; a catalog with many metrics would otherwise get dozens of plots
 
 SCRIPT = """
 const table = document.getElementById('runs'), body = table.tBodies[0];
@@ -80,7 +80,7 @@ CAVEATS = {"msssim": "blind to collapse onto a few distinct images: random pairs
 
 
 def escape(value: object) -> str:
-    """Any value as HTML text or a quoted attribute value: registry values are data from anyone who wrote the table
+    """Any value as HTML text or a quoted attribute value: catalog values are data from anyone who wrote the table
     (a run name, a step or a protocol field holding `<script>` must show as text, never run)."""
     return html.escape(str(value), quote=True)
 
@@ -103,7 +103,7 @@ def data_uri(path: Path) -> str:
 
 def sample_grid(out_dir: Path, step: int) -> Path | None:
     """The run's sample grid at `step`, else its latest one before it."""
-    if not isinstance(step, int):  # a damaged or crafted registry row: no grid rather than no page
+    if not isinstance(step, int):  # a damaged or crafted catalog row: no grid rather than no page
         return None
     grids = sorted((out_dir / "samples").glob("step_*.png")) if out_dir.is_dir() else []
     before = [g for g in grids if g.stem[5:].isdigit() and int(g.stem[5:]) <= step]

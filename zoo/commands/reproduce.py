@@ -4,13 +4,13 @@
     python tools/reproduce.py SPEC [SPEC ...] --scale smoke [KEY=VALUE ...]   # extra overrides for every run
     python tools/reproduce.py --render          # re-render docs/reproduction.md from the committed results
     python tools/reproduce.py --list            # the specs, their scales and whether they have results
-    python tools/reproduce.py SPEC --scale cpu --record   # re-record finished runs in the registry table only
+    python tools/reproduce.py SPEC --scale cpu --record   # re-record finished runs in the catalog only
 
 A spec (recipes/reproduction/*.yaml) lists runs (recipe + overrides), seeds, a measurement protocol, the paper's
 values with their source, the paper's claims, and scales: `smoke` (tests), `cpu` (a reduced schedule for a CPU),
 `paper` (the paper's schedule). Runs live in `<out>/<spec>/<scale>/<run>/seed<k>/` and are resumable: a finished run
 is skipped, an interrupted one resumes from its latest checkpoint, a failing one is reported while the others go on
-(exit status 1). Every run and result is recorded in the registry table (runs/registry.sqlite or ZOO_REGISTRY). The
+(exit status 1). Every run and result is recorded in the catalog (runs/catalog.sqlite or ZOO_CATALOG). The
 `cpu` and `paper` results are written to `--results` (docs/data/reproduction/<spec>.<scale>.json) and the page is
 re-rendered; `smoke` results stay under --out and are never rendered.
 """
@@ -53,8 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--render", action="store_true", help="(re-)render the page from every spec's results")
     p.add_argument("--list", action="store_true", help="list the specs and exit")
     p.add_argument("--record", action="store_true",
-                   help="only (re-)record the finished runs of the specs at --scale in the registry table (e.g. a "
-                        "fresh ZOO_REGISTRY); trains and measures nothing")
+                   help="only (re-)record the finished runs of the specs at --scale in the catalog (e.g. a fresh "
+                        "ZOO_CATALOG); trains and measures nothing")
     p.add_argument("--runs", type=lambda v: [r for r in v.split(",") if r],
                    help="comma-separated run names: only these runs of the scale (e.g. one process per core)")
     p.add_argument("--seeds", type=_seed_list, help="comma-separated seeds: only these seeds of the scale")
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         for spec in specs:
             print(f"{spec.name} [{args.scale}]: recorded {record_finished(spec, args.scale, Path(args.out))} "
-                  f"finished runs in the registry table")
+                  f"finished runs in the catalog")
         return 0
     status = 0
     for spec in specs:

@@ -7,8 +7,8 @@
 Plain `zoo train ...` works too (one process). The run directory gets config.yaml (the resolved recipe),
 history.jsonl (starts and resumes, with changed settings), metrics.jsonl, tb/ (TensorBoard), samples/ and
 reconstructions/ (PNG grids) and checkpoints/step_XXXXXXXX/; a resume from an earlier checkpoint moves the later
-ones to abandoned/. The run and its checkpoints are recorded in the registry table (runs/registry.sqlite, or
-ZOO_REGISTRY; see zoo/catalog.py).
+ones to abandoned/. The run and its checkpoints are recorded in the catalog (runs/catalog.sqlite, or
+ZOO_CATALOG; see zoo/catalog/).
 
 Exit status: 0 done (or stopped by a signal / a gone launcher, with a checkpoint), 2 a bad recipe, option, run
 directory or checkpoint, 3 a non-finite loss or weights, 4 a failed write (full disk, permissions), 5 a peer process
@@ -112,10 +112,10 @@ def train(args: argparse.Namespace) -> int:
             if trainer.is_main and ckpt is not None:
                 print(f"zoo: resumed from {ckpt} at step {trainer.step}")
     from zoo.catalog import record_training, relocate_checkpoints
-    trainer.on_checkpoints_moved = relocate_checkpoints  # registry rows follow checkpoints a resume moves aside
+    trainer.on_checkpoints_moved = relocate_checkpoints  # catalog rows follow checkpoints a resume moves aside
     trainer.begin()
     if trainer.is_main:
-        record_training(out, args.recipe)  # the registry table; a failure only warns
+        record_training(out, args.recipe)  # the catalog; a failure only warns
     try:
         final = trainer.train()
     except NonFiniteLossError as err:

@@ -119,7 +119,7 @@ def scatter_plot(path: str | Path, points: Sequence[tuple[float, float]], labels
     """A scatter plot: one colour per group (legend), a text label per point, the `front` points (indices, in order
     of x) outlined and joined by a line, and +- `errors` (x, y) bars per point when given. Returns `path`."""
     labels, groups, x_label, y_label, title = ([plain(t) for t in labels], [plain(g) for g in groups], plain(x_label),
-                                               plain(y_label), plain(title))  # every text here is registry data
+                                               plain(y_label), plain(title))  # every text here is catalog data
     with style():
         fig, ax = plt.subplots(figsize=(size[0] / DPI, size[1] / DPI), layout="constrained")
         colours = {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(dict.fromkeys(groups))}

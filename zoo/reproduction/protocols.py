@@ -1,7 +1,7 @@
 """Measurement protocols of reproduction specs: a finished run (or a paper study) -> named numbers.
 
 Each protocol returns `(values, protocol)`: metric name -> float, and the settings that produced them (recorded in the
-registry table and the results JSON). Options come from the spec's `protocol.options`, updated by the scale's.
+catalog and the results JSON). Options come from the spec's `protocol.options`, updated by the scale's.
 Weight-file options may use environment variables (`${ZOO_SHARED}/weights/...`).
 """
 from __future__ import annotations
@@ -110,7 +110,7 @@ def metrics(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str, A
                 values[f"{r.metric}_std"] = r.std
                 spreads[r.metric] = r.spread
             protocols[r.metric] = r.protocol
-            if r.metadata:  # e.g. the critic's training curve: into the registry, not into the docs JSON
+            if r.metadata:  # e.g. the critic's training curve: into the catalog, not into the docs JSON
                 metadata[r.metric] = r.metadata
     return values, {"protocol": "metrics", "metrics": protocols, "spreads": spreads, "metadata": metadata,
                     "skipped": skipped, "step": step, "checkpoint": str(ckpt)}

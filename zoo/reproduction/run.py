@@ -3,7 +3,7 @@
 Layout: `<out>/<spec>/<scale>/<run>/seed<k>/` is a zoo run directory (config.yaml, checkpoints/, metrics.jsonl) plus
 `result.json`. A run whose result.json matches the schedule asked is skipped; one with checkpoints but no result is
 resumed from its latest checkpoint; one that fails is reported and the others go on. Every run and result is recorded
-in the registry table (zoo.catalog), and all results of the spec at that scale go to one JSON (`results_path`) that
+in the catalog (zoo.catalog), and all results of the spec at that scale go to one JSON (`results_path`) that
 zoo.reproduction.render turns into docs/reproduction.md.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ class PlannedRun:
         return f"{self.run.name}/seed{self.seed}"
 
     @property
-    def registry_name(self) -> str:  # every run folder is called seed<k>: the registry names it by run and seed
+    def catalog_name(self) -> str:  # every run folder is called seed<k>: the catalog names it by run and seed
         return f"{self.run.name}_seed{self.seed}"
 
     def directory(self, out: Path, spec_name: str, scale: str) -> Path:
@@ -165,7 +165,7 @@ def train_run(spec: ReproSpec, item: PlannedRun, scale: str, run_dir: Path, extr
                           f"{scale!r}; pass another --out")
     if trainer.step < recipe.train.max_steps:
         trainer.train()
-    record_training(run_dir, recipe=str(recipe_path), name=item.registry_name)
+    record_training(run_dir, recipe=str(recipe_path), name=item.catalog_name)
     if trainer.step < recipe.train.max_steps:  # a stop signal: resumable, not a result
         raise RunInterrupted(f"{run_dir} stopped at step {trainer.step} of {recipe.train.max_steps}; run the same "
                              f"command again to resume it")
@@ -175,7 +175,7 @@ def train_run(spec: ReproSpec, item: PlannedRun, scale: str, run_dir: Path, extr
 def _metric_rows(values: dict[str, float], protocol: dict[str, Any], context: dict[str, Any]
                  ) -> list[tuple[str, float, float | None, dict[str, Any], str | None, dict[str, Any]]]:
     """(name, value, std, protocol, spread, metadata) per result. Registered metrics (protocol `metrics`) keep each
-    metric's own protocol and spread, as `zoo evaluate` records them, so the registry compares them with other
+    metric's own protocol and spread, as `zoo evaluate` records them, so the catalog compares them with other
     evaluations of that protocol (result.json files older than `spreads` take the spread from the metric's
     definition); other protocols record every value under the spec's protocol and run."""
     per_metric = protocol.get("metrics")
@@ -197,7 +197,7 @@ def _metric_rows(values: dict[str, float], protocol: dict[str, Any], context: di
 
 def _record_results(run_dir: Path, values: dict[str, float], protocol: dict[str, Any], context: dict[str, Any],
                     commit: str | None = None) -> None:
-    """Results into the registry table; a failure only warns (the numbers are in result.json)."""
+    """Results into the catalog; a failure only warns (the numbers are in result.json)."""
     import warnings
 
     from zoo.catalog import Catalog
@@ -212,12 +212,12 @@ def _record_results(run_dir: Path, values: dict[str, float], protocol: dict[str,
                 catalog.add_result(cid, name, value, std, metric_protocol, spread=spread, metadata=metadata,
                                    code_commit=commit)
     except Exception as err:  # noqa: BLE001 - sqlite, disk, permissions: never lose the numbers over it
-        warnings.warn(f"could not record results in the registry table: {err}", stacklevel=2)
+        warnings.warn(f"could not record results in the catalog: {err}", stacklevel=2)
 
 
 def record_finished(spec: ReproSpec, scale: str, out: Path) -> int:
-    """(Re-)record the finished runs of `spec` at `scale` (their result.json) in the registry table, training and
-    measuring nothing: e.g. into a fresh table, or after a registry was lost. Returns the number of runs recorded."""
+    """(Re-)record the finished runs of `spec` at `scale` (their result.json) in the catalog, training and
+    measuring nothing: e.g. into a fresh table, or after a catalog was lost. Returns the number of runs recorded."""
     from zoo.catalog import record_training
 
     count = 0
@@ -230,7 +230,7 @@ def record_finished(spec: ReproSpec, scale: str, out: Path) -> int:
         if record.get("status") != "done":
             continue
         if item.run.recipe is not None:
-            record_training(run_dir, recipe=str(spec.recipe_path(item.run)), name=item.registry_name)
+            record_training(run_dir, recipe=str(spec.recipe_path(item.run)), name=item.catalog_name)
         _record_results(run_dir, record["values"], record["protocol"], item.context(spec.name, scale),
                         record.get("commit"))
         count += 1

@@ -28,7 +28,7 @@ class PaperValue:
 
 
 @dataclass
-class MetricSpec:
+class MetricColumn:
     """A result a protocol produces for every run (`name` is its key in the protocol's output)."""
 
     name: str
@@ -111,7 +111,7 @@ class ReproSpec:
     title: str
     paper: str  # the citation, e.g. "Deasy et al. 2020"
     source: str  # table / figure in the paper
-    metrics: list[MetricSpec]
+    metrics: list[MetricColumn]
     protocol: ProtocolSpec
     runs: list[RunSpec]
     scales: dict[str, ScaleSpec]
@@ -127,7 +127,7 @@ class ReproSpec:
                 return r
         raise ConfigError(f"{self.name}: no run named {name!r}; runs: {', '.join(r.name for r in self.runs)}")
 
-    def metric(self, name: str | None) -> MetricSpec:
+    def metric(self, name: str | None) -> MetricColumn:
         if name is None:
             return self.metrics[0]
         for m in self.metrics:

@@ -99,7 +99,7 @@ def abandon_after(out: Path, step: int, *, reason: str,
     for ckpt in later:
         os.rename(ckpt, dest / ckpt.name)
         moves[ckpt] = dest / ckpt.name
-    on_moved(moves)  # e.g. the registry table's rows follow the moved checkpoints (`zoo train` passes that)
+    on_moved(moves)  # e.g. the catalog's rows follow the moved checkpoints (`zoo train` passes that)
     if drop:
         (dest / METRICS).write_text("".join(drop))
         tmp = metrics.with_name(f".{METRICS}.tmp")

@@ -130,7 +130,7 @@ class Trainer:
         # check runs at logging steps so the step loop never waits on the device.
         self._check_every_phase = self.device.type == "cpu"
         self.logger: RunLogger | None = None  # opened by `begin`, when the run directory is claimed
-        # told {old: new} when a resume moves later checkpoints aside (`zoo train` keeps the registry table in step)
+        # told {old: new} when a resume moves later checkpoints aside (`zoo train` keeps the catalog in step)
         self.on_checkpoints_moved: Callable[[dict[Path, Path]], None] = lambda moves: None
 
     @property
