@@ -14,7 +14,7 @@ import pytest
 import procs
 
 from conftest import REPO
-from zoo.catalog import Catalog, pareto_front, record_training
+from zoo.catalog import Catalog, pareto_front, recipe_key, record_training
 
 
 CATALOG = REPO / "zoo" / "catalog"
@@ -154,6 +154,9 @@ def test_runs_that_differ_only_in_seed_are_aggregated(tmp_path, capsys):
         other = catalog.register_run("/runs/vae_lr", model="vae", dataset="mnist",
                                      config=config.format(seed=0).replace("10", "20"))  # another recipe
         catalog.add_result(catalog.register_checkpoint(other, 10, "/runs/vae_lr/c"), "is", 9.0, 0.1, FULL)
+    # eval names what to measure, not what was trained: configs differing only there are still one recipe
+    evals = ("eval:\n  metrics: [is]\n", "eval:\n  metrics: []\n  n_samples: 10000\n", "")
+    assert len({recipe_key(config.format(seed=0) + e) for e in evals}) == 1
     tool = load_tool("registry")
     tool.main(["--registry", str(path), "compare", "--metric", "is", "--aggregate-seeds", "--format", "json"])
     rows = json.loads(capsys.readouterr().out)

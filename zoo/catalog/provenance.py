@@ -2,6 +2,7 @@
 seed (read from its resolved config)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -26,9 +27,7 @@ def git_commit(repo: str | Path | None = None) -> str | None:
 
 def checkpoint_sha256(ckpt: str | Path) -> str:
     """sha256 over the checkpoint's weights: model.safetensors, then ema.safetensors when present."""
-    import hashlib
-
-    from zoo.training.checkpoint import EMA_WEIGHTS, WEIGHTS
+    from zoo.training.checkpoint import EMA_WEIGHTS, WEIGHTS  # here: the catalog commands need no torch
     digest = hashlib.sha256()
     for name in (WEIGHTS, EMA_WEIGHTS):
         path = Path(ckpt) / name
@@ -40,12 +39,14 @@ def checkpoint_sha256(ckpt: str | Path) -> str:
 
 
 def recipe_key(config: str | None) -> str | None:
-    """A hash of a run's resolved config without `train.seed`: runs of one recipe that differ only in seed share it."""
+    """A hash of a run's resolved config without `train.seed` and the `eval` section: runs of one recipe that differ
+    only in seed share it (the eval section names what to measure, not what was trained: an older run folder's config
+    with the former eval keys, or none, still groups with today's runs of its recipe)."""
     if not config:
         return None
-    import hashlib
     tree = yaml_limits.load(config) or {}
     (tree.get("train") or {}).pop("seed", None)
+    tree.pop("eval", None)
     return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
