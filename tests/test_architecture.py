@@ -72,3 +72,37 @@ def test_catalog_package_is_layered_one_job_a_file():
         assert inner <= set(order[:i]), f"{name}.py imports {sorted(inner - set(order[:i]))} from above it"
         assert not [m for m in imported if m.startswith("zoo.commands")], f"{name}.py imports zoo.commands"
         assert len(path.read_text().splitlines()) < 450, f"{name}.py has grown past 450 lines"
+
+
+# Where an import may sit inside a function, outside the command modules (docs/training.md, "Imports"): packages a
+# run may never need, imported where used so that `import zoo` and every command stay light.
+DEFERRED_PACKAGES = ("PIL", "wandb", "lpips", "torch_fidelity", "scipy", "matplotlib", "torchvision", "submitit",
+                     "torch.utils.tensorboard", "torch.hub", "accelerate.utils")
+DEFERRED_HERE = {  # and these, each for the reason given
+    "zoo/factory.py": ("zoo.data", "zoo.evaluation", "zoo.models", "zoo.nn"),  # discover(): importing registers them
+    "zoo/catalog/provenance.py": ("zoo.training",),  # the catalog commands read SQLite without importing torch
+    "zoo/catalog/recording.py": ("zoo.training",),
+    "zoo/catalog/store.py": ("zoo.training",),
+    "zoo/reproduction/protocols.py": ("zoo.studies",),  # the study commands bring matplotlib; checkpoint specs don't
+}
+
+
+def test_library_modules_import_at_the_top_except_where_deferring_buys_something():
+    """Outside zoo/commands and zoo/cli.py (whose torch-backed imports sit in the function that runs the command),
+    a function-local import is one of DEFERRED_PACKAGES or listed with its reason in DEFERRED_HERE."""
+    offenders = []
+    for path in sorted(ZOO.rglob("*.py")):
+        rel = str(path.relative_to(REPO))
+        if rel.startswith("zoo/commands/") or rel == "zoo/cli.py":
+            continue
+        allowed = DEFERRED_PACKAGES + DEFERRED_HERE.get(rel, ())
+        tree = ast.parse(path.read_text())
+        for fn in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
+            if rel.startswith("zoo/studies/") and fn.name == "main":
+                continue  # a study's command: as the command modules
+            for node in ast.walk(fn):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                offenders += [f"{rel}:{node.lineno} {fn.name}: {name}" for name in names
+                              if not any(name == p or name.startswith(p + ".") for p in allowed)]
+    assert not sorted(set(offenders)), "\n".join(sorted(set(offenders)))

@@ -10,6 +10,7 @@ import itertools
 import os
 import warnings
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
@@ -51,7 +52,6 @@ def load_plugins() -> list[str]:
     if _plugins_loaded:
         return []
     _plugins_loaded = True
-    from importlib.metadata import entry_points
 
     loaded = []
     for point in entry_points(group=PLUGIN_GROUP):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib
+import pkgutil
 from typing import Any, Callable, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -92,8 +94,6 @@ def register_dataset(name: str):
 def import_submodules(package: str) -> None:
     """Import every module of `package` (a package's `__init__` calls this so that each file registers itself
     and adding a model, backbone or metric means adding one file)."""
-    import importlib
-    import pkgutil
 
     for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
         if not info.name.startswith("_"):

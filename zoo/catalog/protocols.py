@@ -2,6 +2,7 @@
 the source or report outcomes (NON_PROTOCOL_KEYS); equal ids mean comparable numbers."""
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,6 @@ N_KEYS = ("n_samples", "n_real", "n_test", "num_points")  # the first one a prot
 
 def protocol_id(protocol: dict[str, Any]) -> str:
     """12 hex digits identifying a protocol: equal ids mean comparable numbers."""
-    import hashlib
     core = {k: v for k, v in protocol.items() if k not in NON_PROTOCOL_KEYS}
     return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:12]
 

@@ -3,6 +3,7 @@ row per model, sorting, and the Pareto front of two metrics. Pure functions over
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Any, Sequence
 
 from zoo.catalog.protocols import NON_PROTOCOL_KEYS
@@ -41,7 +42,6 @@ def aggregate_seeds(results: list[Result]) -> list[Result]:
 def wide_rows(results: list[Result]) -> list[Row]:
     """One Row per checkpoint and combination of its metrics' protocols; of repeated results of one metric under
     one protocol the newest counts (the same protocol measured twice)."""
-    import itertools
     by_ckpt: dict[int, dict[str, dict[str, Result]]] = {}
     for r in results:
         by_ckpt.setdefault(r.checkpoint_id, {}).setdefault(r.metric, {})[r.protocol_id] = r

@@ -2,6 +2,7 @@
 checkpoint directories (`relocate_checkpoints`). Neither ever stops a training run: a failure is a warning."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from zoo import yaml_limits
@@ -23,7 +24,6 @@ def relocate_checkpoints(moves: dict[Path, Path], path: str | Path | None = None
             for old, new in moves.items():
                 db.execute("UPDATE checkpoints SET path = ? WHERE path = ?", (_key(new), _key(old)))
     except Exception as err:  # noqa: BLE001 - the catalog must never stop a training run
-        import sys
         print(f"zoo: warning: could not update the catalog {table} for the moved checkpoints: "
               f"{type(err).__name__}: {err} (training is unaffected)", file=sys.stderr)
 
@@ -50,7 +50,6 @@ def record_training(out_dir: str | Path, recipe: str | None = None, path: str | 
                     catalog.register_checkpoint(run_id, step, ckpt, checkpoint_sha256(ckpt))
         return True
     except Exception as err:  # noqa: BLE001 - the catalog must never stop a training run
-        import sys
         print(f"zoo: warning: could not record the run in the catalog {path or default_path()}: "
               f"{type(err).__name__}: {err} (training is unaffected)", file=sys.stderr)
         return False

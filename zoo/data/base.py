@@ -13,6 +13,7 @@ download files that are missing, when ``download=True``.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import warnings
 from pathlib import Path
@@ -21,8 +22,10 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
-from zoo.registry import DATASETS
+from zoo.config import ConfigError, check_keys
+from zoo.registry import DATASETS, UnknownNameError
 from zoo.seeds import derive_seed
 
 MAX_IN_MEMORY_BYTES = 1 << 30  # as_uint8_tensor() returns None above this; the caller streams with a DataLoader
@@ -69,8 +72,6 @@ def dataset_version(name: str) -> str | None:
 def open_split(data: Any) -> Dataset:
     """The split a recipe's `data` section names, with a ConfigError naming the data.* key for a wrong dataset name,
     option or split (the mistakes a user makes in a recipe or an override)."""
-    from zoo.config import ConfigError, check_keys
-    from zoo.registry import UnknownNameError
 
     try:
         allowed = dataset_options(data.name)
@@ -86,7 +87,6 @@ def open_split(data: Any) -> Dataset:
 def dataset_options(name: str) -> list[str] | None:
     """The options a registered dataset's loader takes (its keyword parameters after root and split); None when it
     takes any (**options), and then the loader itself checks them."""
-    import inspect
 
     params = inspect.signature(DATASETS.get(name)).parameters.values()
     if any(p.kind == p.VAR_KEYWORD for p in params):
@@ -222,7 +222,6 @@ class ImageDataset(Dataset):
 
     def _read_all(self) -> Tensor:
         """The whole split, cropped and resized but not padded: ``(N, C, H, W)`` uint8."""
-        from tqdm.auto import tqdm
 
         n, shape = len(self), self._resized_shape()
         out = torch.empty((n, *shape), dtype=torch.uint8)

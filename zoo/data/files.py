@@ -10,6 +10,7 @@ import io
 import os
 import re
 import tarfile
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -100,7 +101,6 @@ def _to_8bit(image):
 
 
 def _decode_image(data: bytes, mode: str, where: str) -> Tensor:
-    import warnings
 
     from PIL import Image
 

@@ -10,8 +10,10 @@ supply it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 from torch import Tensor, nn
@@ -144,8 +146,6 @@ def kid_metric(ctx: EvalContext, opts: InceptionOptions) -> list[MetricResult]:
 def random_inception_weights(path: str | Path) -> Path:
     """A weights file of torch-fidelity's FeatureExtractorInceptionV3 with its exact shapes and random He-initialised
     values (features neither vanish nor explode): offline pipeline tests and timings, never scores."""
-    import math
-    from unittest import mock
 
     import torch_fidelity.feature_extractor_inceptionv3 as fe
     with mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: None), \

@@ -23,8 +23,11 @@ from typing import Any, Callable
 
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from zoo.losses.divergences import kl_normal
+from zoo.data.stream import to_model_range
 
 LOG_2PI = math.log(2 * math.pi)
 Progress = bool | Callable[[int, int], None]
@@ -81,7 +84,6 @@ def log_marginal_posterior(z: Tensor, mu: Tensor, logvar: Tensor, *, code_chunk:
     total, done = len(code_blocks) * len(data_blocks), 0
     bar = None
     if progress is True:
-        from tqdm.auto import tqdm
         bar = tqdm(total=total, desc=f"log q(z) over {n} posteriors", leave=False)
     out = []
     for zc in code_blocks:
@@ -178,9 +180,7 @@ def encode_posteriors(model: Any, images: Any, *, batch_size: int = 500, smoothi
     `model.encode(x)` as a point mass. `smoothing_std` s turns point masses into N(E(x), s^2 I); it is an error
     for a Gaussian encoder (its variance is part of the model). The model is put in eval mode.
     """
-    from torch.utils.data import DataLoader
 
-    from zoo.data.stream import to_model_range
 
     if not getattr(model, "has_encoder", False):
         raise ValueError(f"{type(model).__name__} has no encoder (has_encoder is False); latent analyses need "
@@ -189,7 +189,6 @@ def encode_posteriors(model: Any, images: Any, *, batch_size: int = 500, smoothi
     device = torch.device(device) if device is not None else next(model.parameters()).device
     loader = images.split(batch_size) if isinstance(images, Tensor) else DataLoader(images, batch_size=batch_size)
     if progress:
-        from tqdm.auto import tqdm
         loader = tqdm(loader, desc="encoding", leave=False)
     mus, logvars = [], []
     for x in loader:
@@ -228,9 +227,7 @@ def reconstruction_term(model: Any, images: Any, *, batch_size: int = 500,
     """The ELBO's reconstruction term of every example of `images` (a dataset or an (N, C, H, W) tensor): one draw
     z ~ q(z|x) each, log p(x|z) from `model.log_px_given_z`; with the average posterior KL it gives the ELBO (eq. 1),
     the number a VAE's marginal KL has to be read against (Rosca et al. App. E print the KL terms only)."""
-    from torch.utils.data import DataLoader
 
-    from zoo.data.stream import to_model_range
 
     model.eval()
     device = next(model.parameters()).device

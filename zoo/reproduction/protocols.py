@@ -15,7 +15,13 @@ from typing import Any, Callable
 
 import torch
 
+from zoo import load_checkpoint
 from zoo.config import ConfigError, check_keys
+from zoo.data import load_dataset
+from zoo.evaluation import EvalContext, MetricNotApplicable, latent
+from zoo.evaluation.density_ratio import marginal_kl_density_ratio
+from zoo.registry import METRICS
+from zoo.studies.evidence import evidence_estimate
 
 Values = dict[str, float]
 
@@ -23,7 +29,6 @@ Values = dict[str, float]
 def _eval_data(recipe: Any, options: dict[str, Any], default_split: str) -> tuple[Any, str]:
     """The evaluation split of a run's dataset: the recipe's data options without its training `limit`, with the
     protocol's own `limit`."""
-    from zoo.data import load_dataset
 
     split = options.get("split", default_split)
     data_options = {k: v for k, v in recipe.data.options.items() if k != "limit"}
@@ -38,9 +43,6 @@ def latent_kl(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str,
     lr, seeds, window, tol}: `seeds` classifiers from as many initialisations, each trained to convergence when
     `window` is given, `steps` at most). Options: split (default the training split, as the paper's N = 60000),
     limit, num_z, seed, ratio."""
-    from zoo import load_checkpoint
-    from zoo.evaluation import latent
-    from zoo.evaluation.density_ratio import marginal_kl_density_ratio
 
     check_keys("protocol latent_kl", options, ["split", "limit", "num_z", "seed", "ratio"], what="option")
     model, recipe, step, ckpt = load_checkpoint(run_dir)
@@ -85,9 +87,6 @@ def latent_kl(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str,
 def metrics(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str, Any]]:
     """Registered zoo metrics (docs/metrics.md) on the run's latest checkpoint. Options: metrics (list of names),
     n_samples, n_real, split, batch_size, seed, and metric options (weights paths, critic_steps, ...)."""
-    from zoo import load_checkpoint
-    from zoo.evaluation import EvalContext, MetricNotApplicable
-    from zoo.registry import METRICS
 
     options = dict(options)
     names = options.pop("metrics", None)
@@ -119,8 +118,6 @@ def metrics(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str, A
 def evidence(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str, Any]]:
     """Deasy et al. Fig. 5: log model evidence, mean and bootstrapped 95 % interval over test batches. Options:
     split, limit, batches, samples, resamples, seed."""
-    from zoo import load_checkpoint
-    from zoo.studies.evidence import evidence_estimate
 
     check_keys("protocol evidence", options, ["split", "limit", "batches", "samples", "resamples", "seed"],
                what="option")
@@ -151,7 +148,7 @@ def _lookup(tree: Any, dotted: str) -> Any:
 def studies() -> dict[str, Callable[[list[str]], int]]:
     """The paper studies a spec's `study` option may name: the study's command (`zoo NAME ARGS --out DIR`, its
     `main`), which writes its numbers as JSON into DIR."""
-    from zoo.studies import appendix_d, jeffreys_1d, jsg_fig2  # here: rendering a page needs none of them
+    from zoo.studies import appendix_d, jeffreys_1d, jsg_fig2  # here: their figures need matplotlib
 
     return {"appendix_d": appendix_d.main, "jeffreys_1d": jeffreys_1d.main, "jsg_fig2": jsg_fig2.main}
 

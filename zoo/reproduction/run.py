@@ -8,16 +8,30 @@ zoo.reproduction.render turns into docs/reproduction.md.
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import subprocess
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+from tqdm.auto import tqdm
+
+import zoo.evaluation  # noqa: F401 - registers the metrics whose definitions give the spreads
+from zoo import Trainer, build_model, load_recipe
+from zoo.catalog import Catalog, git_commit, record_training
 from zoo.config import ConfigError, read_yaml, to_dict
+from zoo.data import load_dataset
+from zoo.data.stream import batches_per_epoch
+from zoo.registry import METRICS
 from zoo.reproduction.protocols import CHECKPOINT_PROTOCOLS, study
 from zoo.reproduction.spec import REPO, ReproSpec, RunSpec
+from zoo.training.checkpoint import CONFIG, checkpoint_dirs
 
 QUIET = ["train.tensorboard=false", "train.sample_every=0"]
 IGNORED_TRAIN_KEYS = ("max_steps", "progress", "tensorboard", "sample_every", "checkpoint_every", "log_every",
@@ -98,7 +112,6 @@ PROVENANCE = "provenance.json"
 def training_code_changes(old: str, new: str, recipe: Path | None = None) -> list[str] | None:
     """Files of TRAINING_CODE (and `recipe`) that differ between commits `old` and `new` ("-dirty" suffixes
     ignored); None when git cannot tell (no checkout, or a commit it does not know)."""
-    import subprocess
     paths = [*TRAINING_CODE, *([str(recipe.resolve().relative_to(REPO))] if recipe and recipe.resolve().is_relative_to(
         REPO) else [])]
     try:
@@ -134,13 +147,7 @@ def note_commit(run_dir: Path, commit: str | None, recipe: Path | None = None, l
 def train_run(spec: ReproSpec, item: PlannedRun, scale: str, run_dir: Path, extra: list[str],
               progress: bool) -> tuple[int, int]:
     """Train `item` in `run_dir` up to its schedule, resuming its checkpoints; returns (steps, steps trained now)."""
-    import torch
 
-    from zoo import Trainer, build_model, load_recipe
-    from zoo.catalog import record_training
-    from zoo.data import load_dataset
-    from zoo.data.stream import batches_per_epoch
-    from zoo.training.checkpoint import CONFIG, checkpoint_dirs
 
     recipe_path = spec.recipe_path(item.run)
     recipe = load_recipe(recipe_path, [*QUIET, f"train.progress={str(progress).lower()}", *item.overrides, *extra])
@@ -181,8 +188,6 @@ def _metric_rows(values: dict[str, float], protocol: dict[str, Any], context: di
     per_metric = protocol.get("metrics")
     if protocol.get("protocol") != "metrics" or not isinstance(per_metric, dict):
         return [(name, value, None, {**protocol, **context}, None, {}) for name, value in values.items()]
-    import zoo.evaluation  # noqa: F401 - registers the metrics whose definitions give the spreads
-    from zoo.registry import METRICS
     rows = []
     for name, metric_protocol in per_metric.items():
         if name not in values:
@@ -198,10 +203,7 @@ def _metric_rows(values: dict[str, float], protocol: dict[str, Any], context: di
 def _record_results(run_dir: Path, values: dict[str, float], protocol: dict[str, Any], context: dict[str, Any],
                     commit: str | None = None) -> None:
     """Results into the catalog; a failure only warns (the numbers are in result.json)."""
-    import warnings
 
-    from zoo.catalog import Catalog
-    from zoo.training.checkpoint import checkpoint_dirs
 
     try:
         with Catalog() as catalog:
@@ -218,7 +220,6 @@ def _record_results(run_dir: Path, values: dict[str, float], protocol: dict[str,
 def record_finished(spec: ReproSpec, scale: str, out: Path) -> int:
     """(Re-)record the finished runs of `spec` at `scale` (their result.json) in the catalog, training and
     measuring nothing: e.g. into a fresh table, or after a catalog was lost. Returns the number of runs recorded."""
-    from zoo.catalog import record_training
 
     count = 0
     for item in plan(spec, scale):
@@ -241,7 +242,6 @@ def run_one(spec: ReproSpec, item: PlannedRun, scale: str, out: Path, extra: lis
             progress: bool = False, commit: str | None = None) -> dict[str, Any]:
     """Train (or resume, or skip) and measure one run; returns its record (also written to result.json). `commit`
     is the checkout's commit when the code was loaded (default: now)."""
-    from zoo.catalog import git_commit
 
     run_dir = item.directory(out, spec.name, scale)
     result_path = run_dir / "result.json"
@@ -280,9 +280,7 @@ def run_spec(spec: ReproSpec, scale: str, out: Path, *, extra: list[str] | None 
     """Every run of `spec` at `scale` (or the `runs` x `seeds` subset); a failing run is reported (status "failed")
     and the others go on. Writes the records to `results_path` (default `<out>/<spec>/<scale>/results.json`) after
     each run. A `paper` result counts only from a committed tree: a dirty checkout is refused unless `allow_dirty`."""
-    from tqdm.auto import tqdm
 
-    from zoo.catalog import git_commit
 
     commit = git_commit()  # the code this process runs, even if the checkout moves on meanwhile
     if scale == "paper" and not allow_dirty and (commit is None or commit.endswith("-dirty")):
@@ -321,8 +319,6 @@ def write_results(path: Path, spec: ReproSpec, scale: str, records: list[dict[st
     all are ordered as the spec lists its runs."""
     keep = ("run", "seed", "status", "values", "steps", "overrides", "args", "commit", "commits", "seconds", "error",
             "options", "source")
-    import fcntl
-    import os
 
     s = spec.scale(scale)
     path.parent.mkdir(parents=True, exist_ok=True)

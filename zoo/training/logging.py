@@ -7,6 +7,7 @@ import json
 import math
 import os
 import secrets
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -15,6 +16,8 @@ import yaml
 import torch
 from einops import rearrange
 from torch import Tensor
+
+from zoo.training.tracker_setup import prepare_wandb
 
 
 class RunLogger:
@@ -99,7 +102,6 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _wandb_run(run_dir: Path, config: dict[str, Any] | None, project: str):
     """A W&B run for this run directory; its id is kept in `<run>/wandb_id` so a resumed run continues it."""
-    from zoo.training.tracker_setup import prepare_wandb
     if note := prepare_wandb(["wandb"]):  # the Python API; `zoo train` did this before making the run directory
         print(f"zoo: {note}", flush=True)
     import wandb
@@ -166,7 +168,6 @@ def note_diverging(scalars: dict[str, float], seen: dict[str, float], step: int,
                    limit: float, announce: bool) -> None:
     """Record in `seen` (and warn once on stderr about) each logged loss beyond `limit` in magnitude: finite, but the
     run is no longer training (a loss of 3.8e29 once ended a run with exit 0 and no word)."""
-    import sys
 
     for key, value in scalars.items():
         if key.endswith("/loss") and abs(value) > limit and key not in seen:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from zoo.config import ConfigError, ModelSection, Recipe, from_dict, read_yaml, to_dict
-from zoo.training.checkpoint import CHECKPOINTS, checkpoint_dirs
+from zoo.training.checkpoint import CHECKPOINTS, CONFIG, CheckpointError, checkpoint_dirs
 from zoo.training.logging import repair_torn_tail
 
 HISTORY, METRICS, CONFIG_FILE, ABANDONED = "history.jsonl", "metrics.jsonl", "config.yaml", "abandoned"
@@ -215,7 +215,6 @@ def saved_recipe(path: Path, model_class: Any) -> Recipe:
 def changed_settings(ckpt: Path, recipe: Any, model_class: Any) -> dict[str, tuple[Any, Any]]:
     """The settings `recipe` changes relative to checkpoint `ckpt`'s recipe; ConfigError if one that defines the run
     (`IMMUTABLE`) differs, CheckpointError if the checkpoint's config.yaml is unreadable."""
-    from zoo.training.checkpoint import CONFIG, CheckpointError
     try:
         name = (read_yaml(ckpt / CONFIG).get("model") or {}).get("name")
     except (ConfigError, AttributeError) as err:

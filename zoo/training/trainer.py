@@ -17,10 +17,11 @@ import torch
 import yaml
 from accelerate import Accelerator
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from zoo.config import ConfigError, Recipe, to_dict
 from zoo.data.base import open_split
-from zoo.data.stream import BatchStream
+from zoo.data.stream import BatchStream, to_model_range
 from zoo.models.base import GenerativeModel, Phase, PhaseOutput, validate_schedule
 from zoo.training import rundir
 from zoo.training.checkpoint import (CheckpointError, check_finite, checkpoint_dirs, first_nonfinite, load_state_into_players,
@@ -237,7 +238,6 @@ class Trainer:
         try:
             self.begin()  # inside: a refused claim releases the run lock too
             if cfg.progress and self.is_main:
-                from tqdm.auto import tqdm
                 bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", dynamic_ncols=True)
             with self.stops.handling_signals(lambda: self.step):
                 while self.step < cfg.max_steps:
@@ -304,7 +304,6 @@ class Trainer:
                     self.logger.log_images("samples", samples, self.step)
             if model.has_encoder and samples.dim() == 4:
                 x = torch.stack([self.dataset[i] for i in range(min(n // 2, len(self.dataset)))]).to(self.device)
-                from zoo.data.stream import to_model_range
                 x = to_model_range(x)
                 pairs, nrow = interleave(x, model.reconstruct(x)), 2 * max(1, int(math.sqrt(x.shape[0] / 2)))
                 save_grid(pairs, self.out_dir / "reconstructions" / f"step_{self.step:08d}.png", nrow=nrow)
