@@ -84,6 +84,7 @@ DEFERRED_HERE = {  # and these, each for the reason given
     "zoo/catalog/recording.py": ("zoo.training",),
     "zoo/catalog/store.py": ("zoo.training",),
     "zoo/reproduction/protocols.py": ("zoo.studies",),  # the study commands bring matplotlib; checkpoint specs don't
+    "zoo/arguments.py": ("torch", "zoo.factory", "zoo.training"),  # loading comes after parsing: --help needs no torch
 }
 
 

@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from zoo.cli import main
-from zoo.commands.argtypes import SEED_MAX, device_name, finite_float, nonnegative_int, positive_int, seed_int
+from zoo.arguments import SEED_MAX, device_name, finite_float, nonnegative_int, positive_int, seed_int
 
 SEED_RANGE = f"expected an integer seed in [0, {SEED_MAX}] (2^63 - 1)"
 

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import torch
 
-from zoo.commands.argtypes import ArgumentParser, device_name, nonnegative_int, positive_int
+from zoo.arguments import ArgumentParser, device_name, nonnegative_int, positive_int
 from zoo.data import TensorImages
 from zoo.factory import build_model, load_recipe
 from zoo.losses.adversarial import (critic_loss_wasserstein, discriminator_loss, generator_loss_nonsaturating,

@@ -29,7 +29,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from zoo.commands.argtypes import ArgumentParser, device_name, positive_int
+from zoo.arguments import ArgumentParser, device_name, positive_int
 from zoo.config import DataConfig
 from zoo.data import TensorImages
 from zoo.evaluation import EvalContext

@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import torch
 
-from zoo.commands.argtypes import ArgumentParser, positive_float, positive_int
+from zoo.arguments import ArgumentParser, positive_float, positive_int
 from zoo.commands import bench
 from zoo.data import TensorImages
 from zoo.factory import build_model, list_models, load_checkpoint, load_recipe

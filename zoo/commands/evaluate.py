@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import Any
 
 
-from zoo.commands.argtypes import ArgumentParser, positive_float, positive_int, seed_int
-from zoo.commands.trust import add_trust_imports
+from zoo.arguments import ArgumentParser, add_trust_imports, positive_float, positive_int, seed_int
 from zoo.config import DataConfig, apply_overrides
 
 # every int option of a metric is a count or a size, every float a rate or a width: > 0, finite

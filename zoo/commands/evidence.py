@@ -15,8 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from zoo.commands.argtypes import positive_int, seed_int
-from zoo.commands.trust import checkpoint_parser, open_checkpoint
+from zoo.arguments import checkpoint_parser, open_checkpoint, positive_int, seed_int
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,8 +16,7 @@ from pathlib import Path
 import torch
 from einops import rearrange
 
-from zoo.commands.argtypes import positive_int, seed_int
-from zoo.commands.trust import checkpoint_parser, open_checkpoint
+from zoo.arguments import checkpoint_parser, open_checkpoint, positive_int, seed_int
 from zoo.generate import METHODS, interpolate
 
 

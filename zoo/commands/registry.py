@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
-from zoo.commands.argtypes import ArgumentParser
+from zoo.arguments import ArgumentParser
 from zoo.catalog import (NON_PROTOCOL_KEYS, Catalog, CatalogError, Result, Row, aggregate_seeds, best_per_model,
                          describe_error, pareto_front, sort_rows, wide_rows)
 from zoo.commands.formats import (as_csv, cell, header, markdown, markdown_text, protocol_differences,

@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from zoo.commands.argtypes import ArgumentParser, seed_int
+from zoo.arguments import ArgumentParser, seed_int
 from zoo.config import ConfigError
 from zoo.reproduction import find_specs, load_spec, render_document, run_spec
 from zoo.reproduction.render import load_results

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from zoo.commands.argtypes import device_name, positive_int, seed_int
-from zoo.commands.trust import checkpoint_parser, open_checkpoint
+from zoo.arguments import checkpoint_parser, device_name, open_checkpoint, positive_int, seed_int
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 
-from zoo.commands.argtypes import ArgumentParser, nonnegative_int, positive_int
+from zoo.arguments import ArgumentParser, nonnegative_int, positive_int
 from zoo.config import ConfigError
 from zoo.factory import SweepPoint, expand_sweep
 

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from zoo.commands.argtypes import ArgumentParser
+from zoo.arguments import ArgumentParser
 from zoo.config import ConfigError
 from zoo.data.base import BadImageError
 from zoo.factory import import_modules, load_recipe

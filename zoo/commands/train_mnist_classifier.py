@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 
-from zoo.commands.argtypes import ArgumentParser
+from zoo.arguments import ArgumentParser
 from zoo.config import ConfigError
 from zoo.evaluation.mnist_classifier import load_classifier_recipe, train_mnist_classifier
 from zoo.evaluation.modes import DEFAULT_CLASSIFIER

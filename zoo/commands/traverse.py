@@ -16,9 +16,8 @@ from pathlib import Path
 import torch
 from einops import rearrange, repeat
 
-from zoo.commands.argtypes import nonnegative_int, positive_float, positive_int
+from zoo.arguments import checkpoint_parser, nonnegative_int, open_checkpoint, positive_float, positive_int
 from zoo.studies.traversal import PRIOR_95, latent_traversal
-from zoo.commands.trust import checkpoint_parser, open_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:

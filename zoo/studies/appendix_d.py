@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from zoo.commands.argtypes import ArgumentParser, positive_float, positive_int, seed_int
+from zoo.arguments import ArgumentParser, positive_float, positive_int, seed_int
 from zoo.evaluation.density_ratio import mean_logit, ratio_classifier
 from zoo.figures import Panel, Series, save_line_plots
 from zoo.losses.adversarial import discriminator_loss, logit_ratio_loss

@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from zoo.commands.argtypes import device_name, nonnegative_int, positive_float, positive_int, seed_int
-from zoo.commands.trust import checkpoint_parser, open_checkpoint
+from zoo.arguments import (checkpoint_parser, device_name, nonnegative_int, open_checkpoint, positive_float,
+                           positive_int, seed_int)
 from zoo.data import DatasetNotFoundError, load_dataset
 from zoo.evaluation import latent
 from zoo.evaluation.density_ratio import marginal_kl_density_ratio

@@ -1,5 +1,7 @@
-"""Checked argparse types shared by every command: a value out of range is one argparse error line naming the option
-and its valid range (exit 2), never a traceback or a nonsense run.
+"""Command-line arguments shared by the commands and the paper studies (below both, so neither imports the other).
+
+Checked argparse types: a value out of range is one argparse error line naming the option and its valid range
+(exit 2), never a traceback or a nonsense run.
 
     p.add_argument("--batch-size", type=positive_int)  # "zoo sample: error: argument --batch-size: got 0, expected
                                                        #  an integer >= 1"
@@ -9,6 +11,8 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import sys
+from typing import Any
 
 SEED_MAX = 2**63 - 1  # torch.Generator.manual_seed takes at most a signed 64-bit value; seeds stay in [0, 2^63 - 1]
 
@@ -90,3 +94,38 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help shows the options)\n")
+
+# ---- the preamble of the commands that load one run folder (sample, traverse, interpolate, evidence, latent_analysis):
+# its `checkpoint` argument, the `--trust-imports` switch, and loading it with one error line instead of a traceback.
+# A run folder's config.yaml may list modules to import (a model defined outside the package); importing them runs
+# their code, so a command imports them only when told to (see zoo/imports.py). `zoo evaluate` takes several sources
+# and uses `add_trust_imports` alone.
+
+
+def add_trust_imports(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trust-imports", action="store_true",
+                        help="import the modules the run's config.yaml lists under `imports:` (a model defined "
+                             "outside the package). Their code runs: use it for run folders you trust only. Modules "
+                             "imported already (the zoo's, installed plugins, --import) need no trust")
+
+
+def checkpoint_parser(prog: str, doc: str | None) -> ArgumentParser:
+    """A command's parser with its run folder argument and --trust-imports already added."""
+    parser = ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="a run directory (its latest checkpoint) or a checkpoint directory")
+    add_trust_imports(parser)
+    return parser
+
+
+def open_checkpoint(args: argparse.Namespace, device: Any = None) -> Any | None:
+    """`load_checkpoint(args.checkpoint)` as the command's user asked (trust, device); None after printing the one
+    error line when the folder cannot be loaded (the command then returns 2)."""
+    from zoo.factory import load_checkpoint  # after parsing: a usage error or --help needs no torch
+    from zoo.training.checkpoint import CheckpointError
+
+    try:
+        return load_checkpoint(args.checkpoint, trust_imports=args.trust_imports,
+                               **({"device": device} if device is not None else {}))
+    except CheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return None
