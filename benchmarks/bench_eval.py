@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -234,3 +235,6 @@ def main(argv: list[str] | None = None) -> int:
         runners[name](args, device, out)
     return 0
 
+
+if __name__ == "__main__":
+    sys.exit(main())

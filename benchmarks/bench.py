@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -274,3 +275,6 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0
 
+
+if __name__ == "__main__":
+    sys.exit(main())
