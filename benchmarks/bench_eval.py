@@ -1,7 +1,7 @@
 """Evaluation speed: each metric's shared work through the zoo against the reference library doing the same work on
 the same images, timed alternately in the same process; seconds per 1,000 images and the ratio zoo / reference.
 
-    zoo bench_eval [--metrics inception,fid,lpips,msssim,is_cifar,critic] [--n 200] [--rounds 3]
+    python benchmarks/bench_eval.py [--metrics inception,fid,lpips,msssim,is_cifar,critic] [--n 200] [--rounds 3]
         [--device cpu|cuda] [--inception-weights PATH] [--lpips-weights PATH] [--cifar-classifier PATH]
 
 What is compared (the target is a ratio <= 1.1 for the shared work):
@@ -213,8 +213,8 @@ def bench_critic(args, device, out: list) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = ArgumentParser(prog="zoo bench_eval", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python benchmarks/bench_eval.py", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--metrics", default="inception,lpips,msssim,is_cifar,critic")
     p.add_argument("--n", type=positive_int, default=200, help="images per timed call (results are scaled to 1,000)")
     p.add_argument("--batch-size", type=positive_int, default=100)

@@ -1,7 +1,7 @@
 """The GPU check of the zoo in one run: prints ONE summary table (and writes it, with JSON, to --out / $OUT).
 
-    zoo device_check [--budget 380] [--out DIR]     # on a CUDA machine (tools/device_check.sh wraps it)
-    zoo device_check --dry-run --out DIR            # CPU, tiny sizes: the same code paths in about a minute
+    python benchmarks/device_check.py [--budget 380] [--out DIR]   # on a CUDA machine (device_check.sh wraps it)
+    python benchmarks/device_check.py --dry-run --out DIR          # CPU, tiny sizes: the same code paths, ~1 min
 
 Sections, in priority order (each is skipped, saying so, when the time budget left is too small):
   train     every registered model: `steps` steps of its paper recipe's networks on synthetic data of the right shape
@@ -9,7 +9,7 @@ Sections, in priority order (each is skipped, saying so, when the time budget le
             torch.cuda.set_sync_debug_mode (0 expected between logging steps); the checkpoint reloads with equal
             weights and samples finite images; peak device memory.
   bf16      the first 3 steps' per-phase losses under bf16 vs fp32 (TF32 off), same seeds: |d| <= 0.03 |fp32| + 0.03.
-  bench     zoo bench: trainer vs plain loop, each speed switch, for vae, dcgan, wgan_gp (ResNet), ijae.
+  bench     benchmarks/bench.py: trainer vs plain loop, each speed switch, for vae, dcgan, wgan_gp (ResNet), ijae.
   wgan1000  1,000 generator steps of the ResNet WGAN-GP (CIFAR size, batch 64, n_critic 5) through Trainer.train.
   inception IS/FID feature extraction (torch-fidelity TF-Inception; random weights of the right shapes when the real
             file is absent) on 50,000 generated images, batched on the device: images/s.
@@ -47,8 +47,8 @@ def guarded(rep: Report, section: str, item: str, fn: Callable[[], None]) -> Non
 
 
 def parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="zoo device_check", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python benchmarks/device_check.py", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dry-run", action="store_true", help="CPU, tiny recipes and sizes: the code paths, no numbers")
     p.add_argument("--budget", type=positive_float, default=380.0,
                    help="seconds; sections that no longer fit are skipped")

@@ -222,7 +222,6 @@ def check_wgan1000(args: argparse.Namespace, rep: Report, device: torch.device, 
 
 
 def check_inception(args: argparse.Namespace, rep: Report, device: torch.device) -> None:
-    from zoo.config import DataConfig
     from zoo.evaluation import EvalContext, inception
 
     n, batch = (8, 4) if args.dry_run else (50_000, 500)

@@ -13,6 +13,7 @@ import pytest
 
 import procs
 from conftest import BENCHMARKS, REPO, SHARED, benchmark, subprocess_env
+from zoo.cli import COMMANDS, MOVED, main
 
 HARNESSES = {path.stem for path in BENCHMARKS.glob("*.py")} | {"benchmarks"}
 ALEXNET = SHARED / "weights" / "lpips" / "alexnet_features.pth"
@@ -47,7 +48,7 @@ def run_script(name: str, *argv: str) -> subprocess.CompletedProcess:
 def test_bench_runs_as_a_script_and_writes_its_rows(tmp_path):
     out = tmp_path / "rows.json"
     res = run_script("bench.py", "--models", "dcgan", "--configs", "off", "--width", "8", "--batch-size", "8",
-                     "--steps", "1", "--rounds", "1", "--warmup", "1", "--device", "cpu", "--json", str(out))
+                     "--steps", "1", "--rounds", "1", "--warmup", "0", "--device", "cpu", "--json", str(out))
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     (row,) = json.loads(out.read_text())["rows"]
     assert (row["model"], row["config"], len(row["ratios"])) == ("dcgan", "off", 1)
@@ -72,4 +73,22 @@ def test_bench_out_of_range_option_is_one_line(capsys):
         benchmark("bench").main(["--steps", "0"])
     out, err = capsys.readouterr()
     assert caught.value.code == 2 and out == "" and err.count("\n") == 1
-    assert "argument --steps: got 0, expected an integer >= 1" in err and "Traceback" not in err
+    assert err.startswith("python benchmarks/bench.py: error: argument --steps: got 0, expected an integer >= 1")
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", sorted(MOVED))
+def test_former_zoo_commands_point_to_their_script_in_one_line(name, capsys):
+    assert main([name, "--n", "50"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == (f"zoo {name}: moved out of the zoo package; from a checkout of the zoo run: "
+                                 f"python benchmarks/{name}.py --n 50\n")
+    assert (REPO / MOVED[name]).is_file() and name not in COMMANDS
+
+
+def test_a_former_command_through_the_installed_entry_point_exits_2_without_a_traceback():
+    res = procs.run([sys.executable, "-m", "zoo.cli", "device_check", "--dry-run"], env=subprocess_env(), cwd=REPO,
+                    timeout=120)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.splitlines() == ["zoo device_check: moved out of the zoo package; from a checkout of the zoo "
+                                       "run: python benchmarks/device_check.py --dry-run"]

@@ -1,4 +1,4 @@
-"""The GPU claims of `zoo device_check` as tests (`pytest -m gpu` on a CUDA machine; skipped elsewhere): bf16
+"""The GPU claims of benchmarks/device_check.py as tests (`pytest -m gpu` on a CUDA machine; skipped elsewhere): bf16
 training with finite losses and reloadable checkpoints for every model, no host sync inside the step loop, bf16 vs
 fp32 agreement on the first steps, the speed switches giving the plain run, Inception features batched on the
 device."""
@@ -19,7 +19,7 @@ sections = benchmark("device_sections")
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(),
                                  reason="needs a CUDA device: run `pytest -m gpu` on a GPU machine "
-                                        "(tools/device_check.sh checks the same claims there)")]
+                                        "(benchmarks/device_check.sh checks the same claims there)")]
 CUDA = torch.device("cuda")
 
 

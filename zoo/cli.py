@@ -3,12 +3,15 @@
 Installed as a console script (`pip install -e .`); `python -m zoo.cli ...` and `accelerate launch -m zoo.cli train
 RECIPE` run the same, and tools/*.py are shims for it. Each command lives in its own module (zoo/commands, or
 zoo/studies for the paper studies) with a `main(argv) -> exit status`, imported only when that command runs.
+The developer harnesses (bench, bench_eval, device_check) are scripts in the checkout's benchmarks/, outside the
+package; `zoo bench` and the others say so in one line (exit 2).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import os
+import shlex
 import sys
 from typing import NoReturn
 
@@ -30,6 +33,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reproduce": ("zoo.commands.reproduce", "run reproduction specs (paper tables) and render docs/reproduction.md"),
 }
 
+#: former commands that are developer harnesses now, outside the package: command -> its script in a checkout
+MOVED: dict[str, str] = {
+    "bench": "benchmarks/bench.py",
+    "bench_eval": "benchmarks/bench_eval.py",
+    "device_check": "benchmarks/device_check.py",
+}
+
 
 def parser() -> argparse.ArgumentParser:
     commands = "\n".join(f"  {name:<24}{text}" for name, (_, text) in COMMANDS.items())
@@ -43,7 +53,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run `zoo` with `argv` (default: the process's arguments); returns the exit status."""
-    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in MOVED:
+        run = shlex.join(["python", MOVED[argv[0]], *argv[1:]])
+        print(f"zoo {argv[0]}: moved out of the zoo package; from a checkout of the zoo run: {run}", file=sys.stderr)
+        return 2
+    args = parser().parse_args(argv)
     module, _ = COMMANDS[args.command]
     return importlib.import_module(module).main(args.args)
 
