@@ -109,9 +109,9 @@ def bench_inception(args, device, out: list) -> None:
 def bench_lpips(args, device, out: list) -> None:
     import lpips
 
-    from zoo.evaluation.perceptual import _network, lpips_distance
+    from zoo.evaluation.perceptual import build_lpips, lpips_distance
     x, y = (images(args.n, (3, 32, 32), s).float() / 127.5 - 1 for s in (1, 2))
-    net, _ = _network(args.lpips_weights)
+    net, _ = build_lpips(args.lpips_weights)  # the same weights file; the zoo builds its own copy in the warm-up
     reference = lpips.LPIPS(net="alex", version="0.1", pnet_rand=True, verbose=False)
     reference.load_state_dict(net.state_dict())
     reference = reference.to(device).eval()
