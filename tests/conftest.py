@@ -1,7 +1,9 @@
 """Shared fixtures: the tiny recipes, an in-memory image dataset, and the read-only ../shared inputs."""
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from zoo.factory import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
+BENCHMARKS = REPO / "benchmarks"
 SHARED = Path(os.environ.get("ZOO_SHARED", REPO.parent / "shared"))
 # `python LAUNCH_TWO ...` runs a script as two processes. accelerate's `--cpu --num_processes 2` starts one unless an
 # MPI hostfile is configured; the torchrun launcher (--multi_gpu) starts two, which the trainer turns into a gloo CPU
@@ -26,6 +29,14 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     install does not need it; a bare checkout does, since the tools add nothing to sys.path) and `extra`."""
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     return {**os.environ, "PYTHONPATH": path, **extra}
+
+
+def benchmark(name: str):
+    """A script of benchmarks/ as a module. They import each other as siblings (as `python benchmarks/X.py` does), so
+    their folder goes on sys.path; the zoo package never imports them."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    return importlib.import_module(name)
 
 
 def RandomImages(n: int, shape: tuple[int, ...], seed: int = 0) -> TensorImages:

@@ -34,7 +34,6 @@ CASES = [
     (["evidence", "run", "--seed", "-3"], f"argument --seed: got -3, {SEED_RANGE}"),
     (["reproduce", "spec.yaml", "--scale", "smoke", "--seeds", "0,-2"], f"argument --seeds: got -2, {SEED_RANGE}"),
     (["sweep", "s.yaml", "--cpus", "0"], "argument --cpus: got 0, expected an integer >= 1"),
-    (["bench", "--steps", "0"], "argument --steps: got 0, expected an integer >= 1"),
 ]
 
 

@@ -1,4 +1,4 @@
-"""zoo/commands/device_check.py's CPU dry run: the GPU check's code paths at tiny sizes, and its one summary table."""
+"""benchmarks/device_check.py's CPU dry run: the GPU check's code paths at tiny sizes, and its one summary table."""
 from __future__ import annotations
 
 import json
@@ -7,11 +7,13 @@ import sys
 
 import pytest
 
-from conftest import REPO, subprocess_env
+from conftest import BENCHMARKS, REPO, subprocess_env
+
+SCRIPT = BENCHMARKS / "device_check.py"
 
 
 def test_device_check_dry_run_prints_one_table_with_every_section(tmp_path):
-    cmd = [sys.executable, "-m", "zoo.cli", "device_check", "--dry-run", "--out", str(tmp_path),
+    cmd = [sys.executable, str(SCRIPT), "--dry-run", "--out", str(tmp_path),
            "--models", "vae,wgan_gp", "--bench-models", "dcgan", "--deasy-procs", "",
            "--sections", "train,bf16,bench,wgan1000,inception,deasy,ddp"]
     env = subprocess_env(OMP_NUM_THREADS="1")
@@ -44,7 +46,7 @@ def test_device_check_dry_run_prints_one_table_with_every_section(tmp_path):
 def test_device_check_two_process_section_as_a_cpu_job(tmp_path):
     """The ddp section's worker under `accelerate launch` with 2 processes (gloo on CPU): both end with equal
     parameters after training on different shards."""
-    cmd = [sys.executable, "-m", "zoo.cli", "device_check", "--dry-run", "--ddp-cpu", "--out", str(tmp_path),
+    cmd = [sys.executable, str(SCRIPT), "--dry-run", "--ddp-cpu", "--out", str(tmp_path),
            "--sections", "ddp"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=subprocess_env(OMP_NUM_THREADS="1"),
                           cwd=REPO)

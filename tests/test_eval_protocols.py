@@ -177,7 +177,7 @@ def test_lpips_real_features_are_cached_and_the_distance_is_the_lpips_package(tm
         return EvalContext(_Reconstructs(kernel), DataConfig(name="tensor"), datasets={"test": real}, batch_size=5,
                            cache_dir=tmp_path / "cache", options={"lpips_weights": str(ALEXNET)}, **kw)
 
-    def package(kernel):  # the lpips package's own forward on both images of every pair
+    def package(kernel):  # lpips_distance on both images of every pair (= the package's forward: test_evaluation)
         x = real.images.float() / 127.5 - 1
         return lpips_distance(x, quantize(_Reconstructs(kernel).reconstruct(x)).float() / 127.5 - 1, ALEXNET)
 

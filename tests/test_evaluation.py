@@ -164,6 +164,41 @@ def test_lpips_of_the_reference_images_and_of_identical_images():
 
 
 @needs(ALEXNET)
+@pytest.mark.filterwarnings("ignore:.*(pretrained|weight enum).*:UserWarning")  # lpips calls torchvision's old API
+@pytest.mark.parametrize("side", [32, 64])
+def test_lpips_distance_equals_the_lpips_package_on_the_same_pairs(side):
+    """One AlexNet pass over both batches, max-pooling in channels-last (the zoo), gives the package's values."""
+    import lpips
+    from zoo.evaluation.perceptual import build_lpips
+
+    g = torch.Generator().manual_seed(side)
+    x, y = (torch.rand(6, 3, side, side, generator=g) * 2 - 1 for _ in range(2))
+    net, _ = build_lpips(ALEXNET)
+    reference = lpips.LPIPS(net="alex", version="0.1", pnet_rand=True, verbose=False)
+    reference.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        expected = reference.eval()(x, y).flatten()
+        # the pooling swap changes no number: the same convolutions see the same inputs
+        assert all(torch.equal(a, b) for a, b in zip(net.net(x), reference.net(x)))
+    assert torch.allclose(lpips_distance(x, y, weights=ALEXNET), expected, rtol=1e-5, atol=1e-7)
+    assert expected.min() > 0.01  # distinct images: the comparison is not of zeros
+
+
+@needs(ALEXNET)
+def test_lpips_distance_makes_one_backbone_pass_and_moves_no_network_per_call():
+    from zoo.evaluation.perceptual import _network
+    net, _ = _network(ALEXNET)
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    lpips_distance(x, x.flip(0), weights=ALEXNET)  # on the CPU already
+    with mock.patch.object(net, "to", wraps=net.to) as moves, mock.patch.object(net.net, "forward",
+                                                                                wraps=net.net.forward) as passes:
+        for _ in range(3):
+            lpips_distance(x, x.flip(0), weights=ALEXNET)
+    assert moves.call_count == 0 and passes.call_count == 3
+    assert [tuple(a.shape) for a in passes.call_args.args] == [(8, 3, 32, 32)]  # both batches at once
+
+
+@needs(ALEXNET)
 def test_lpips_backbone_is_torchvision_alexnet_with_the_file_loaded():
     import torchvision
     from zoo.evaluation.perceptual import build_lpips

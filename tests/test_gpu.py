@@ -1,4 +1,4 @@
-"""The GPU claims of `zoo device_check` as tests (`pytest -m gpu` on a CUDA machine; skipped elsewhere): bf16
+"""The GPU claims of benchmarks/device_check.py as tests (`pytest -m gpu` on a CUDA machine; skipped elsewhere): bf16
 training with finite losses and reloadable checkpoints for every model, no host sync inside the step loop, bf16 vs
 fp32 agreement on the first steps, the speed switches giving the plain run, Inception features batched on the
 device."""
@@ -9,15 +9,17 @@ import math
 import pytest
 import torch
 
-from conftest import RandomImages, data_shape, tiny_recipe
+from conftest import RandomImages, benchmark, data_shape, tiny_recipe
 from zoo import build_model, list_models, load_checkpoint
-from zoo.commands import device_check
 from zoo.training import Trainer
+
+device_check = benchmark("device_check")
+sections = benchmark("device_sections")
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(),
                                  reason="needs a CUDA device: run `pytest -m gpu` on a GPU machine "
-                                        "(tools/device_check.sh checks the same claims there)")]
+                                        "(benchmarks/device_check.sh checks the same claims there)")]
 CUDA = torch.device("cuda")
 
 
@@ -32,7 +34,7 @@ def test_every_model_trains_in_bf16_with_finite_losses_and_reloads(name, tmp_pat
     trainer = trainer_for(name, ["train.max_steps=100", "train.log_every=10"], tmp_path / "run")
     assert trainer.autocast_dtype == torch.bfloat16 and trainer.device.type == "cuda"
     trainer.train()
-    ok, n_logs, _ = device_check.finite_losses(tmp_path / "run" / "metrics.jsonl")
+    ok, n_logs, _ = sections.finite_losses(tmp_path / "run" / "metrics.jsonl")
     assert ok and n_logs == 10
     ckpt = load_checkpoint(tmp_path / "run", device=CUDA, ema=False)
     live = trainer.weights()
@@ -47,18 +49,18 @@ def test_no_host_sync_inside_the_step_loop(name):
     trainer = trainer_for(name, ["train.log_every=1000"])
     for _ in range(2):
         trainer.train_step()
-    assert device_check.count_syncs(lambda: [trainer.train_step() for _ in range(10)]) == 0
+    assert sections.count_syncs(lambda: [trainer.train_step() for _ in range(10)]) == 0
     assert all(math.isfinite(v) for k, v in trainer._flush_logs().items())  # the deferred check still happens
 
 
 @pytest.mark.parametrize("name", list_models())
 def test_bf16_losses_agree_with_fp32_on_the_first_steps(name):
     args = device_check.parser().parse_args(["--dry-run"])  # tiny recipes
-    fp32 = device_check.phase_losses(name, "no", 3, args)
-    bf16 = device_check.phase_losses(name, "bf16", 3, args)
+    fp32 = sections.phase_losses(name, "no", 3, args)
+    bf16 = sections.phase_losses(name, "bf16", 3, args)
     for a, b in zip(fp32, bf16):
         for key in a:
-            assert abs(b[key] - a[key]) <= device_check.BF16_RTOL * abs(a[key]) + device_check.BF16_ATOL, key
+            assert abs(b[key] - a[key]) <= sections.BF16_RTOL * abs(a[key]) + sections.BF16_ATOL, key
 
 
 def test_speed_switches_give_the_plain_run():

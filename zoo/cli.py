@@ -3,12 +3,15 @@
 Installed as a console script (`pip install -e .`); `python -m zoo.cli ...` and `accelerate launch -m zoo.cli train
 RECIPE` run the same, and tools/*.py are shims for it. Each command lives in its own module (zoo/commands, or
 zoo/studies for the paper studies) with a `main(argv) -> exit status`, imported only when that command runs.
+The developer harnesses (bench, bench_eval, device_check) are scripts in the checkout's benchmarks/, outside the
+package; `zoo bench` and the others say so in one line (exit 2).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import os
+import shlex
 import sys
 from typing import NoReturn
 
@@ -18,9 +21,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("zoo.commands.evaluate", "score checkpoints or datasets with registered metrics"),
     "registry": ("zoo.commands.registry", "the catalog of results: list, compare, plot, export; models: the code's"),
     "sweep": ("zoo.commands.sweep", "expand a sweep file into one train command per grid point, or run them"),
-    "bench": ("zoo.commands.bench", "time training steps: the generic trainer against a hand-written loop"),
-    "bench_eval": ("zoo.commands.bench_eval", "time each metric against its reference library on the same images"),
-    "device_check": ("zoo.commands.device_check", "the GPU check in one run (or its CPU --dry-run): one summary table"),
     "train_mnist_classifier": ("zoo.commands.train_mnist_classifier", "train the modes metric's MNIST classifier"),
     "appendix_d": ("zoo.studies.appendix_d", "Rosca et al. App. D: density-ratio KL estimates against closed forms"),
     "jeffreys_1d": ("zoo.studies.jeffreys_1d", "IJAE App. B / Fig. 1: 1-D fits under KL, reverse KL and Jeffreys"),
@@ -31,6 +31,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "interpolate": ("zoo.commands.interpolate", "linear / spherical latent interpolation grids of a checkpoint"),
     "sample": ("zoo.commands.sample", "export N samples as PNG files or one .npz (torch-fidelity, clean-fid)"),
     "reproduce": ("zoo.commands.reproduce", "run reproduction specs (paper tables) and render docs/reproduction.md"),
+}
+
+#: former commands that are developer harnesses now, outside the package: command -> its script in a checkout
+MOVED: dict[str, str] = {
+    "bench": "benchmarks/bench.py",
+    "bench_eval": "benchmarks/bench_eval.py",
+    "device_check": "benchmarks/device_check.py",
 }
 
 
@@ -46,7 +53,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run `zoo` with `argv` (default: the process's arguments); returns the exit status."""
-    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in MOVED:
+        run = shlex.join(["python", MOVED[argv[0]], *argv[1:]])
+        print(f"zoo {argv[0]}: moved out of the zoo package; from a checkout of the zoo run: {run}", file=sys.stderr)
+        return 2
+    args = parser().parse_args(argv)
     module, _ = COMMANDS[args.command]
     return importlib.import_module(module).main(args.args)
 

@@ -1,7 +1,7 @@
 """Speed switches of the trainer: torch.compile of the players, channels_last, fused Adam and TF32.
 
 Each is a `train.*` recipe key (see `TrainConfig`) whose "auto" default is what pays off on the device the run lands
-on; `resolve_speed` turns the recipe into one `SpeedPlan`, which the trainer and `zoo bench` apply the same way.
+on; `resolve_speed` turns the recipe into one `SpeedPlan`, which the trainer and benchmarks/bench.py apply the same way.
 None of them changes the maths: compile and channels_last give the same function (to float rounding), fused Adam is
 the same update in one kernel, and TF32 rounds fp32 matmul/conv operands to 10 mantissa bits, which is why it is on
 only where the run already accepts reduced precision (bf16 autocast).

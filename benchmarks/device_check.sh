@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The zoo's GPU check in one command (< 8 min on one H100/H200): prints ONE summary table and, when $OUT is set,
-# writes it there (device_check.txt, device_check.json, device_check.log). See zoo/commands/device_check.py for what it checks.
-#   bash tools/device_check.sh [--budget SECONDS] [--dry-run] [...]      # extra arguments go to device_check.py
+# writes it there (device_check.txt, device_check.json, device_check.log). See benchmarks/device_check.py for what it checks.
+#   bash benchmarks/device_check.sh [--budget SECONDS] [--dry-run] [...]      # extra arguments go to device_check.py
 # Packages missing on the machine (torch-fidelity for the Inception section) are installed from wheels in .whl/ when
 # that folder exists (machines without network access).
 set -o pipefail
@@ -13,7 +13,7 @@ if ! python3 -c "import torch_fidelity" 2>/dev/null && compgen -G ".whl/*.whl" >
 fi
 if [ -n "${OUT:-}" ]; then
     mkdir -p "$OUT"
-    python3 -m zoo.cli device_check --out "$OUT" "$@" 2>&1 | tee "$OUT/device_check.log"
+    python3 benchmarks/device_check.py --out "$OUT" "$@" 2>&1 | tee "$OUT/device_check.log"
 else
-    python3 -m zoo.cli device_check "$@"
+    python3 benchmarks/device_check.py "$@"
 fi

@@ -2,7 +2,7 @@
 loop for the same networks, losses, optimizers, precision and data, timed alternately in the same process, with each
 speed switch (train.tf32, channels_last, fused_adam, compile) off, on alone, and all on.
 
-    zoo bench [--models vae,dcgan,wgan_gp,ijae] [--configs off,all] [--device cpu|cuda] [--json PATH]
+    python benchmarks/bench.py [--models vae,dcgan,wgan_gp,ijae] [--configs off,all] [--device cpu|cuda] [--json PATH]
 
 Models: `vae` and `dcgan` (Rosca App. K MNIST networks, 3 x 28 px), `wgan_gp` (the Gulrajani et al. CIFAR ResNet,
 3 x 32 px, n_critic 5), `ijae` (lambda-IJAE App. D ResNets, 3 x 32 px). The plain loops of vae, dcgan and wgan_gp
@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -154,7 +155,10 @@ def sync(device: torch.device) -> None:
 
 
 def time_steps(step: Callable[[], None], steps: int, device: torch.device) -> float:
-    """Seconds per call of `step` over `steps` calls (the device drained before and after)."""
+    """Seconds per call of `step` over `steps` calls (the device drained before and after); 0 for no calls (an
+    empty warm-up)."""
+    if steps == 0:
+        return 0.0
     sync(device)
     start = time.perf_counter()
     for _ in range(steps):
@@ -230,8 +234,8 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="zoo bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python benchmarks/bench.py", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="vae,dcgan,wgan_gp,ijae")
     p.add_argument("--configs", default="off,all", help=f"comma-separated, from {', '.join(CONFIGS)}")
     p.add_argument("--steps", type=positive_int, default=20, help="steps per timed block")
@@ -274,3 +278,6 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0
 
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,7 +1,7 @@
 """Evaluation speed: each metric's shared work through the zoo against the reference library doing the same work on
 the same images, timed alternately in the same process; seconds per 1,000 images and the ratio zoo / reference.
 
-    zoo bench_eval [--metrics inception,fid,lpips,msssim,is_cifar,critic] [--n 200] [--rounds 3]
+    python benchmarks/bench_eval.py [--metrics inception,fid,lpips,msssim,is_cifar,critic] [--n 200] [--rounds 3]
         [--device cpu|cuda] [--inception-weights PATH] [--lpips-weights PATH] [--cifar-classifier PATH]
 
 What is compared (the target is a ratio <= 1.1 for the shared work):
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -108,9 +109,9 @@ def bench_inception(args, device, out: list) -> None:
 def bench_lpips(args, device, out: list) -> None:
     import lpips
 
-    from zoo.evaluation.perceptual import _network, lpips_distance
+    from zoo.evaluation.perceptual import build_lpips, lpips_distance
     x, y = (images(args.n, (3, 32, 32), s).float() / 127.5 - 1 for s in (1, 2))
-    net, _ = _network(args.lpips_weights)
+    net, _ = build_lpips(args.lpips_weights)  # the same weights file; the zoo builds its own copy in the warm-up
     reference = lpips.LPIPS(net="alex", version="0.1", pnet_rand=True, verbose=False)
     reference.load_state_dict(net.state_dict())
     reference = reference.to(device).eval()
@@ -212,8 +213,8 @@ def bench_critic(args, device, out: list) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = ArgumentParser(prog="zoo bench_eval", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python benchmarks/bench_eval.py", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--metrics", default="inception,lpips,msssim,is_cifar,critic")
     p.add_argument("--n", type=positive_int, default=200, help="images per timed call (results are scaled to 1,000)")
     p.add_argument("--batch-size", type=positive_int, default=100)
@@ -234,3 +235,6 @@ def main(argv: list[str] | None = None) -> int:
         runners[name](args, device, out)
     return 0
 
+
+if __name__ == "__main__":
+    sys.exit(main())
