@@ -14,8 +14,7 @@ from zoo import build_model, create_model
 from zoo.data import TensorImages
 from zoo.evaluation import latent
 from zoo.losses.divergences import kl_normal
-from zoo.evaluation.density_ratio import marginal_kl_density_ratio
-from zoo.studies.latent_analysis import low_posterior_codes
+from zoo.studies.latent_analysis import low_posterior_codes, marginal_kl_density_ratio
 from zoo.training import Trainer
 
 

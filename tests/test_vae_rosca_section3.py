@@ -10,7 +10,7 @@ import torch
 from conftest import RECIPES, data_shape
 from zoo import build_model, create_model, load_recipe
 from zoo.config import ConfigError
-from zoo.evaluation.flow_latent import marginal_kl_mc_flow
+from zoo.evaluation.latent import marginal_kl_mc_flow
 from zoo.evaluation.latent import marginal_kl_mc, sample_posteriors
 from zoo.losses.divergences import kl_normal
 from zoo.losses.likelihoods import VisibleDistribution, categorical_log_prob, categorical_mean

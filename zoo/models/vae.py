@@ -89,7 +89,7 @@ class VAE(GaussianLatentModel):
         if self.flow is not None:
             raise ValueError("vae with posterior 'realnvp': q(z|x) is not a diagonal Gaussian, so it has no (mu, "
                              "logvar) for the Gaussian-posterior analyses; use model.base_posterior(x) with "
-                             "model.sample_posterior / model.log_q (zoo.evaluation.flow_latent for the marginal KL), "
+                             "model.sample_posterior / model.log_q (zoo.evaluation.latent for the marginal KL), "
                              "or a posterior 'gaussian' model")
         return self.base_posterior(x)
 

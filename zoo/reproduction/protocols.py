@@ -13,15 +13,13 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 from zoo import load_checkpoint
 from zoo.config import ConfigError, check_keys
 from zoo.data import load_dataset
-from zoo.evaluation import EvalContext, MetricNotApplicable, latent
-from zoo.evaluation.density_ratio import marginal_kl_density_ratio
+from zoo.evaluation import EvalContext, MetricNotApplicable
 from zoo.registry import METRICS
 from zoo.studies.evidence import evidence_estimate
+from zoo.studies.latent_analysis import appendix_e_table1
 
 Values = dict[str, float]
 
@@ -38,50 +36,22 @@ def _eval_data(recipe: Any, options: dict[str, Any], default_split: str) -> tupl
 
 
 def latent_kl(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str, Any]]:
-    """Rosca et al. App. E: KL[q(z)||p(z)] by Monte Carlo (Algorithm 2) with the eq. 5 terms and the reconstruction
-    term, and by the density-ratio trick (Algorithm 3) for each classifier in `ratio` ({name, layers, hidden, steps,
-    lr, seeds, window, tol}: `seeds` classifiers from as many initialisations, each trained to convergence when
-    `window` is given, `steps` at most). Options: split (default the training split, as the paper's N = 60000),
-    limit, num_z, seed, ratio."""
-
+    """Rosca et al. App. E Table 1 on the run's latest checkpoint (`zoo.studies.latent_analysis.appendix_e_table1`):
+    options split (default the training split, as the paper's N = 60000), limit, num_z, seed, ratio (the
+    density-ratio classifiers, each {name, layers, hidden, steps, lr, seeds, window, tol})."""
     check_keys("protocol latent_kl", options, ["split", "limit", "num_z", "seed", "ratio"], what="option")
-    model, recipe, step, ckpt = load_checkpoint(run_dir)
-    data, split = _eval_data(recipe, options, recipe.data.split)
-    num_z, seed = int(options.get("num_z", 10_000)), int(options.get("seed", 0))
-    generator = torch.Generator().manual_seed(seed)
-    mu, logvar = latent.encode_posteriors(model, data, batch_size=500)
-    mc = latent.marginal_kl_mc(mu, logvar, num_z=num_z, generator=generator)
-    values = {"marginal_kl": mc.marginal_kl, "marginal_kl_stderr": mc.marginal_kl_stderr,
-              "avg_posterior_kl": mc.avg_posterior_kl, "mutual_information": mc.mutual_information,
-              "log_n": mc.log_n, "marginal_kl_lower_bound": mc.marginal_kl_lower_bound,
-              "marginal_kl_lower_bound_stderr": 0.0,  # exact: closed-form posterior KLs over the whole split
-              "bound_margin": mc.marginal_kl - mc.marginal_kl_lower_bound}
-    if hasattr(model, "log_px_given_z"):
-        recon = latent.reconstruction_term(model, data, generator=torch.Generator().manual_seed(seed))
-        values |= {"reconstruction_term": recon.mean, "reconstruction_term_stderr": recon.stderr,
-                   "elbo": recon.mean - mc.avg_posterior_kl}
-    classifiers = []
-    for i, cfg in enumerate(options.get("ratio", [])):
+    ratio = options.get("ratio", [])
+    for i, cfg in enumerate(ratio):
         if not isinstance(cfg, dict) or "name" not in cfg:
             raise ConfigError(f"protocol latent_kl: ratio[{i}] must be a mapping with a name, got {cfg!r}")
         check_keys(f"protocol latent_kl.ratio[{i}]", cfg,
                    ["name", "layers", "hidden", "steps", "lr", "seeds", "window", "tol"], what="option")
-        kw = {k: cfg[k] for k in ("layers", "hidden", "steps", "lr", "window", "tol") if k in cfg}
-        runs = []
-        for k in range(int(cfg.get("seeds", 1))):  # classifier initialisations (and their code draws)
-            torch.manual_seed(seed + k)
-            runs.append(marginal_kl_density_ratio(mu, logvar, num_z=num_z,
-                                                  generator=torch.Generator().manual_seed(seed + 1000 + k), **kw))
-        estimates = torch.tensor([r["marginal_kl"] for r in runs], dtype=torch.float64)
-        values[cfg["name"]] = estimates.mean().item()
-        if len(runs) > 1:  # the spread over classifier seeds, and the standard error of their mean
-            values[f"{cfg['name']}_seed_std"] = estimates.std().item()
-            values[f"{cfg['name']}_stderr"] = (estimates.std() / len(runs) ** 0.5).item()
-        classifiers.append({"name": cfg["name"], **{k: runs[0][k] for k in ("hidden", "layers", "lr")},
-                            "seeds": [{k: r[k] for k in ("marginal_kl", "final_loss", "steps", "converged")}
-                                      for r in runs]})
-    return values, {"protocol": "latent_kl", "split": split, "num_points": len(mu), "num_z": num_z, "seed": seed,
-                    "classifiers": classifiers, "step": step, "checkpoint": str(ckpt)}
+    model, recipe, step, ckpt = load_checkpoint(run_dir)
+    data, split = _eval_data(recipe, options, recipe.data.split)
+    num_z, seed = int(options.get("num_z", 10_000)), int(options.get("seed", 0))
+    values, details = appendix_e_table1(model, data, num_z=num_z, seed=seed, ratio=ratio)
+    return values, {"protocol": "latent_kl", "split": split, "num_z": num_z, "seed": seed, **details, "step": step,
+                    "checkpoint": str(ckpt)}
 
 
 def metrics(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str, Any]]:
