@@ -1,6 +1,7 @@
 """zoo: a PyTorch model zoo of VAE-GAN hybrid generative models.
 
-Public API: `create_model` (a name), `build_model` (a recipe), `list_models`, `load_recipe`, `load_checkpoint`, `Trainer`.
+Public API: `create_model` (a name), `build_model` (a recipe), `list_models`, `load_recipe`, `load_checkpoint`,
+`Trainer`.
 
 The names are imported when first used (PEP 562), so `import zoo` and `zoo --help` / `zoo COMMAND --help` answer
 without importing torch; commands import what they run inside their `main`.

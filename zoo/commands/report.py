@@ -69,7 +69,8 @@ table { border-collapse: collapse; font-size: 0.9em; } th, td { border: 1px soli
 th { background: #f2f2f2; cursor: pointer; position: sticky; top: 0; } td.num { text-align: right; }
 td img { width: 256px; image-rendering: pixelated; transition: transform 0.1s; }
 td img:hover { transform: scale(2.5); transform-origin: right center; position: relative; z-index: 2;
-             box-shadow: 0 2px 12px #0006; }  /* a thumbnail read at full size without leaving the table */ figure { display: inline-block; margin: 0.5em; }
+             box-shadow: 0 2px 12px #0006; }  /* a thumbnail read at full size without leaving the table */
+figure { display: inline-block; margin: 0.5em; }
 figure img { max-width: 640px; } #filter { margin: 0.5em 0; width: 24em; }
 """
 
