@@ -119,11 +119,10 @@ def load_recipe(source: str | os.PathLike | Mapping[str, Any], overrides: list[s
     if recipe.eval.metrics:
         discover()  # the metrics register on import
     for name in recipe.eval.metrics:  # a typo fails here, not hours later at `zoo evaluate RUN`
-        if name not in METRICS:
-            try:
-                METRICS.get(name)
-            except UnknownNameError as err:
-                raise ConfigError(f"eval.metrics: {err}") from None
+        try:
+            METRICS.get(name)
+        except UnknownNameError as err:
+            raise ConfigError(f"eval.metrics: {err}") from None
     return recipe
 
 
