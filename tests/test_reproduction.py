@@ -249,6 +249,47 @@ def test_one_run_specs_render_a_row_per_quantity_and_results_merge(tmp_path):
                "seed (prediction interval), df 1, n = 1 vs 2)" in line for line in lines)
 
 
+def test_the_figure_shows_every_seed_beside_the_paper_and_only_comparable_cells(tmp_path):
+    from zoo.reproduction.figure import ComparisonPanel, Row, comparison_panels
+    spec = load_spec(tiny_spec(tmp_path, metrics=[{"name": "reconstruction", "label": "error", "units": "SSE"},
+                                                  {"name": "kl", "label": "KL", "units": "nats"}]))
+    runs = [{"run": "small", "seed": 1, "status": "done", "values": {"reconstruction": 10.0, "kl": 3.0}},
+            {"run": "small", "seed": 0, "status": "done", "values": {"reconstruction": 9.0}},
+            {"run": "small", "seed": 2, "status": "done", "values": {"reconstruction": float("nan")}},  # diverged
+            {"run": "big", "seed": 0, "status": "failed", "values": {"reconstruction": 1.0}}]  # failed: not drawn
+    # one panel per metric that has a paper value and a finished seed (no paper prints a KL here; big never finished)
+    assert comparison_panels(spec, {"runs": runs}) == [
+        ComparisonPanel("error", "SSE", (Row("small", 8.5, None, (9.0, 10.0)),))]
+    assert comparison_panels(spec, None) == [] and comparison_panels(spec, {"runs": runs[3:]}) == []
+
+    one_run = load_spec(SPECS / "rosca2018_appE_table1.yaml")  # one model: a row per quantity, a panel per unit
+    panels = comparison_panels(one_run, {"runs": [{"run": "vae50", "seed": 0, "status": "done",
+                                                   "values": {"marginal_kl": 12.0, "dr_l3": 1.5, "elbo": -90.0}}]})
+    assert panels == [ComparisonPanel("", "nats", (Row("KL[q(z)||p(z)], Algorithm 2 (MC)", 12.3, None, (12.0,)),
+                                                   Row("Algorithm 3, 3-layer classifier", 2.3, None, (1.5,))))]
+
+
+def test_the_page_links_each_scales_figure_relative_to_the_page(tmp_path):
+    from PIL import Image
+    from zoo.reproduction.render import render_document
+    spec = load_spec(tiny_spec(tmp_path, scales={"smoke": {}, "cpu": {"description": "two steps"}}))
+    results = tmp_path / "results"
+    results.mkdir()
+    row = {"run": "small", "seed": 0, "status": "done", "values": {"reconstruction": 9.0}, "steps": 4, "commit": "c"}
+    (results / "tiny.cpu.json").write_text(json.dumps({"spec": "tiny", "scale": "cpu", "runs": [row]}))
+    page_dir, figures = tmp_path / "docs", tmp_path / "docs" / "figures" / "reproduction"
+    text = render_document([spec], results, figure_dir=figures, page_dir=page_dir)
+    assert ("![Tiny table, scale cpu: the paper's values (diamonds) beside each of our seeds (dots)]"
+            "(figures/reproduction/tiny.cpu.png)") in text.splitlines()
+    assert Image.open(figures / "tiny.cpu.png").size[0] == 760
+    # nothing comparable (no paper value for any finished cell): no figure, no link
+    (results / "tiny.cpu.json").write_text(json.dumps({"spec": "tiny", "scale": "cpu", "runs": [
+        {**row, "values": {"other": 1.0}}]}))
+    (figures / "tiny.cpu.png").unlink()
+    assert "![" not in render_document([spec], results, figure_dir=figures, page_dir=page_dir)
+    assert not (figures / "tiny.cpu.png").exists()
+
+
 def test_smoke_results_are_never_rendered(tmp_path):
     from zoo.reproduction.render import load_results
     spec = load_spec(tiny_spec(tmp_path))

@@ -12,7 +12,8 @@ values with their source, the paper's claims, and scales: `smoke` (tests), `cpu`
 is skipped, an interrupted one resumes from its latest checkpoint, a failing one is reported while the others go on
 (exit status 1). Every run and result is recorded in the catalog (runs/catalog.sqlite or ZOO_CATALOG). The
 `cpu` and `paper` results are written to `--results` (docs/data/reproduction/<spec>.<scale>.json) and the page is
-re-rendered; `smoke` results stay under --out and are never rendered.
+re-rendered, with a figure per spec and scale beside it (figures/reproduction/<spec>.<scale>.png: the paper's values
+beside each seed); `smoke` results stay under --out and are never rendered.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 SPECS = REPO / "recipes" / "reproduction"
 RESULTS = REPO / "docs" / "data" / "reproduction"
 PAGE = REPO / "docs" / "reproduction.md"
+FIGURES = Path("figures") / "reproduction"  # beside the page: docs/figures/reproduction/<spec>.<scale>.png
 
 
 def _seed_list(value: str) -> list[int]:
@@ -112,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.render or (specs and args.scale != "smoke"):
         every = every or [load_spec(p) for p in find_specs(SPECS)]
         preamble = Path(args.results) / "preamble.md"  # hand-written status above the generated sections
-        Path(args.page).write_text(render_document(every, Path(args.results),
-                                                   preamble.read_text() if preamble.is_file() else ""))
+        page = Path(args.page)
+        page.write_text(render_document(every, Path(args.results), preamble.read_text() if preamble.is_file() else "",
+                                        figure_dir=page.parent / FIGURES, page_dir=page.parent))
         print(f"wrote {args.page}")
     return status

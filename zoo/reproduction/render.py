@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zoo.reproduction.figure import save_comparison_figure
 from zoo.reproduction.spec import ClaimSpec, ReproSpec, Term
 from zoo.reproduction.verdicts import Sample, trend_verdict, verdict
 
@@ -123,9 +125,11 @@ def command(spec: ReproSpec, scale: str) -> str:
     return f"python tools/reproduce.py {spec.path} --scale {scale}"
 
 
-def render_spec(spec: ReproSpec, results: dict[str, dict[str, Any]]) -> str:
+def render_spec(spec: ReproSpec, results: dict[str, dict[str, Any]], figure_dir: Path | None = None,
+                page_dir: Path | None = None) -> str:
     """One section: the spec's table and claims at each rendered scale with results (the paper's schedule first, a
-    reduced one below it), or the paper's values and the command when nothing was run."""
+    reduced one below it), or the paper's values and the command when nothing was run. With `figure_dir`, each scale
+    with comparable numbers also gets a figure (`<spec>.<scale>.png` there), linked relative to `page_dir`."""
     scales = [s for s in RENDERED_SCALES if s in results]
     lines = [f"## {spec.title}", "", f"{spec.paper}, {spec.source}. Spec: `{spec.path}`; protocol "
              f"`{spec.protocol.name}`."]
@@ -140,8 +144,20 @@ def render_spec(spec: ReproSpec, results: dict[str, dict[str, Any]]) -> str:
         if len(scales) > 1:
             lines += [f"### Scale `{scale}`", ""]
         lines += _run_summary(spec, scale, results[scale], other_scales=scales) + [""]
+        if figure_dir is not None:
+            lines += _figure(spec, scale, results[scale], figure_dir, page_dir or Path("."))
         lines += _results_block(spec, results[scale]) + [""]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _figure(spec: ReproSpec, scale: str, doc: dict[str, Any], figure_dir: Path, page_dir: Path) -> list[str]:
+    """The markdown lines of the scale's paper-beside-ours figure (none when nothing can be compared)."""
+    path = save_comparison_figure(spec, scale, doc, Path(figure_dir) / f"{spec.name}.{scale}.png")
+    if path is None:
+        return []
+    link = Path(os.path.relpath(path, page_dir)).as_posix()
+    return [f"![{spec.title}, scale {scale}: the paper's values (diamonds) beside each of our seeds (dots)]({link})",
+            ""]
 
 
 def _run_summary(spec: ReproSpec, scale: str, doc: dict[str, Any], other_scales: list[str]) -> list[str]:
@@ -244,13 +260,15 @@ run** list the exact paper-scale command.
 """
 
 
-def render_document(specs: list[ReproSpec], results_dir: Path, preamble: str = "") -> str:
+def render_document(specs: list[ReproSpec], results_dir: Path, preamble: str = "", figure_dir: Path | None = None,
+                    page_dir: Path | None = None) -> str:
+    """The whole page; with `figure_dir`, figures are written there and linked relative to `page_dir`."""
     parts = [HEADER]
     if preamble:
         parts.append(preamble.strip() + "\n")
     ran = [s for s in specs if load_results(results_dir, s)]
     not_run = [s for s in specs if s not in ran]
-    parts += [render_spec(s, load_results(results_dir, s)) for s in ran]
+    parts += [render_spec(s, load_results(results_dir, s), figure_dir, page_dir) for s in ran]
     if not_run:
         lines = ["## Not yet run", "", "| spec | what | paper-scale command | needs |", "|---|---|---|---|"]
         lines += [f"| `{s.name}` | {s.title} | `{command(s, 'paper')}` | {', '.join(s.requires) or '—'} |"
