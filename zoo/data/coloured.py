@@ -82,9 +82,8 @@ class ColorMNIST(_MNISTComposite):
     """Color MNIST as Rosca et al. (2018) use it, after their reference [33], Metz et al. (2017, Unrolled GANs,
     section 3.3.2): each example is a single MNIST digit drawn in a single colour, (3, 28, 28): channel c of example
     i is ``round(digit_i * colour_i[c])``. Metz et al. do not print the colour distribution; the zoo draws colours
-    with `metz_colours` (docs/data.md, "Color MNIST: which set, and its colours", says why). Example i is MNIST image
-    ``source_indices[i]`` (by default the split in order) in colour ``colours[i]``, both fixed by (seed, split);
-    ``targets`` are the digit labels.
+    with `metz_colours` (docs/datasets.md says why). Example i is MNIST image ``source_indices[i]`` (by default the
+    split in order) in colour ``colours[i]``, both fixed by (seed, split); ``targets`` are the digit labels.
     """
 
     version = "metz2017-single-digit"  # part of every evaluation protocol: never ranked with the stacked set
