@@ -192,3 +192,33 @@ def test_latent_analysis_tool_on_a_vae_checkpoint(tmp_path, shared_data, capsys,
     width, height = Image.open(out / "low_posterior.png").size
     assert (width, height) == (2 * (3 * 29 + 1) + 8, 3 * 29 + 1)  # two 3 x 3 grids of 28 px (padding 1), 8 px gap
     assert "Algorithm 2: KL[q(z)||p(z)]" in capsys.readouterr().out
+
+
+def test_appendix_e_table1_reports_how_far_its_classifiers_got(one_thread):
+    """Table 1's density-ratio rows carry their classifiers' state: the mean final loss over seeds (chance is log 4),
+    how many seeds converged and the mean steps trained, each equal to the per-seed details it summarises."""
+    from zoo.studies.latent_analysis import appendix_e_table1
+
+    class Toy(nn.Module):
+        has_encoder = True
+
+        def __init__(self):
+            super().__init__()
+            self.anchor = nn.Parameter(torch.zeros(1))
+
+        def posterior(self, x):
+            mu = x.flatten(1)[:, :2] + torch.tensor([1.0, 0.0])
+            return mu, torch.full_like(mu, 2 * math.log(0.6))
+
+    images = torch.rand(200, 1, 2, 2) * 0.1 - 0.05
+    ratio = [{"name": "loose", "layers": 2, "hidden": 16, "steps": 300, "lr": 1e-3, "seeds": 2, "window": 20,
+              "tol": 10.0},  # any window "converges": both stop at the first check after two windows
+             {"name": "capped", "layers": 2, "hidden": 16, "steps": 30, "lr": 1e-3, "seeds": 3}]  # no window
+    values, details = appendix_e_table1(Toy(), images, num_z=256, ratio=ratio)
+    for name, seeds, steps, converged in (("loose", 2, 40, 2.0), ("capped", 3, 30, 0.0)):
+        runs = next(c for c in details["classifiers"] if c["name"] == name)["seeds"]
+        assert len(runs) == seeds and [r["steps"] for r in runs] == [steps] * seeds
+        assert values[f"{name}_steps"] == steps and values[f"{name}_converged"] == converged
+        assert values[f"{name}_final_loss"] == pytest.approx(sum(r["final_loss"] for r in runs) / seeds)
+        assert values[name] == pytest.approx(sum(r["marginal_kl"] for r in runs) / seeds)
+        assert 0.5 < values[f"{name}_final_loss"] < 1.6  # cross-entropy of two BCE terms, near chance log 4 = 1.386

@@ -83,7 +83,8 @@ def appendix_e_table1(model: Any, data: Any, *, num_z: int = 10_000, seed: int =
     classifiers from as many initialisations, each trained to convergence when `window` is given, `steps` at most).
 
     Returns:
-        (values: metric name -> number, with `<name>_seed_std` / `<name>_stderr` over classifier seeds;
+        (values: metric name -> number, with `<name>_seed_std` / `<name>_stderr` over classifier seeds and the
+         classifiers' mean final loss `<name>_final_loss`, seeds converged `<name>_converged`, mean `<name>_steps`;
          details: num_points and every classifier's settings and per-seed outcome).
     """
     generator = torch.Generator().manual_seed(seed)
@@ -108,6 +109,10 @@ def appendix_e_table1(model: Any, data: Any, *, num_z: int = 10_000, seed: int =
                                                   generator=torch.Generator().manual_seed(seed + 1000 + k), **kw))
         estimates = torch.tensor([r["marginal_kl"] for r in runs], dtype=torch.float64)
         values[cfg["name"]] = estimates.mean().item()
+        # how far the classifiers got: a loss near chance (log 4) makes any estimate near 0, whatever the true KL
+        values[f"{cfg['name']}_final_loss"] = sum(r["final_loss"] for r in runs) / len(runs)
+        values[f"{cfg['name']}_converged"] = float(sum(r["converged"] for r in runs))
+        values[f"{cfg['name']}_steps"] = sum(r["steps"] for r in runs) / len(runs)
         if len(runs) > 1:  # the spread over classifier seeds, and the standard error of their mean
             values[f"{cfg['name']}_seed_std"] = estimates.std().item()
             values[f"{cfg['name']}_stderr"] = (estimates.std() / len(runs) ** 0.5).item()
