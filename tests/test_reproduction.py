@@ -196,6 +196,51 @@ def test_registered_metrics_are_recorded_with_their_own_protocol_and_can_be_reco
     assert rows() == (name, results)
 
 
+def test_a_run_can_measure_another_specs_checkpoints_without_training_twice(tmp_path, shared_data, monkeypatch,
+                                                                            one_thread):
+    """Fig. 5 measures Tables 1-2's models: a run with `checkpoints_of` trains (if needed) in the other spec's run
+    folder, by that spec's settings, and keeps its own result there untouched; both specs then measure one training."""
+    monkeypatch.setenv("ZOO_DATA", str(shared_data))
+    tables = load_spec(tiny_spec(tmp_path))
+    (tmp_path / "figure.yaml").write_text(yaml.safe_dump({
+        "name": "figure", "title": "Tiny figure", "paper": "Nobody 2020", "source": "Fig. 9",
+        "metrics": [{"name": "reconstruction"}], "protocol": tables.protocol.__dict__,
+        "runs": [{"name": "small_again", "checkpoints_of": "tiny/small"}], "scales": {"smoke": {}, "cpu": {}}}))
+    figure = load_spec(tmp_path / "figure.yaml")
+    out = tmp_path / "runs"
+    [measured] = run_spec(figure, "smoke", out, progress=False, log=lambda *a: None)
+    trained_in = out / "tiny" / "smoke" / "small" / "seed0"
+    assert (measured["steps"], measured["trained_now"], measured["checkpoints_of"]) == (4, 4, "tiny/small")
+    assert measured["run_dir"] == str(trained_in) and (trained_in / "checkpoints" / "step_00000004").is_dir()
+    assert not (out / "figure" / "smoke" / "small_again" / "seed0" / "checkpoints").exists()
+    assert (out / "figure" / "smoke" / "small_again" / "seed0" / "result.json").is_file()
+    assert not (trained_in / "result.json").exists()  # the other spec's result is its own to write
+    assert "model.latent_dim=4" in measured["overrides"]  # the other spec's settings trained it
+
+    small, big = run_spec(tables, "smoke", out, progress=False, log=lambda *a: None)
+    assert small["trained_now"] == 0 and big["trained_now"] == 4  # small was trained once, for the figure
+    assert small["values"]["reconstruction"] == measured["values"]["reconstruction"]  # one checkpoint, one number
+    assert run_spec(figure, "smoke", out, progress=False, log=lambda *a: None)[0].get("skipped")
+
+    with pytest.raises(ConfigError, match="measures tiny/small, which this scale cannot train: tiny: no scale 'cpu'"):
+        run_one(figure, plan(figure, "cpu")[0], "cpu", out, [])
+
+
+@pytest.mark.parametrize("run, message", [
+    ({"name": "r", "checkpoints_of": "tiny/small", "recipe": TINY}, "trains nothing: drop its recipe"),
+    ({"name": "r", "checkpoints_of": "tiny"}, "'tiny' must be <spec>/<run>"),
+    ({"name": "r", "checkpoints_of": "nowhere/small"}, "'nowhere/small' must be <spec>/<run>"),
+    ({"name": "r", "checkpoints_of": "tiny/huge"}, "tiny: no run named 'huge'; runs: small, big"),
+])
+def test_checkpoints_of_must_name_a_run_that_trains(tmp_path, run, message):
+    tiny_spec(tmp_path)
+    (tmp_path / "figure.yaml").write_text(yaml.safe_dump({
+        "name": "figure", "title": "t", "paper": "p", "source": "s", "metrics": [{"name": "reconstruction"}],
+        "protocol": {"name": "metrics"}, "runs": [run], "scales": {"smoke": {}}}))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_spec(tmp_path / "figure.yaml")
+
+
 # ---- rendering ---------------------------------------------------------------------------------------------------
 def test_render_puts_the_paper_beside_ours_and_checks_claims(tmp_path):
     spec = load_spec(tiny_spec(tmp_path, seeds=[0, 1], scales={

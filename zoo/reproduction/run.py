@@ -30,7 +30,7 @@ from zoo.data import load_dataset
 from zoo.data.stream import batches_per_epoch
 from zoo.registry import METRICS
 from zoo.reproduction.protocols import CHECKPOINT_PROTOCOLS, study
-from zoo.reproduction.spec import REPO, ReproSpec, RunSpec
+from zoo.reproduction.spec import REPO, ReproSpec, RunSpec, checkpoints_source
 from zoo.training.checkpoint import CONFIG, checkpoint_dirs
 
 QUIET = ["train.tensorboard=false", "train.sample_every=0"]
@@ -84,6 +84,19 @@ def plan(spec: ReproSpec, scale: str, runs: list[str] | None = None, seeds: list
             if seeds is None or seed in seeds]
 
 
+def trained_by(spec: ReproSpec, item: PlannedRun, scale: str) -> tuple[ReproSpec, PlannedRun]:
+    """The spec and planned run whose directory holds the checkpoints `item` measures: `item` itself, or the run its
+    `checkpoints_of` names, at the same scale and seed (so both specs measure one training)."""
+    if not item.run.checkpoints_of:
+        return spec, item
+    source_spec, source_run = checkpoints_source(spec, item.run)
+    try:
+        return source_spec, plan(source_spec, scale, runs=[source_run.name], seeds=[item.seed])[0]
+    except ConfigError as err:
+        raise ConfigError(f"{spec.name}.runs.{item.run.name} measures {item.run.checkpoints_of}, which this scale "
+                          f"cannot train: {err}") from None
+
+
 def protocol_options(spec: ReproSpec, scale: str) -> dict[str, Any]:
     return {**spec.protocol.options, **spec.scale(scale).protocol}
 
@@ -122,12 +135,21 @@ def training_code_changes(old: str, new: str, recipe: Path | None = None) -> lis
     return diff.stdout.split() if diff.returncode == 0 else None
 
 
+def _finished(result_path: Path) -> bool:
+    return result_path.is_file() and json.loads(result_path.read_text()).get("status") == "done"
+
+
+def _trained_under(run_dir: Path) -> list[str]:
+    path = run_dir / PROVENANCE
+    return json.loads(path.read_text())["commits"] if path.is_file() else []
+
+
 def note_commit(run_dir: Path, commit: str | None, recipe: Path | None = None, log=print) -> list[str]:
     """Record that `run_dir` trains under `commit` (provenance.json lists every commit a run trained under). A run
     begun under a commit whose training code differs from this one's is moved aside (to `<run>.stale-<commit>`,
     nothing deleted) so it restarts: its checkpoints would mix two versions of the code. Returns the commits."""
     path = run_dir / PROVENANCE
-    commits: list[str] = json.loads(path.read_text())["commits"] if path.is_file() else []
+    commits = _trained_under(run_dir)
     if commits and commit and commits[-1] != commit:
         changed = training_code_changes(commits[-1], commit, recipe)
         if changed is None or changed:
@@ -223,15 +245,16 @@ def record_finished(spec: ReproSpec, scale: str, out: Path) -> int:
 
     count = 0
     for item in plan(spec, scale):
-        run_dir = item.directory(out, spec.name, scale)
-        result_path = run_dir / "result.json"
+        result_path = item.directory(out, spec.name, scale) / "result.json"
         if not result_path.is_file():
             continue
         record = json.loads(result_path.read_text())
         if record.get("status") != "done":
             continue
-        if item.run.recipe is not None:
-            record_training(run_dir, recipe=str(spec.recipe_path(item.run)), name=item.catalog_name)
+        source_spec, source = trained_by(spec, item, scale)
+        run_dir = source.directory(out, source_spec.name, scale)
+        if source.run.recipe is not None:
+            record_training(run_dir, recipe=str(source_spec.recipe_path(source.run)), name=source.catalog_name)
         _record_results(run_dir, record["values"], record["protocol"], item.context(spec.name, scale),
                         record.get("commit"))
         count += 1
@@ -243,8 +266,10 @@ def run_one(spec: ReproSpec, item: PlannedRun, scale: str, out: Path, extra: lis
     """Train (or resume, or skip) and measure one run; returns its record (also written to result.json). `commit`
     is the checkout's commit when the code was loaded (default: now)."""
 
-    run_dir = item.directory(out, spec.name, scale)
-    result_path = run_dir / "result.json"
+    result_dir = item.directory(out, spec.name, scale)
+    result_path = result_dir / "result.json"
+    source_spec, source = trained_by(spec, item, scale)
+    run_dir = source.directory(out, source_spec.name, scale)  # result_dir, unless the run measures another's
     options = protocol_options(spec, scale)
     context = item.context(spec.name, scale)
     begun = time.time()
@@ -256,9 +281,11 @@ def run_one(spec: ReproSpec, item: PlannedRun, scale: str, out: Path, extra: lis
         values, protocol = study(run_dir, options, item.args)
         steps, trained = None, None
     else:
-        if not (result_path.is_file() and json.loads(result_path.read_text()).get("status") == "done"):
-            commits = note_commit(run_dir, commit, spec.recipe_path(item.run)) or commits
-        steps, trained = train_run(spec, item, scale, run_dir, extra, progress)
+        if not _finished(run_dir / "result.json"):  # a finished run is measured as it is, never restarted
+            commits = note_commit(run_dir, commit, source_spec.recipe_path(source.run)) or commits
+        steps, trained = train_run(source_spec, source, scale, run_dir, extra, progress)
+        if run_dir != result_dir:  # the commits that trained it
+            commits = _trained_under(run_dir) or commits
         if trained == 0 and result_path.is_file():
             previous = json.loads(result_path.read_text())
             if previous.get("steps") == steps and previous.get("options") == options:
@@ -266,9 +293,10 @@ def run_one(spec: ReproSpec, item: PlannedRun, scale: str, out: Path, extra: lis
             commits = previous.get("commits") or commits
         values, protocol = CHECKPOINT_PROTOCOLS[spec.protocol.name](run_dir, options)
     record = {**context, "status": "done", "values": values, "protocol": protocol, "options": options,
-              "steps": steps, "trained_now": trained, "overrides": item.overrides + extra, "args": item.args,
-              "seconds": round(time.time() - begun, 1), "commit": commit, "commits": commits, "run_dir": str(run_dir)}
-    run_dir.mkdir(parents=True, exist_ok=True)
+              "steps": steps, "trained_now": trained, "overrides": source.overrides + extra, "args": item.args,
+              "seconds": round(time.time() - begun, 1), "commit": commit, "commits": commits, "run_dir": str(run_dir),
+              **({"checkpoints_of": f"{source_spec.name}/{source.run.name}"} if run_dir != result_dir else {})}
+    result_dir.mkdir(parents=True, exist_ok=True)
     result_path.write_text(json.dumps(record, indent=1, default=str))
     _record_results(run_dir, values, protocol, context, record["commit"])
     return record
@@ -318,7 +346,7 @@ def write_results(path: Path, spec: ReproSpec, scale: str, records: list[dict[st
     runs this call did not touch (a subset run, or rows imported from elsewhere, which say their `source`) are kept;
     all are ordered as the spec lists its runs."""
     keep = ("run", "seed", "status", "values", "steps", "overrides", "args", "commit", "commits", "seconds", "error",
-            "options", "source")
+            "options", "source", "checkpoints_of")
 
     s = spec.scale(scale)
     path.parent.mkdir(parents=True, exist_ok=True)

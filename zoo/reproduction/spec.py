@@ -7,6 +7,7 @@ silently runs something else.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,10 @@ class RunSpec:
     label: str = ""
     paper: dict[str, PaperValue] = field(default_factory=dict)  # metric name -> the paper's value
     note: str = ""
+    # "<spec>/<run>" (a spec in the same folder): measure that spec's run at the same scale and seed instead of
+    # training one, e.g. Fig. 5's evidence on Tables 1-2's checkpoints; if it is not trained yet, it is trained there
+    # by that spec's settings. Such a run names no recipe.
+    checkpoints_of: str = ""
 
 
 @dataclass
@@ -169,7 +174,9 @@ def load_spec(path: str | os.PathLike) -> ReproSpec:
         raise ConfigError(f"{where}.scales: allowed {', '.join(SCALES)} and 'smoke' is required (the tests run it); "
                           f"got {', '.join(spec.scales) or 'none'}")
     for run in spec.runs:
-        if spec.protocol.name == "study":
+        if run.checkpoints_of:
+            _check_checkpoints_of(spec, run, where)
+        elif spec.protocol.name == "study":
             if run.recipe is not None:
                 raise ConfigError(f"{where}.runs.{run.name}.recipe: a study spec's runs take `args`, not a recipe")
         elif run.recipe is None or not spec.recipe_path(run).is_file():
@@ -196,6 +203,40 @@ def load_spec(path: str | os.PathLike) -> ReproSpec:
                 spec.run(run)
             spec.metric(term.metric)
     return spec
+
+
+def checkpoints_source(spec: ReproSpec, run: RunSpec) -> tuple[ReproSpec, RunSpec]:
+    """The spec and run that train the checkpoints `run` measures: `run.checkpoints_of`, or `run` itself."""
+    if not run.checkpoints_of:
+        return spec, run
+    other_name, _, other_run = run.checkpoints_of.partition("/")
+    base = Path(spec.path) if Path(spec.path).is_absolute() else REPO / spec.path
+    path = (base.parent / f"{other_name}.yaml").resolve()
+    other = _load_spec_cached(str(path), path.stat().st_mtime_ns)
+    return other, other.run(other_run)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_spec_cached(path: str, mtime_ns: int) -> ReproSpec:  # a Fig. 5 spec names the same Tables spec 42 times
+    return load_spec(path)
+
+
+def _check_checkpoints_of(spec: ReproSpec, run: RunSpec, where: str) -> None:
+    key = f"{where}.runs.{run.name}.checkpoints_of"
+    if run.recipe is not None or spec.protocol.name == "study":
+        raise ConfigError(f"{key}: a run that measures another spec's checkpoints trains nothing: drop its recipe "
+                          f"(and a study spec's runs have no checkpoints)")
+    name, slash, other_run = run.checkpoints_of.partition("/")
+    base = Path(spec.path) if Path(spec.path).is_absolute() else REPO / spec.path
+    if not slash or not other_run or not (base.parent / f"{name}.yaml").is_file():
+        raise ConfigError(f"{key}: {run.checkpoints_of!r} must be <spec>/<run>, naming a spec file in "
+                          f"{base.parent} (e.g. deasy2020_tables12_mnist/kl_qp)")
+    try:
+        _, source = checkpoints_source(spec, run)
+    except ConfigError as err:
+        raise ConfigError(f"{key}: {err}") from None
+    if source.checkpoints_of or source.recipe is None:
+        raise ConfigError(f"{key}: {run.checkpoints_of} trains nothing itself (no recipe); name the run that does")
 
 
 def find_specs(folder: str | os.PathLike) -> list[Path]:
