@@ -123,6 +123,16 @@ def test_finished_runs_are_skipped_and_interrupted_runs_resume(tmp_path, shared_
     assert {c: c.stat().st_mtime_ns for c in ckpts} == stamps  # not retrained
     assert (run_dir / "result.json").stat().st_mtime_ns == result_stamp
 
+    # a run saved before the recipe's `eval` section changed (it names evaluation defaults; training never reads
+    # it) is measured as it is, not refused as "other settings"
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["eval"] = {"metrics": [], "n_samples": 10000, "batch_size": 256, "split": "test"}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    (run_dir / "result.json").write_text(json.dumps({**first[0], "options": {}}))  # stale options: measured again
+    remeasured = run_one(spec, plan(spec, "smoke")[0], "smoke", out, [])
+    assert (remeasured["status"], remeasured["trained_now"]) == ("done", 0)
+    assert remeasured["values"] == first[0]["values"]
+
     # interrupted after step 2: no result, latest checkpoint step 2 -> resumes and trains only the last 2 steps
     (run_dir / "result.json").unlink()
     import shutil
@@ -135,7 +145,7 @@ def test_finished_runs_are_skipped_and_interrupted_runs_resume(tmp_path, shared_
         rows = catalog.rows()
         assert {Path(r.path).parent.parent.parent.name for r in rows} == {"small", "big"}
         assert {name for (name,) in catalog.query("SELECT name FROM runs")} == {"small_seed0", "big_seed0"}
-        assert catalog.count("results") == 3  # 2 runs + the resumed one, the registered metric each (std as its std)
+        assert catalog.count("results") == 4  # 2 runs, the re-measured and the resumed one: a metric each
 
     longer = run_one(spec, plan(spec, "smoke")[0], "smoke", out, ["train.max_steps=6"])  # a longer schedule extends
     assert (longer["steps"], longer["trained_now"]) == (6, 2)

@@ -102,9 +102,12 @@ def protocol_options(spec: ReproSpec, scale: str) -> dict[str, Any]:
 
 
 def _comparable(tree: dict[str, Any]) -> dict[str, Any]:
+    """The settings that decide what a run trains to: without IGNORED_TRAIN_KEYS and without `eval` (the metrics
+    `zoo evaluate` defaults to; training never reads it, and its schema changed under finished runs)."""
     tree = json.loads(json.dumps(tree))
     for key in IGNORED_TRAIN_KEYS:
         tree.get("train", {}).pop(key, None)
+    tree.pop("eval", None)
     return tree
 
 
