@@ -149,6 +149,32 @@ def test_nan_weights_are_never_saved_and_the_message_names_the_real_last_checkpo
         fresh.save_checkpoint()
 
 
+def test_run_folders_saved_with_the_old_eval_keys_load_resume_and_say_what_a_changed_one_means(tmp_path):
+    """Before 6 December 2026 every config.yaml held `eval.n_samples / batch_size / split`, keys no zoo version read:
+    those checkpoints load and resume unchanged (same weights); a non-default value names the command option."""
+    import yaml
+    run = tmp_path / "run"
+    trainer = _trainer(run, ["train.max_steps=2", "train.checkpoint_every=2"])
+    trainer.train()
+    (ckpt,) = checkpoint_dirs(run)
+    for path in (run / "config.yaml", ckpt / "config.yaml"):
+        tree = yaml.safe_load(path.read_text())
+        tree["eval"] = {"metrics": [], "n_samples": 10000, "batch_size": 256, "split": "test"}
+        path.write_text(yaml.safe_dump(tree))
+    loaded = load_checkpoint(run)
+    assert loaded.step == 2 and loaded.recipe.eval.metrics == []
+    resumed = _trainer(run, ["train.max_steps=3", "train.checkpoint_every=3"])
+    resumed.resume(run)
+    assert resumed.step == 2
+    assert all(torch.equal(resumed.weights()[k], v) for k, v in trainer.weights().items())
+
+    tree = yaml.safe_load((ckpt / "config.yaml").read_text())
+    tree["eval"]["n_samples"] = 500
+    (ckpt / "config.yaml").write_text(yaml.safe_dump(tree))
+    with pytest.raises(CheckpointError, match=r"eval.n_samples=500: no zoo version read this key .*--n-samples"):
+        _trainer(run, ["train.max_steps=3"]).resume(run)
+
+
 def test_load_checkpoint_and_resume_refuse_nan_weights(tmp_path):
     run = tmp_path / "run"
     trainer = _trainer(run, ["train.max_steps=1"])

@@ -206,6 +206,33 @@ def test_registered_metrics_are_recorded_with_their_own_protocol_and_can_be_reco
     assert rows() == (name, results)
 
 
+def test_a_run_with_steps_left_restarts_when_the_training_code_changed_and_a_trained_one_never_does(
+        tmp_path, shared_data, monkeypatch, one_thread):
+    """Checkpoints from two versions of the training code never mix: resuming under a commit whose training code
+    differs moves the run aside (nothing deleted) and trains it again; a run whose training is complete is measured
+    as it is (a session may end between training and measuring), listing the commits that trained it."""
+    import zoo.reproduction.run as run_module
+    monkeypatch.setenv("ZOO_DATA", str(shared_data))
+    monkeypatch.setattr(run_module, "training_code_changes", lambda old, new, recipe=None: ["zoo/training/x.py"])
+    spec = load_spec(tiny_spec(tmp_path))
+    item, out = plan(spec, "smoke")[0], tmp_path / "runs"
+    run_dir = item.directory(out, "tiny", "smoke")
+    first = run_one(spec, item, "smoke", out, [], commit="a" * 40)
+    (run_dir / "result.json").unlink()  # trained, not measured
+    trained = run_one(spec, item, "smoke", out, [], commit="b" * 40)
+    assert (trained["trained_now"], trained["commits"], trained["commit"]) == (0, ["a" * 40], "b" * 40)
+    assert trained["values"] == first["values"] and not list(out.glob("tiny/smoke/small/seed0.stale-*"))
+
+    import shutil
+    (run_dir / "result.json").unlink()
+    shutil.rmtree(run_dir / "checkpoints" / "step_00000004")  # interrupted at step 2 of 4
+    restarted = run_one(spec, item, "smoke", out, [], commit="c" * 40)
+    assert (restarted["trained_now"], restarted["commits"]) == (4, ["c" * 40])
+    (stale,) = out.glob("tiny/smoke/small/seed0.stale-*")
+    assert stale.name == "seed0.stale-" + "a" * 12 and (stale / "checkpoints" / "step_00000002").is_dir()
+    assert restarted["values"] == first["values"]  # same seed, same code: the same model again
+
+
 def test_a_run_can_measure_another_specs_checkpoints_without_training_twice(tmp_path, shared_data, monkeypatch,
                                                                             one_thread):
     """Fig. 5 measures Tables 1-2's models: a run with `checkpoints_of` trains (if needed) in the other spec's run

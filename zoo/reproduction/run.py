@@ -169,11 +169,18 @@ def note_commit(run_dir: Path, commit: str | None, recipe: Path | None = None, l
     return commits
 
 
-def train_run(spec: ReproSpec, item: PlannedRun, scale: str, run_dir: Path, extra: list[str],
-              progress: bool) -> tuple[int, int]:
-    """Train `item` in `run_dir` up to its schedule, resuming its checkpoints; returns (steps, steps trained now)."""
+@dataclass
+class Schedule:
+    """What a run trains to: its recipe (max_steps set from the scale's epochs) and the training set."""
+
+    recipe_path: Path
+    recipe: Any
+    train_set: Any
 
 
+def training_schedule(spec: ReproSpec, item: PlannedRun, scale: str, extra: list[str], progress: bool
+                      ) -> Schedule:
+    """The recipe `item` trains (its overrides, the scale's, `extra`) with max_steps from the scale's epochs."""
     recipe_path = spec.recipe_path(item.run)
     recipe = load_recipe(recipe_path, [*QUIET, f"train.progress={str(progress).lower()}", *item.overrides, *extra])
     train_set = load_dataset(recipe.data.name, recipe.data.split, recipe.data.root, **recipe.data.options)
@@ -181,6 +188,18 @@ def train_run(spec: ReproSpec, item: PlannedRun, scale: str, run_dir: Path, extr
     if epochs is not None:
         per_epoch = batches_per_epoch(len(train_set), recipe.data.batch_size, drop_last=recipe.data.drop_last)
         recipe.train.max_steps = max(1, round(epochs * per_epoch))
+    return Schedule(recipe_path, recipe, train_set)
+
+
+def latest_step(run_dir: Path) -> int:
+    """The step of the run's latest complete checkpoint (0 without one)."""
+    ckpts = checkpoint_dirs(run_dir)
+    return int(ckpts[-1].name.rsplit("_", 1)[-1]) if ckpts else 0
+
+
+def train_run(item: PlannedRun, scale: str, run_dir: Path, schedule: Schedule) -> tuple[int, int]:
+    """Train `item` in `run_dir` up to `schedule`, resuming its checkpoints; returns (steps, steps trained now)."""
+    recipe_path, recipe, train_set = schedule.recipe_path, schedule.recipe, schedule.train_set
     saved = run_dir / CONFIG
     if saved.is_file():
         changed = _differences(_comparable(read_yaml(saved)), _comparable(to_dict(recipe)))
@@ -284,11 +303,12 @@ def run_one(spec: ReproSpec, item: PlannedRun, scale: str, out: Path, extra: lis
         values, protocol = study(run_dir, options, item.args)
         steps, trained = None, None
     else:
-        if not _finished(run_dir / "result.json"):  # a finished run is measured as it is, never restarted
-            commits = note_commit(run_dir, commit, source_spec.recipe_path(source.run)) or commits
-        steps, trained = train_run(source_spec, source, scale, run_dir, extra, progress)
-        if run_dir != result_dir:  # the commits that trained it
-            commits = _trained_under(run_dir) or commits
+        to_train = training_schedule(source_spec, source, scale, extra, progress)
+        # only a run with steps left can mix two versions of the training code: a trained one is measured as it is
+        if latest_step(run_dir) < to_train.recipe.train.max_steps and not _finished(run_dir / "result.json"):
+            note_commit(run_dir, commit, to_train.recipe_path)
+        steps, trained = train_run(source, scale, run_dir, to_train)
+        commits = _trained_under(run_dir) or commits  # the commits that trained it
         if trained == 0 and result_path.is_file():
             previous = json.loads(result_path.read_text())
             if previous.get("steps") == steps and previous.get("options") == options:

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-from zoo.config import ConfigError, ModelSection, Recipe, from_dict, read_yaml, to_dict
+from zoo.config import ConfigError, ModelSection, Recipe, drop_unread_eval_keys, from_dict, read_yaml, to_dict
 from zoo.training.checkpoint import CHECKPOINTS, CONFIG, CheckpointError, checkpoint_dirs
 from zoo.training.logging import repair_torn_tail
 
@@ -204,6 +204,8 @@ def saved_recipe(path: Path, model_class: Any) -> Recipe:
     """A checkpoint's config.yaml read back as a Recipe, its model section parsed with `model_class`'s config (the
     model being resumed: the name is checked first, so that a vgh checkpoint never parses as vgh_plus)."""
     tree = read_yaml(path)
+    if isinstance(tree, dict):  # run folders saved before the eval section lost its never-read keys still load
+        tree = drop_unread_eval_keys(tree)
     section = dict(tree.get("model") or {}) if isinstance(tree, dict) else {}
     name = section.pop("name", None)
     if name != model_class.name:
