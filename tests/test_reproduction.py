@@ -249,6 +249,8 @@ def test_a_run_can_measure_another_specs_checkpoints_without_training_twice(tmp_
     trained_in = out / "tiny" / "smoke" / "small" / "seed0"
     assert (measured["steps"], measured["trained_now"], measured["checkpoints_of"]) == (4, 4, "tiny/small")
     assert measured["run_dir"] == str(trained_in) and (trained_in / "checkpoints" / "step_00000004").is_dir()
+    shown = render_spec(figure, {"cpu": {"runs": [{**measured, "commits": ["a" * 40], "commit": "b" * 40}]}})
+    assert f"commit {'a' * 40} (measured at {'b' * 40}). Command:" in shown  # trained under a, measured at b
     assert not (out / "figure" / "smoke" / "small_again" / "seed0" / "checkpoints").exists()
     assert (out / "figure" / "smoke" / "small_again" / "seed0" / "result.json").is_file()
     assert not (trained_in / "result.json").exists()  # the other spec's result is its own to write

@@ -169,8 +169,12 @@ def _run_summary(spec: ReproSpec, scale: str, doc: dict[str, Any], other_scales:
     steps = sorted({r["steps"] for r in doc["runs"] if r.get("steps") is not None})
     schedule = (f"{doc['epochs']:g} epochs" if doc.get("epochs") else "") + \
                (f"{', ' if doc.get('epochs') else ''}{'/'.join(map(str, steps))} steps" if steps else "")
+    # a finished run measured later (a re-measurement, or another spec's checkpoints) names the measuring commit too
+    measured = sorted({r["commit"] for r in doc["runs"] if r.get("status") == "done" and r.get("commit")} -
+                      set(commits))
     lines = [f"Ours: scale `{scale}` ({s.description.strip() or 'see the spec'}); schedule run: "
-             f"{schedule or 'n/a'}; commit {', '.join(commits)}. Command: `{command(spec, scale)}`."]
+             f"{schedule or 'n/a'}; commit {', '.join(commits)}" +
+             (f" (measured at {', '.join(measured)})" if measured else "") + f". Command: `{command(spec, scale)}`."]
     if "paper" not in other_scales and "paper" in spec.scales:
         lines.append(f"Paper scale, not yet run: `{command(spec, 'paper')}`" +
                      (f" (needs: {', '.join(spec.requires)})." if spec.requires else "."))
