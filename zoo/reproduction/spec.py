@@ -148,8 +148,12 @@ class ReproSpec:
     def recipe_path(self, run: RunSpec) -> Path:
         if run.recipe is None:
             raise ConfigError(f"{self.name}.runs.{run.name}: no recipe (study specs run their study command instead)")
-        base = Path(self.path) if Path(self.path).is_absolute() else REPO / self.path
-        return (base.parent / run.recipe).resolve()
+        return (self.folder / run.recipe).resolve()
+
+    @property
+    def folder(self) -> Path:
+        """The folder of the spec file: recipes and other specs are named relative to it."""
+        return (Path(self.path) if Path(self.path).is_absolute() else REPO / self.path).parent
 
 
 def load_spec(path: str | os.PathLike) -> ReproSpec:
@@ -210,8 +214,7 @@ def checkpoints_source(spec: ReproSpec, run: RunSpec) -> tuple[ReproSpec, RunSpe
     if not run.checkpoints_of:
         return spec, run
     other_name, _, other_run = run.checkpoints_of.partition("/")
-    base = Path(spec.path) if Path(spec.path).is_absolute() else REPO / spec.path
-    path = (base.parent / f"{other_name}.yaml").resolve()
+    path = (spec.folder / f"{other_name}.yaml").resolve()
     other = _load_spec_cached(str(path), path.stat().st_mtime_ns)
     return other, other.run(other_run)
 
@@ -227,10 +230,9 @@ def _check_checkpoints_of(spec: ReproSpec, run: RunSpec, where: str) -> None:
         raise ConfigError(f"{key}: a run that measures another spec's checkpoints trains nothing: drop its recipe "
                           f"(and a study spec's runs have no checkpoints)")
     name, slash, other_run = run.checkpoints_of.partition("/")
-    base = Path(spec.path) if Path(spec.path).is_absolute() else REPO / spec.path
-    if not slash or not other_run or not (base.parent / f"{name}.yaml").is_file():
+    if not slash or not other_run or not (spec.folder / f"{name}.yaml").is_file():
         raise ConfigError(f"{key}: {run.checkpoints_of!r} must be <spec>/<run>, naming a spec file in "
-                          f"{base.parent} (e.g. deasy2020_tables12_mnist/kl_qp)")
+                          f"{spec.folder} (e.g. deasy2020_tables12_mnist/kl_qp)")
     try:
         _, source = checkpoints_source(spec, run)
     except ConfigError as err:
