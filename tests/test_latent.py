@@ -194,27 +194,29 @@ def test_latent_analysis_tool_on_a_vae_checkpoint(tmp_path, shared_data, capsys,
     assert "Algorithm 2: KL[q(z)||p(z)]" in capsys.readouterr().out
 
 
+class ShiftedPosteriors(nn.Module):
+    """An encoder whose q(z|x) = N(x[:2] + (1, 0), 0.6^2 I): inputs near 0 give codes near the closed-form case."""
+    has_encoder = True
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(1))
+
+    def posterior(self, x):
+        mu = x.flatten(1)[:, :2] + torch.tensor([1.0, 0.0])
+        return mu, torch.full_like(mu, 2 * math.log(0.6))
+
+
 def test_appendix_e_table1_reports_how_far_its_classifiers_got(one_thread):
     """Table 1's density-ratio rows carry their classifiers' state: the mean final loss over seeds (chance is log 4),
     how many seeds converged and the mean steps trained, each equal to the per-seed details it summarises."""
     from zoo.studies.latent_analysis import appendix_e_table1
 
-    class Toy(nn.Module):
-        has_encoder = True
-
-        def __init__(self):
-            super().__init__()
-            self.anchor = nn.Parameter(torch.zeros(1))
-
-        def posterior(self, x):
-            mu = x.flatten(1)[:, :2] + torch.tensor([1.0, 0.0])
-            return mu, torch.full_like(mu, 2 * math.log(0.6))
-
     images = torch.rand(200, 1, 2, 2) * 0.1 - 0.05
     ratio = [{"name": "loose", "layers": 2, "hidden": 16, "steps": 300, "lr": 1e-3, "seeds": 2, "window": 20,
               "tol": 10.0},  # any window "converges": both stop at the first check after two windows
              {"name": "capped", "layers": 2, "hidden": 16, "steps": 30, "lr": 1e-3, "seeds": 3}]  # no window
-    values, details = appendix_e_table1(Toy(), images, num_z=256, ratio=ratio)
+    values, details = appendix_e_table1(ShiftedPosteriors(), images, num_z=256, ratio=ratio)
     for name, seeds, steps, converged in (("loose", 2, 40, 2.0), ("capped", 3, 30, 0.0)):
         runs = next(c for c in details["classifiers"] if c["name"] == name)["seeds"]
         assert len(runs) == seeds and [r["steps"] for r in runs] == [steps] * seeds
@@ -222,3 +224,81 @@ def test_appendix_e_table1_reports_how_far_its_classifiers_got(one_thread):
         assert values[f"{name}_final_loss"] == pytest.approx(sum(r["final_loss"] for r in runs) / seeds)
         assert values[name] == pytest.approx(sum(r["marginal_kl"] for r in runs) / seeds)
         assert 0.5 < values[f"{name}_final_loss"] < 1.6  # cross-entropy of two BCE terms, near chance log 4 = 1.386
+
+
+class _Stop(Exception):
+    """Stands in for a session's end in the middle of a classifier's training."""
+
+
+def _shifted_sampler(generator, calls=None, stop_after=None):
+    def sample(n):
+        if calls is not None:
+            calls.append(n)
+            if stop_after is not None and len(calls) > stop_after:
+                raise _Stop
+        return torch.randn(n, 2, generator=generator) + torch.tensor([1.0, 0.0])
+    return sample
+
+
+def _train_small(path, *, generator_seed=1, stop_after=None, window=None, identity=None):
+    from zoo.evaluation.density_ratio import ClassifierState, ratio_classifier, train_ratio_classifier
+    torch.manual_seed(0)
+    classifier = ratio_classifier(2, 16, 2)
+    generator = torch.Generator().manual_seed(generator_seed)
+    state = ClassifierState(path, identity or {"case": "small"}, generator=generator, every=25)
+    losses = train_ratio_classifier(classifier, _shifted_sampler(generator, [], stop_after),
+                                    lambda n: torch.randn(n, 2, generator=generator), steps=120, lr=1e-3,
+                                    window=window, tol=1e-6, state=state)
+    return classifier, losses, generator, state
+
+
+def test_ratio_classifier_stopped_mid_training_resumes_to_the_same_weights(tmp_path, one_thread):
+    """A classifier stopped at step 60 of 120 (its state saved at step 50) and rerun ends with exactly the weights,
+    losses and sampler state of one that never stopped; the resume starts at the saved step 50, not at 0."""
+    whole, whole_losses, whole_gen, _ = _train_small(tmp_path / "whole.pt")
+    with pytest.raises(_Stop):
+        _train_small(tmp_path / "stopped.pt", stop_after=60)
+    resumed, resumed_losses, resumed_gen, state = _train_small(tmp_path / "stopped.pt")
+    assert state.resumed_from == 50 and len(resumed_losses) == 120
+    assert resumed_losses == whole_losses
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    assert torch.equal(whole_gen.get_state(), resumed_gen.get_state())
+    assert not list(tmp_path.glob(".*tmp*"))  # no temporary file stays behind
+
+
+def test_finished_classifier_is_not_trained_again_and_other_settings_start_afresh(tmp_path, one_thread):
+    """A finished state is reused as is (no sampling, same weights); a state saved under other settings or a
+    truncated file is never trusted: a warning, then training from scratch to the same result as a fresh run."""
+    first, losses, _, _ = _train_small(tmp_path / "s.pt")
+    again, again_losses, _, state = _train_small(tmp_path / "s.pt", stop_after=0)  # any sampling would raise
+    assert state.resumed_from == 120 and again_losses == losses
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
+    with pytest.warns(UserWarning, match="other settings"):
+        _, other, _, state = _train_small(tmp_path / "s.pt", generator_seed=2, identity={"case": "other"})
+    assert state.resumed_from == 0 and other != losses and len(other) == 120
+    (tmp_path / "bad.pt").write_bytes(b"not a torch file")
+    with pytest.warns(UserWarning, match="could not resume"):
+        _, fresh, _, state = _train_small(tmp_path / "bad.pt")
+    assert state.resumed_from == 0 and fresh == losses
+
+
+def test_appendix_e_table1_with_saved_states_gives_the_same_numbers_and_skips_finished_classifiers(
+        tmp_path, one_thread, monkeypatch):
+    """Table 1 measured with classifier states equals Table 1 measured without; measured again from the same folder,
+    no classifier trains (the loss function would raise) and every value is identical."""
+    import zoo.evaluation.density_ratio as density_ratio
+    from zoo.studies.latent_analysis import appendix_e_table1
+
+    images = torch.rand(100, 1, 2, 2) * 0.1 - 0.05
+    ratio = [{"name": "l2", "layers": 2, "hidden": 16, "steps": 60, "lr": 1e-3, "seeds": 2}]
+    plain, _ = appendix_e_table1(ShiftedPosteriors(), images, num_z=128, ratio=ratio)
+    saved, _ = appendix_e_table1(ShiftedPosteriors(), images, num_z=128, ratio=ratio, state_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l2-seed0.pt", "l2-seed1.pt"]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished classifier was trained again")
+    monkeypatch.setattr(density_ratio, "discriminator_loss", no_training)
+    again, _ = appendix_e_table1(ShiftedPosteriors(), images, num_z=128, ratio=ratio, state_dir=tmp_path)
+    assert plain == saved == again
+    assert plain["l2_seed_std"] > 0  # the two seeds are different classifiers, so equality above is not vacuous

@@ -408,6 +408,9 @@ def test_spec_smoke_run_end_to_end(name, tmp_path, shared_data, monkeypatch, one
         produced = {m.name for m in spec.metrics} & set(record["values"])
         assert produced, (name, record["values"])
     assert not page.exists() and not results.exists()  # smoke numbers never reach the page
+    if spec.protocol.name == "latent_kl":  # each density-ratio classifier's state, kept so a rerun resumes it
+        states = sorted(p.name for p in (tmp_path / "runs").rglob("latent/step_*/ratio_classifiers/*.pt"))
+        assert states == ["dr_l3-seed0.pt", "dr_l3-seed1.pt"]
     with Catalog() as catalog:
         assert catalog.count("results") >= len(doc["runs"])
 

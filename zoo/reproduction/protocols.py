@@ -35,10 +35,11 @@ def _eval_data(recipe: Any, options: dict[str, Any], default_split: str) -> tupl
     return load_dataset(recipe.data.name, split, recipe.data.root, **data_options), split
 
 
-def latent_kl(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str, Any]]:
+def latent_kl(run_dir: Path, options: dict[str, Any], progress: bool = False) -> tuple[Values, dict[str, Any]]:
     """Rosca et al. App. E Table 1 on the run's latest checkpoint (`zoo.studies.latent_analysis.appendix_e_table1`):
     options split (default the training split, as the paper's N = 60000), limit, num_z, seed, ratio (the
-    density-ratio classifiers, each {name, layers, hidden, steps, lr, seeds, window, tol})."""
+    density-ratio classifiers, each {name, layers, hidden, steps, lr, seeds, window, tol}). The classifiers' training
+    states are kept in <run>/latent/<checkpoint>/ratio_classifiers, so rerunning a stopped measurement resumes it."""
     check_keys("protocol latent_kl", options, ["split", "limit", "num_z", "seed", "ratio"], what="option")
     ratio = options.get("ratio", [])
     for i, cfg in enumerate(ratio):
@@ -49,12 +50,15 @@ def latent_kl(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str,
     model, recipe, step, ckpt = load_checkpoint(run_dir)
     data, split = _eval_data(recipe, options, recipe.data.split)
     num_z, seed = int(options.get("num_z", 10_000)), int(options.get("seed", 0))
-    values, details = appendix_e_table1(model, data, num_z=num_z, seed=seed, ratio=ratio)
+    # the classifiers can train for hours: their states live beside the checkpoint, so a stopped measurement resumes
+    state_dir = run_dir / "latent" / Path(ckpt).name / "ratio_classifiers"
+    values, details = appendix_e_table1(model, data, num_z=num_z, seed=seed, ratio=ratio, state_dir=state_dir,
+                                        progress=progress)
     return values, {"protocol": "latent_kl", "split": split, "num_z": num_z, "seed": seed, **details, "step": step,
                     "checkpoint": str(ckpt)}
 
 
-def metrics(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str, Any]]:
+def metrics(run_dir: Path, options: dict[str, Any], progress: bool = False) -> tuple[Values, dict[str, Any]]:
     """Registered zoo metrics (docs/metrics.md) on the run's latest checkpoint. Options: metrics (list of names),
     n_samples, n_real, split, batch_size, seed, and metric options (weights paths, critic_steps, ...)."""
 
@@ -85,7 +89,7 @@ def metrics(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str, A
                     "skipped": skipped, "step": step, "checkpoint": str(ckpt)}
 
 
-def evidence(run_dir: Path, options: dict[str, Any]) -> tuple[Values, dict[str, Any]]:
+def evidence(run_dir: Path, options: dict[str, Any], progress: bool = False) -> tuple[Values, dict[str, Any]]:
     """Deasy et al. Fig. 5: log model evidence, mean and bootstrapped 95 % interval over test batches. Options:
     split, limit, batches, samples, resamples, seed."""
 
@@ -153,5 +157,7 @@ def study(out_dir: Path, options: dict[str, Any], args: list[str]) -> tuple[Valu
     return values, {"protocol": "study", "command": f"zoo {name} {' '.join(argv)}", "json": options["json"]}
 
 
-CHECKPOINT_PROTOCOLS: dict[str, Callable[[Path, dict[str, Any]], tuple[Values, dict[str, Any]]]] = {
+# each takes (run_dir, options, progress) and returns (values, protocol); progress draws bars where a measurement
+# is long (the density-ratio classifiers), and is accepted but unused by the others
+CHECKPOINT_PROTOCOLS: dict[str, Callable[..., tuple[Values, dict[str, Any]]]] = {
     "latent_kl": latent_kl, "metrics": metrics, "evidence": evidence}

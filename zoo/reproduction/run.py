@@ -314,7 +314,7 @@ def run_one(spec: ReproSpec, item: PlannedRun, scale: str, out: Path, extra: lis
             if previous.get("steps") == steps and previous.get("options") == options:
                 return {**previous, "skipped": True}
             commits = previous.get("commits") or commits
-        values, protocol = CHECKPOINT_PROTOCOLS[spec.protocol.name](run_dir, options)
+        values, protocol = CHECKPOINT_PROTOCOLS[spec.protocol.name](run_dir, options, progress=progress)
     record = {**context, "status": "done", "values": values, "protocol": protocol, "options": options,
               "steps": steps, "trained_now": trained, "overrides": source.overrides + extra, "args": item.args,
               "seconds": round(time.time() - begun, 1), "commit": commit, "commits": commits, "run_dir": str(run_dir),

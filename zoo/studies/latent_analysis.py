@@ -23,6 +23,7 @@ Writes latent.json and low_posterior.png to --out (default <run>/latent/<checkpo
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import sys
@@ -38,7 +39,8 @@ from zoo.arguments import (checkpoint_parser, device_name, nonnegative_int, open
                            positive_int, seed_int)
 from zoo.data import DatasetNotFoundError, load_dataset
 from zoo.evaluation import latent
-from zoo.evaluation.density_ratio import converged, mean_logit, ratio_classifier, train_ratio_classifier
+from zoo.evaluation.density_ratio import (ClassifierState, converged, mean_logit, ratio_classifier,
+                                         train_ratio_classifier)
 from zoo.evaluation.latent import Progress, check_posteriors, log_marginal_posterior, randn_on, sample_posteriors
 
 
@@ -47,7 +49,8 @@ def marginal_kl_density_ratio(mu: Tensor, logvar: Tensor | None, *, steps: int =
                               hidden: int = 1000, layers: int = 3, lr: float = 5e-4,
                               betas: tuple[float, float] = (0.9, 0.9), num_z: int = 10_000,
                               generator: torch.Generator | None = None, progress: bool = False,
-                              window: int | None = None, tol: float = 1e-3) -> dict[str, Any]:
+                              window: int | None = None, tol: float = 1e-3, state_path: Path | None = None,
+                              state_every: int = 2000, desc: str = "Algorithm 3 classifier") -> dict[str, Any]:
     """KL[q(z) || p(z)] by the density-ratio trick (Rosca et al. Algorithm 3).
 
     A LeakyReLU(0.2) MLP C is trained `steps` times to label codes z ~ q(z|x), x uniform over the data, 1 and prior
@@ -55,7 +58,9 @@ def marginal_kl_density_ratio(mu: Tensor, logvar: Tensor | None, *, steps: int =
     beta1 = beta2 = 0.9 (as printed), lr 5e-4 (Tables 1-2), 3 hidden layers; hidden 1000 is the App. K code
     discriminator (Tables 1-2 use 5000) and `steps` is far below the paper's 5 * 10^5 (printed "5 * 10 * 5").
     Works for point-mass posteriors (logvar None). Call `torch.manual_seed` first for a reproducible classifier.
-    With `window`, the classifier trains to convergence (`train_ratio_classifier`), `steps` at most.
+    With `window`, the classifier trains to convergence (`train_ratio_classifier`), `steps` at most. With
+    `state_path`, its training is saved there every `state_every` steps and a rerun resumes it exactly (the file is
+    keyed by these settings, the posteriors and `torch.initial_seed()`, so other settings never reuse it).
 
     Returns:
         {"marginal_kl", "final_loss" (mean of the last 100 classifier losses; log 4 = chance), "steps" (trained),
@@ -65,9 +70,15 @@ def marginal_kl_density_ratio(mu: Tensor, logvar: Tensor | None, *, steps: int =
     classifier = ratio_classifier(dim, hidden, layers).to(mu.device)
     sample_q = lambda n: sample_posteriors(mu, logvar, n, generator)[1].float()  # noqa: E731
     sample_p = lambda n: randn_on((n, dim), generator, mu.device)  # noqa: E731
+    state = None
+    if state_path is not None:
+        identity = {"steps": steps, "batch_size": batch_size, "hidden": hidden, "layers": layers, "lr": lr,
+                    "betas": list(betas), "window": window, "tol": tol, "init_seed": torch.initial_seed(),
+                    "generator_seed": generator.initial_seed() if generator is not None else None,
+                    "posteriors": posterior_fingerprint(mu, logvar)}
+        state = ClassifierState(Path(state_path), identity, generator=generator, every=state_every)
     losses = train_ratio_classifier(classifier, sample_q, sample_p, steps=steps, batch_size=batch_size, lr=lr,
-                                    betas=betas, progress=progress, desc="Algorithm 3 classifier", window=window,
-                                    tol=tol)
+                                    betas=betas, progress=progress, desc=desc, window=window, tol=tol, state=state)
     classifier.eval()
     kl = mean_logit(classifier, sample_q(num_z))
     return {"marginal_kl": kl, "final_loss": sum(losses[-100:]) / len(losses[-100:]), "steps": len(losses),
@@ -75,12 +86,25 @@ def marginal_kl_density_ratio(mu: Tensor, logvar: Tensor | None, *, steps: int =
             "hidden": hidden, "layers": layers, "lr": lr, "num_z": num_z}
 
 
+def posterior_fingerprint(mu: Tensor, logvar: Tensor | None) -> str:
+    """A SHA-256 prefix of the posteriors' bytes: a saved classifier state is reused only for the same q(z|x)."""
+    digest = hashlib.sha256()
+    for t in (mu, logvar):
+        if t is not None:
+            digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
 def appendix_e_table1(model: Any, data: Any, *, num_z: int = 10_000, seed: int = 0,
-                      ratio: list[dict[str, Any]] = ()) -> tuple[dict[str, float], dict[str, Any]]:
+                      ratio: list[dict[str, Any]] = (), state_dir: Path | None = None,
+                      progress: bool = False) -> tuple[dict[str, float], dict[str, Any]]:
     """Rosca et al. App. E Table 1 for one model over `data`: KL[q(z)||p(z)] by Monte Carlo (Algorithm 2) with the
     eq. 5 terms, the reconstruction term and ELBO (models with an explicit likelihood), and by the density-ratio trick
     (Algorithm 3) for each classifier of `ratio` ({name, layers, hidden, steps, lr, seeds, window, tol}: `seeds`
     classifiers from as many initialisations, each trained to convergence when `window` is given, `steps` at most).
+    With `state_dir`, every classifier keeps its training state there (`<name>-seed<k>.pt`), so a stopped measurement
+    rerun resumes each classifier where it stopped and skips finished ones, with the same numbers as one that never
+    stopped (each classifier's initialisation and codes have their own seeds).
 
     Returns:
         (values: metric name -> number, with `<name>_seed_std` / `<name>_stderr` over classifier seeds and the
@@ -105,8 +129,12 @@ def appendix_e_table1(model: Any, data: Any, *, num_z: int = 10_000, seed: int =
         runs = []
         for k in range(int(cfg.get("seeds", 1))):  # classifier initialisations (and their code draws)
             torch.manual_seed(seed + k)
+            path = Path(state_dir) / f"{cfg['name']}-seed{k}.pt" if state_dir is not None else None
             runs.append(marginal_kl_density_ratio(mu, logvar, num_z=num_z,
-                                                  generator=torch.Generator().manual_seed(seed + 1000 + k), **kw))
+                                                  generator=torch.Generator().manual_seed(seed + 1000 + k),
+                                                  state_path=path, progress=progress,
+                                                  desc=f"{cfg['name']} classifier {k + 1}/{cfg.get('seeds', 1)}",
+                                                  **kw))
         estimates = torch.tensor([r["marginal_kl"] for r in runs], dtype=torch.float64)
         values[cfg["name"]] = estimates.mean().item()
         # how far the classifiers got: a loss near chance (log 4) makes any estimate near 0, whatever the true KL
