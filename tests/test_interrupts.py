@@ -59,7 +59,16 @@ def test_deferred_signals_are_delivered_after_the_block_in_order():
         signal.signal(signal.SIGTERM, previous)
 
 
-def test_a_ctrl_c_inside_the_prune_waits_and_leaves_only_complete_checkpoints(tmp_path, monkeypatch):
+@pytest.fixture
+def ctrl_c_raises():
+    """Python's own SIGINT handler (KeyboardInterrupt) for the test: a shell starting pytest as a background job
+    (`cmd &` without job control) makes it inherit SIGINT ignored, and a Ctrl-C would then never arrive."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_ctrl_c_inside_the_prune_waits_and_leaves_only_complete_checkpoints(tmp_path, monkeypatch, ctrl_c_raises):
     run = tmp_path / "run"
     _write(run, 1)
     _write(run, 2)
@@ -72,7 +81,7 @@ def test_a_ctrl_c_inside_the_prune_waits_and_leaves_only_complete_checkpoints(tm
     assert not [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith(".tmp-")]
 
 
-def test_a_ctrl_c_inside_the_write_waits_for_the_complete_checkpoint(tmp_path, monkeypatch):
+def test_a_ctrl_c_inside_the_write_waits_for_the_complete_checkpoint(tmp_path, monkeypatch, ctrl_c_raises):
     run = tmp_path / "run"
     _write(run, 1)
     _kill_during(monkeypatch, checkpoint_module.torch, "save", signal.SIGINT)
