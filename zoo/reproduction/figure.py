@@ -96,7 +96,7 @@ def save_comparison_figure(spec: ReproSpec, scale: str, doc: dict[str, Any] | No
             ax.margins(x=0.08)
             if panel.title:
                 ax.set_title(plain(panel.title), loc="left")
-            ax.set_xlabel(plain(fill(panel.units, 95)))
+            ax.set_xlabel(plain(fill(panel.units, 70)))  # the axes are narrower than the figure: 95 clipped
         fig.legend(loc="outside lower center", ncols=3, frameon=False)
         fig.suptitle(plain(f"{spec.title}, scale {scale}"), x=0.01, ha="left", fontsize=11)
         return save(fig, path)[0]
