@@ -493,6 +493,19 @@ def test_the_cpu_mnist_claims_within_the_seeds_spread_are_inconclusive():
             in detail and "Welch's t" in detail and "n = 2 vs 2" in detail, (statement, detail)
 
 
+def test_a_claim_names_each_run_it_still_needs_once():
+    """A run on both sides of a claim (Fashion's "the best JS^G alpha is 0.1 or 0.2": jsg_a0.1 is in the best-of
+    and in the compared pair) is listed once among the runs not yet run."""
+    spec = load_spec(SPECS / "deasy2020_tables12_fashion_mnist.yaml")
+    claim, = [c for c in spec.claims if c.statement.startswith("the best JS^G alpha is 0.1 or 0.2")]
+    doc = {"runs": [{"run": "jsg_a0.2", "seed": 0, "status": "done",
+                     "values": {"reconstruction": 10.06, "reconstruction_std": 0.07}}]}
+    kind, detail = check_claim(spec, doc, claim)
+    needed = detail.split("not run at this scale: ")[1].split(";")[0].split(", ")
+    assert kind == "not checked" and needed.count("jsg_a0.1") == 1 and "jsg_a0.2" not in needed
+    assert set(needed) == {f"jsg_a0.{k}" for k in (1, 3, 4, 5, 6, 7, 8, 9)}
+
+
 def test_zoo_evaluate_reconstruction_is_the_reproduction_number_under_the_same_protocol(tmp_path, shared_data,
                                                                                          monkeypatch, one_thread):
     """`zoo evaluate RUN --metric reconstruction` gives a spec's Table 1-2 number for any checkpoint: the same value

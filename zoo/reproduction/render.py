@@ -114,7 +114,7 @@ def check_claim(spec: ReproSpec, doc: dict[str, Any] | None, claim: ClaimSpec) -
     result = verdict(lhs, claim.op, rhs)
     detail = ("one seed: " if result.one_seed else "") + \
         f"{ldesc}: {lhs.mean:.{digits}f} vs {rdesc}: {rhs.mean:.{digits}f}; {result.detail}"
-    missing = lmissing + rmissing
+    missing = list(dict.fromkeys(lmissing + rmissing))  # a run on both sides is named once
     if missing:  # a best / worst of several runs is not known until all of them are
         return "not checked", f"not run at this scale: {', '.join(missing)}; over the runs that were, " \
                               f"{result.kind}: {detail}"
