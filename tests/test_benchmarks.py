@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 import procs
 from conftest import BENCHMARKS, REPO, SHARED, benchmark, subprocess_env
@@ -92,3 +93,47 @@ def test_a_former_command_through_the_installed_entry_point_exits_2_without_a_tr
     assert res.returncode == 2 and res.stdout == ""
     assert res.stderr.splitlines() == ["zoo device_check: moved out of the zoo package; from a checkout of the zoo "
                                        "run: python benchmarks/device_check.py --dry-run"]
+
+
+def test_precision_ab_compares_each_difference_with_the_seeds_spread():
+    ab = benchmark("precision_ab")
+    records = [{"arm": "fp32", "values": {"x": 1.0, "y": 5.0, "z": 0.0}},
+               {"arm": "fp32", "values": {"x": 3.0, "y": 5.2}},
+               {"arm": "bf16", "values": {"x": 2.0, "y": 9.0, "z": 1.0}},
+               {"arm": "bf16", "values": {"x": 4.0, "y": 9.2}}]
+    rows = {r["metric"]: r for r in ab.compare(records, "fp32", "bf16")}
+    assert set(rows) == {"x", "y"}  # z has one seed per arm: no spread to compare with
+    x, y = rows["x"], rows["y"]
+    assert x["difference"] == pytest.approx(1.0) and x["fp32_std"] == pytest.approx(2 ** 0.5)
+    assert x["within_seed_spread"]  # 1.0 <= sqrt(2)
+    # Welch with n = 2 vs 2 and equal variances: se = sqrt(2 / 2 + 2 / 2), df = 2, t(0.975, 2) = 4.3027
+    assert x["welch_95"] == pytest.approx([1 - 4.3027 * 2 ** 0.5, 1 + 4.3027 * 2 ** 0.5], abs=1e-3)
+    assert y["difference"] == pytest.approx(4.0) and not y["within_seed_spread"]  # 4.0 against a std of 0.14
+
+
+def test_precision_ab_trains_each_arm_with_its_switches_and_reuses_measured_runs(tmp_path, shared_data):
+    ab = benchmark("precision_ab")
+    out, report = tmp_path / "ab", tmp_path / "ab.json"
+    argv = [str(REPO / "recipes" / "tiny_vae.yaml"), "--steps", "2", "--seeds", "0,1", "--out", str(out),
+            "--override", f"data.root={shared_data}", "--override", "data.options.limit=64",
+            "--option", "limit=64", "--option", "num_z=16", "--json", str(report)]
+    assert ab.main(argv) == 0
+    first = json.loads(report.read_text())
+    assert [(r["arm"], r["seed"], r["steps"]) for r in first["runs"]] == [
+        ("fp32", 0, 2), ("fp32", 1, 2), ("bf16", 0, 2), ("bf16", 1, 2)]
+    for arm, precision, layout in (("fp32", "no", False), ("bf16", "bf16", True)):
+        train = yaml.safe_load((out / arm / "seed0" / "config.yaml").read_text())["train"]
+        assert (train["mixed_precision"], train["channels_last"], train["seed"]) == (precision, layout, 0)
+    assert {r["metric"] for r in first["comparison"]} >= {"marginal_kl", "avg_posterior_kl", "reconstruction_term"}
+    stamp = (out / "bf16" / "seed1" / "ab.json").stat().st_mtime_ns
+    assert ab.main(argv) == 0  # everything measured: nothing is trained or measured again
+    assert (out / "bf16" / "seed1" / "ab.json").stat().st_mtime_ns == stamp
+    assert json.loads(report.read_text())["comparison"] == first["comparison"]
+
+
+def test_precision_ab_unknown_arm_is_one_line(capsys, tmp_path):
+    with pytest.raises(SystemExit) as caught:
+        benchmark("precision_ab").main([str(REPO / "recipes" / "tiny_vae.yaml"), "--arms", "fp32,fp8",
+                                        "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert caught.value.code == 2 and "unknown ['fp8']; choose from fp32, bf16" in err and "Traceback" not in err
