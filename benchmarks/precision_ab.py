@@ -27,10 +27,12 @@ from typing import Any
 import torch
 
 from zoo import Trainer, build_model, load_recipe
+from zoo.arguments import positive_int, seed_list
 from zoo.catalog import git_commit
 from zoo.config import ConfigError
 from zoo.data import load_dataset
 from zoo.reproduction.protocols import CHECKPOINT_PROTOCOLS
+from zoo.reproduction.run import QUIET
 from zoo.reproduction.verdicts import Sample, difference_interval
 from zoo.training.checkpoint import checkpoint_dirs
 
@@ -39,7 +41,6 @@ ARMS: dict[str, list[str]] = {
     "fp32": ["train.mixed_precision='no'", "train.channels_last=false", "train.tf32=false"],
     "bf16": ["train.mixed_precision=bf16", "train.channels_last=true", "train.tf32=false"],
 }
-QUIET = ["train.tensorboard=false", "train.sample_every=0"]
 
 
 def parse_option(text: str) -> tuple[str, Any]:
@@ -50,13 +51,6 @@ def parse_option(text: str) -> tuple[str, Any]:
         return key, json.loads(value)
     except json.JSONDecodeError:
         return key, value  # a bare word such as `train`
-
-
-def csv_ints(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def train_and_measure(recipe_path: Path, arm: str, seed: int, steps: int, run_dir: Path, protocol: str,
@@ -113,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recipe", type=Path)
-    p.add_argument("--steps", type=int, default=5000, help="training steps per run")
-    p.add_argument("--seeds", type=csv_ints, default=[0, 1])
+    p.add_argument("--steps", type=positive_int, default=5000, help="training steps per run")
+    p.add_argument("--seeds", type=seed_list, default=[0, 1])
     p.add_argument("--arms", default="fp32,bf16", help=f"comma-separated, from {', '.join(ARMS)}; the first is "
                                                         "the reference")
     p.add_argument("--protocol", default="latent_kl", choices=sorted(CHECKPOINT_PROTOCOLS))
@@ -130,8 +124,6 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--arms: unknown {unknown or arms}; choose from {', '.join(ARMS)}")
     if not args.recipe.is_file():
         p.error(f"recipe {args.recipe} not found")
-    if args.steps < 1:
-        p.error("--steps must be at least 1")
     try:
         records = [train_and_measure(args.recipe, arm, seed, args.steps, args.out / arm / f"seed{seed}",
                                      args.protocol, dict(args.option), args.override)

@@ -48,6 +48,14 @@ def seed_int(text: str) -> int:
     return value
 
 
+def seed_list(text: str) -> list[int]:
+    """Comma-separated seeds, each in [0, 2^63 - 1] (`seed_int`)."""
+    try:
+        return [seed_int(v.strip()) for v in text.split(",") if v.strip()]
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"{err} (comma-separated seeds such as 0,1,2)") from None
+
+
 def finite_float(text: str) -> float:
     """A finite number (no inf, no nan)."""
     try:

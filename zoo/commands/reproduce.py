@@ -21,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from zoo.arguments import ArgumentParser, seed_int
+from zoo.arguments import ArgumentParser, seed_list
 from zoo.config import ConfigError
 from zoo.reproduction import find_specs, load_spec, render_document, run_spec
 from zoo.reproduction.render import load_results
@@ -33,14 +33,6 @@ SPECS = REPO / "recipes" / "reproduction"
 RESULTS = REPO / "docs" / "data" / "reproduction"
 PAGE = REPO / "docs" / "reproduction.md"
 FIGURES = Path("figures") / "reproduction"  # beside the page: docs/figures/reproduction/<spec>.<scale>.png
-
-
-def _seed_list(value: str) -> list[int]:
-    """Comma-separated seeds, each in [0, 2^63 - 1] (`seed_int`)."""
-    try:
-        return [seed_int(v.strip()) for v in value.split(",") if v.strip()]
-    except argparse.ArgumentTypeError as err:
-        raise argparse.ArgumentTypeError(f"{err} (comma-separated seeds such as 0,1,2)") from None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "ZOO_CATALOG); trains and measures nothing")
     p.add_argument("--runs", type=lambda v: [r for r in v.split(",") if r],
                    help="comma-separated run names: only these runs of the scale (e.g. one process per core)")
-    p.add_argument("--seeds", type=_seed_list, help="comma-separated seeds: only these seeds of the scale")
+    p.add_argument("--seeds", type=seed_list, help="comma-separated seeds: only these seeds of the scale")
     p.add_argument("--allow-dirty", action="store_true",
                    help="let a paper-scale run start from a checkout with uncommitted changes (a trial, not a result)")
     p.add_argument("--no-progress", action="store_true")
