@@ -536,3 +536,23 @@ def test_a_spec_with_paper_and_cpu_results_shows_both_paper_first(tmp_path):
     assert "| big | 5.00 (n=1) | 7.25 | Table 9, row big |" in lines and "| big | 6.00 (n=1) | 7.25 | Table 9, row big |" \
         in lines
     assert not any(line.startswith("Paper scale, not yet run") for line in lines)
+
+
+def test_a_single_seed_cell_shows_its_recorded_estimator_error(tmp_path):
+    """With no seed spread, the table cell carries the protocol's standard error (`<metric>_stderr`), so a margin such
+    as App. E's bound margin can be read against it; two seeds show their std instead."""
+    from zoo.reproduction.run import write_results
+    spec = load_spec(SPECS / "rosca2018_appE_table1.yaml")
+    path = tmp_path / "appE.cpu.json"
+    write_results(path, spec, "cpu", [{"run": "vae50", "seed": 0, "status": "done", "steps": 10, "commit": "c0ffee",
+                                       "values": {"marginal_kl": 26.5, "marginal_kl_stderr": 0.08257,
+                                                  "bound_margin": 0.0942}}])
+    lines = render_spec(spec, {"cpu": json.loads(path.read_text())}).splitlines()
+    assert any(line.startswith("| KL[q(z)||p(z)], Algorithm 2 (MC) | nats | 26.50 (n=1, s.e. 0.083) | 12.30 |")
+               for line in lines)
+    assert any(line.startswith("| MC KL minus the eq. 5 bound (compare marginal_kl_stderr) | nats | 0.09 (n=1) |")
+               for line in lines)  # no error recorded for it: none shown
+    write_results(path, spec, "cpu", [{"run": "vae50", "seed": 1, "status": "done", "steps": 10, "commit": "c0ffee",
+                                       "values": {"marginal_kl": 28.5, "marginal_kl_stderr": 0.09}}])
+    lines = render_spec(spec, {"cpu": json.loads(path.read_text())}).splitlines()
+    assert any("| 27.50 ± 1.41 (n=2) |" in line for line in lines)

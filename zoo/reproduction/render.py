@@ -25,19 +25,26 @@ class Stat:
     mean: float
     std: float | None  # sample std over seeds (None for one seed)
     n: int
+    stderr: float | None = None  # one seed's recorded estimator error, shown where no seed spread exists
 
 
 def aggregate(doc: dict[str, Any] | None, run: str, metric: str) -> Stat | None:
     """Mean and std over the seeds of `run` that finished (NaN values, e.g. a diverged run, count as NaN)."""
     if doc is None:
         return None
-    values = [r["values"][metric] for r in doc["runs"]
-              if r["run"] == run and r.get("status") == "done" and metric in r.get("values", {})]
+    rows = _finished_rows(doc, run, metric)
+    values = [r["values"][metric] for r in rows]
     if not values:
         return None
     if any(v != v for v in values):
         return Stat(math.nan, None, len(values))
-    return Stat(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None, len(values))
+    if len(values) == 1:
+        return Stat(values[0], None, 1, stderr=_standard_error(rows[0], metric))
+    return Stat(statistics.fmean(values), statistics.stdev(values), len(values))
+
+
+def _finished_rows(doc: dict[str, Any], run: str, metric: str) -> list[dict[str, Any]]:
+    return [r for r in doc["runs"] if r["run"] == run and r.get("status") == "done" and metric in r.get("values", {})]
 
 
 def fmt(stat: Stat | None, digits: int) -> str:
@@ -46,7 +53,8 @@ def fmt(stat: Stat | None, digits: int) -> str:
     if stat.mean != stat.mean:
         return f"diverged (n={stat.n})"
     spread = f" ± {stat.std:.{digits}f}" if stat.std is not None else ""
-    return f"{stat.mean:.{digits}f}{spread} (n={stat.n})"
+    error = f", s.e. {stat.stderr:.2g}" if stat.stderr is not None else ""
+    return f"{stat.mean:.{digits}f}{spread} (n={stat.n}{error})"
 
 
 def sample(doc: dict[str, Any] | None, run: str, metric: str) -> Sample | None:
@@ -54,7 +62,7 @@ def sample(doc: dict[str, Any] | None, run: str, metric: str) -> Sample | None:
     estimator error when the protocol recorded one (`<metric>_sem` or `<metric>_stderr`)."""
     if doc is None:
         return None
-    rows = [r for r in doc["runs"] if r["run"] == run and r.get("status") == "done" and metric in r.get("values", {})]
+    rows = _finished_rows(doc, run, metric)
     values = tuple(float(r["values"][metric]) for r in rows)
     if not values or any(v != v for v in values):
         return None
