@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, SHARED
+from conftest import REPO, SHARED, RandomImages
 from zoo.catalog import Catalog
 from zoo.config import ConfigError
 from zoo.reproduction import find_specs, load_spec, plan, render_spec, run_spec
 from zoo.reproduction.render import check_claim
-from zoo.reproduction.run import PlannedRun, run_one
+from zoo.reproduction.run import PlannedRun, describe_device, run_one
 
 SPECS = REPO / "recipes" / "reproduction"
 PAPERS = SHARED / "papers"
@@ -233,6 +233,46 @@ def test_a_run_with_steps_left_restarts_when_the_training_code_changed_and_a_tra
     assert restarted["values"] == first["values"]  # same seed, same code: the same model again
 
 
+def test_a_run_records_every_device_that_trained_it_and_the_page_names_them(tmp_path, shared_data, monkeypatch,
+                                                                            one_thread):
+    """A result counts the same from any device, and says which trained it: the training process notes its device and
+    precision in provenance.json beside the commits (kept when the commit is noted again), a resume on another
+    device appends it, and the page's run summary counts the runs per device chain."""
+    import shutil
+
+    import zoo.reproduction.run as run_module
+    from zoo import Trainer, build_model, load_recipe
+    monkeypatch.setenv("ZOO_DATA", str(shared_data))
+    spec = load_spec(tiny_spec(tmp_path))
+    item, out = plan(spec, "smoke")[0], tmp_path / "runs"
+    run_dir = item.directory(out, "tiny", "smoke")
+    first = run_one(spec, item, "smoke", out, [], commit="a" * 40)
+    assert first["devices"] == ["cpu (1 thread), fp32"]
+    assert json.loads((run_dir / "provenance.json").read_text()) == {"commits": ["a" * 40],
+                                                                     "devices": ["cpu (1 thread), fp32"]}
+
+    (run_dir / "result.json").unlink()
+    shutil.rmtree(run_dir / "checkpoints" / "step_00000004")  # interrupted at step 2 of 4, resumed elsewhere
+    monkeypatch.setattr(run_module, "describe_device", lambda trainer: "cuda (Some GPU), fp32")
+    resumed = run_one(spec, item, "smoke", out, [], commit="a" * 40)
+    assert resumed["trained_now"] == 2 and resumed["devices"] == ["cpu (1 thread), fp32", "cuda (Some GPU), fp32"]
+    measured_again = run_one(spec, item, "smoke", out, [], commit="a" * 40)  # nothing trained: the devices stay
+    assert measured_again["devices"] == resumed["devices"]
+
+    old = {**first, "run": "big", "commits": ["b" * 40]}
+    del old["devices"]  # a row from before devices were noted
+    smoke = yaml.safe_load(Path(spec.path).read_text())["scales"]["smoke"]
+    (tmp_path / "page").mkdir()
+    page_spec = load_spec(tiny_spec(tmp_path / "page", scales={"smoke": smoke, "cpu": {"description": "tiny"}}))
+    shown = render_spec(page_spec, {"cpu": {"runs": [resumed, old, {**first, "seed": 1}]}})  # the page skips smoke
+    assert ("; devices: cpu (1 thread), fp32 then cuda (Some GPU), fp32 (1 run), not recorded (1 run), "
+            "cpu (1 thread), fp32 (1 run). Command:") in shown
+
+    recipe = load_recipe(TINY, ["train.mixed_precision=bf16", "train.channels_last=true", "train.progress=false"])
+    trainer = Trainer(build_model(recipe), recipe, None, dataset=RandomImages(32, (1, 28, 28)))
+    assert describe_device(trainer) == "cpu (1 thread), bf16 autocast, channels_last"
+
+
 def test_a_run_can_measure_another_specs_checkpoints_without_training_twice(tmp_path, shared_data, monkeypatch,
                                                                             one_thread):
     """Fig. 5 measures Tables 1-2's models: a run with `checkpoints_of` trains (if needed) in the other spec's run
@@ -250,7 +290,8 @@ def test_a_run_can_measure_another_specs_checkpoints_without_training_twice(tmp_
     assert (measured["steps"], measured["trained_now"], measured["checkpoints_of"]) == (4, 4, "tiny/small")
     assert measured["run_dir"] == str(trained_in) and (trained_in / "checkpoints" / "step_00000004").is_dir()
     shown = render_spec(figure, {"cpu": {"runs": [{**measured, "commits": ["a" * 40], "commit": "b" * 40}]}})
-    assert f"commit {'a' * 40} (measured at {'b' * 40}). Command:" in shown  # trained under a, measured at b
+    assert f"commit {'a' * 40} (measured at {'b' * 40}); devices: cpu (1 thread), fp32 (1 run). Command:" in shown
+    # trained under a, measured at b, on the device the training process noted in the other spec's run folder
     assert not (out / "figure" / "smoke" / "small_again" / "seed0" / "checkpoints").exists()
     assert (out / "figure" / "smoke" / "small_again" / "seed0" / "result.json").is_file()
     assert not (trained_in / "result.json").exists()  # the other spec's result is its own to write
@@ -295,8 +336,8 @@ def test_render_puts_the_paper_beside_ours_and_checks_claims(tmp_path):
     text = render_spec(spec, {"cpu": doc})
     lines = text.splitlines()
     assert lines[0] == "## Tiny table"
-    assert ("Ours: scale `cpu` (two steps); schedule run: 0.5 epochs, 8 steps; commit abcdef1234567890. Command: "
-            "`python tools/reproduce.py " + spec.path + " --scale cpu`.") in lines
+    assert ("Ours: scale `cpu` (two steps); schedule run: 0.5 epochs, 8 steps; commit abcdef1234567890; devices: not "
+            "recorded (3 runs). Command: `python tools/reproduce.py " + spec.path + " --scale cpu`.") in lines
     assert "Failed runs: big/seed1: ValueError: boom." in lines
     assert "| run | error ours | error paper | paper source |" in lines
     assert "| small | 9.50 ± 0.71 (n=2) | 8.50 | Table 9, row small |" in lines

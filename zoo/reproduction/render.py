@@ -168,6 +168,18 @@ def _figure(spec: ReproSpec, scale: str, doc: dict[str, Any], figure_dir: Path, 
             ""]
 
 
+def _devices(doc: dict[str, Any]) -> str:
+    """"; devices: <device> (n runs), ..." over the finished trained runs: each run's recorded devices (`devices`,
+    noted by the training process; `device`, written by hand on older rows), else "not recorded"."""
+    counts: dict[str, int] = {}
+    for r in doc["runs"]:
+        if r.get("status") == "done" and r.get("steps") is not None:
+            where = " then ".join(r.get("devices") or ([r["device"]] if r.get("device") else ["not recorded"]))
+            counts[where] = counts.get(where, 0) + 1
+    return ("; devices: " + ", ".join(f"{d} ({n} run{'s' if n != 1 else ''})" for d, n in counts.items())
+            if counts else "")
+
+
 def _run_summary(spec: ReproSpec, scale: str, doc: dict[str, Any], other_scales: list[str]) -> list[str]:
     """What was run at `scale`: its schedule, every commit it trained under, the command; failed and imported rows."""
     s = spec.scale(scale)
@@ -182,7 +194,8 @@ def _run_summary(spec: ReproSpec, scale: str, doc: dict[str, Any], other_scales:
                       set(commits))
     lines = [f"Ours: scale `{scale}` ({s.description.strip() or 'see the spec'}); schedule run: "
              f"{schedule or 'n/a'}; commit {', '.join(commits)}" +
-             (f" (measured at {', '.join(measured)})" if measured else "") + f". Command: `{command(spec, scale)}`."]
+             (f" (measured at {', '.join(measured)})" if measured else "") + _devices(doc) +
+             f". Command: `{command(spec, scale)}`."]
     if "paper" not in other_scales and "paper" in spec.scales:
         lines.append(f"Paper scale, not yet run: `{command(spec, 'paper')}`" +
                      (f" (needs: {', '.join(spec.requires)})." if spec.requires else "."))

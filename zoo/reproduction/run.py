@@ -142,16 +142,57 @@ def _finished(result_path: Path) -> bool:
     return result_path.is_file() and json.loads(result_path.read_text()).get("status") == "done"
 
 
-def _trained_under(run_dir: Path) -> list[str]:
+def _provenance(run_dir: Path) -> dict[str, list[str]]:
+    """provenance.json: every commit (`commits`) and device (`devices`) the run trained under, in order."""
     path = run_dir / PROVENANCE
-    return json.loads(path.read_text())["commits"] if path.is_file() else []
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _write_provenance(run_dir: Path, doc: dict[str, list[str]]) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    partial = run_dir / f".{PROVENANCE}.{os.getpid()}.partial"
+    partial.write_text(json.dumps(doc, indent=1) + "\n")
+    os.replace(partial, run_dir / PROVENANCE)  # atomic: an interrupted write never loses the commits already noted
+
+
+def _trained_under(run_dir: Path) -> list[str]:
+    return _provenance(run_dir).get("commits", [])
+
+
+def describe_device(trainer: Trainer) -> str:
+    """Where and in what precision `trainer` runs, e.g. "cpu (1 thread), fp32" or "cuda (NVIDIA H100 80GB HBM3),
+    bf16 autocast": a result counts the same from any device, and says which one trained it."""
+    device = trainer.device
+    if device.type == "cuda":
+        where = f"cuda ({torch.cuda.get_device_name(device)})"
+    elif device.type == "cpu":
+        threads = torch.get_num_threads()
+        where = f"cpu ({threads} thread{'s' if threads != 1 else ''})"
+    else:
+        where = device.type
+    dtype = trainer.autocast_dtype
+    precision = f"{str(dtype).removeprefix('torch.').replace('bfloat16', 'bf16').replace('float16', 'fp16')} " \
+                f"autocast" if dtype is not None else "fp32"
+    switches = [s for s in ("tf32", "channels_last", "compile") if getattr(trainer.speed, s)]
+    if trainer.accelerator.num_processes > 1:
+        where += f" x {trainer.accelerator.num_processes} processes"
+    return ", ".join([where, precision, *switches])
+
+
+def note_device(run_dir: Path, device: str) -> list[str]:
+    """Record that `run_dir` trains on `device` (appended when it differs from the last one); returns them all."""
+    doc = _provenance(run_dir)
+    devices = doc.setdefault("devices", [])
+    if not devices or devices[-1] != device:
+        devices.append(device)
+        _write_provenance(run_dir, doc)
+    return devices
 
 
 def note_commit(run_dir: Path, commit: str | None, recipe: Path | None = None, log=print) -> list[str]:
     """Record that `run_dir` trains under `commit` (provenance.json lists every commit a run trained under). A run
     begun under a commit whose training code differs from this one's is moved aside (to `<run>.stale-<commit>`,
     nothing deleted) so it restarts: its checkpoints would mix two versions of the code. Returns the commits."""
-    path = run_dir / PROVENANCE
     commits = _trained_under(run_dir)
     if commits and commit and commits[-1] != commit:
         changed = training_code_changes(commits[-1], commit, recipe)
@@ -164,8 +205,7 @@ def note_commit(run_dir: Path, commit: str | None, recipe: Path | None = None, l
             commits = []
     if commit and (not commits or commits[-1] != commit):
         commits.append(commit)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"commits": commits}, indent=1) + "\n")
+        _write_provenance(run_dir, {**_provenance(run_dir), "commits": commits})
     return commits
 
 
@@ -215,6 +255,8 @@ def train_run(item: PlannedRun, scale: str, run_dir: Path, schedule: Schedule) -
         raise ConfigError(f"{run_dir} holds {trainer.step} steps, more than the {recipe.train.max_steps} of scale "
                           f"{scale!r}; pass another --out")
     if trainer.step < recipe.train.max_steps:
+        if trainer.is_main:
+            note_device(run_dir, describe_device(trainer))
         trainer.train()
     record_training(run_dir, recipe=str(recipe_path), name=item.catalog_name)
     if trainer.step < recipe.train.max_steps:  # a stop signal: resumable, not a result
@@ -301,7 +343,7 @@ def run_one(spec: ReproSpec, item: PlannedRun, scale: str, out: Path, extra: lis
         if result_path.is_file() and json.loads(result_path.read_text()).get("args") == item.args:
             return {**json.loads(result_path.read_text()), "skipped": True}
         values, protocol = study(run_dir, options, item.args)
-        steps, trained = None, None
+        steps, trained, devices = None, None, None
     else:
         to_train = training_schedule(source_spec, source, scale, extra, progress)
         # only a run with steps left can mix two versions of the training code: a trained one is measured as it is
@@ -309,15 +351,18 @@ def run_one(spec: ReproSpec, item: PlannedRun, scale: str, out: Path, extra: lis
             note_commit(run_dir, commit, to_train.recipe_path)
         steps, trained = train_run(source, scale, run_dir, to_train)
         commits = _trained_under(run_dir) or commits  # the commits that trained it
+        devices = _provenance(run_dir).get("devices")  # and the devices (runs begun before they were noted: none)
         if trained == 0 and result_path.is_file():
             previous = json.loads(result_path.read_text())
             if previous.get("steps") == steps and previous.get("options") == options:
                 return {**previous, "skipped": True}
             commits = previous.get("commits") or commits
+            devices = previous.get("devices") or devices
         values, protocol = CHECKPOINT_PROTOCOLS[spec.protocol.name](run_dir, options, progress=progress)
     record = {**context, "status": "done", "values": values, "protocol": protocol, "options": options,
               "steps": steps, "trained_now": trained, "overrides": source.overrides + extra, "args": item.args,
               "seconds": round(time.time() - begun, 1), "commit": commit, "commits": commits, "run_dir": str(run_dir),
+              **({"devices": devices} if devices else {}),
               **({"checkpoints_of": f"{source_spec.name}/{source.run.name}"} if run_dir != result_dir else {})}
     result_dir.mkdir(parents=True, exist_ok=True)
     result_path.write_text(json.dumps(record, indent=1, default=str))
@@ -368,8 +413,8 @@ def write_results(path: Path, spec: ReproSpec, scale: str, records: list[dict[st
     diagnostics, e.g. the density-ratio classifiers' final losses, kept): what render reads. Records of
     runs this call did not touch (a subset run, or rows imported from elsewhere, which say their `source`) are kept;
     all are ordered as the spec lists its runs."""
-    keep = ("run", "seed", "status", "values", "steps", "overrides", "args", "commit", "commits", "seconds", "error",
-            "options", "source", "checkpoints_of")
+    keep = ("run", "seed", "status", "values", "steps", "overrides", "args", "commit", "commits", "devices", "seconds",
+            "error", "options", "source", "checkpoints_of")
 
     s = spec.scale(scale)
     path.parent.mkdir(parents=True, exist_ok=True)
