@@ -170,9 +170,8 @@ def describe_device(trainer: Trainer) -> str:
         where = f"cpu ({threads} thread{'s' if threads != 1 else ''})"
     else:
         where = device.type
-    dtype = trainer.autocast_dtype
-    precision = f"{str(dtype).removeprefix('torch.').replace('bfloat16', 'bf16').replace('float16', 'fp16')} " \
-                f"autocast" if dtype is not None else "fp32"
+    precision = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}.get(
+        trainer.autocast_dtype, f"{trainer.autocast_dtype} autocast")
     switches = [s for s in ("tf32", "channels_last", "compile") if getattr(trainer.speed, s)]
     if trainer.accelerator.num_processes > 1:
         where += f" x {trainer.accelerator.num_processes} processes"
