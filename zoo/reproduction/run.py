@@ -148,11 +148,12 @@ def _provenance(run_dir: Path) -> dict[str, list[str]]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _write_provenance(run_dir: Path, doc: dict[str, list[str]]) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    partial = run_dir / f".{PROVENANCE}.{os.getpid()}.partial"
-    partial.write_text(json.dumps(doc, indent=1) + "\n")
-    os.replace(partial, run_dir / PROVENANCE)  # atomic: an interrupted write never loses the commits already noted
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    """Replace `path` atomically: a reader (or a later run) never sees half a file, an interrupted write loses nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    os.replace(partial, path)
 
 
 def _trained_under(run_dir: Path) -> list[str]:
@@ -184,7 +185,7 @@ def note_device(run_dir: Path, device: str) -> list[str]:
     devices = doc.setdefault("devices", [])
     if not devices or devices[-1] != device:
         devices.append(device)
-        _write_provenance(run_dir, doc)
+        _write_json(run_dir / PROVENANCE, doc)
     return devices
 
 
@@ -204,7 +205,7 @@ def note_commit(run_dir: Path, commit: str | None, recipe: Path | None = None, l
             commits = []
     if commit and (not commits or commits[-1] != commit):
         commits.append(commit)
-        _write_provenance(run_dir, {**_provenance(run_dir), "commits": commits})
+        _write_json(run_dir / PROVENANCE, {**_provenance(run_dir), "commits": commits})
     return commits
 
 
@@ -349,8 +350,9 @@ def run_one(spec: ReproSpec, item: PlannedRun, scale: str, out: Path, extra: lis
         if latest_step(run_dir) < to_train.recipe.train.max_steps and not _finished(run_dir / "result.json"):
             note_commit(run_dir, commit, to_train.recipe_path)
         steps, trained = train_run(source, scale, run_dir, to_train)
-        commits = _trained_under(run_dir) or commits  # the commits that trained it
-        devices = _provenance(run_dir).get("devices")  # and the devices (runs begun before they were noted: none)
+        provenance = _provenance(run_dir)
+        commits = provenance.get("commits") or commits  # the commits that trained it
+        devices = provenance.get("devices")  # and the devices (runs begun before they were noted: none)
         if trained == 0 and result_path.is_file():
             previous = json.loads(result_path.read_text())
             if previous.get("steps") == steps and previous.get("options") == options:
@@ -432,6 +434,4 @@ def write_results(path: Path, spec: ReproSpec, scale: str, records: list[dict[st
         order = {r.name: i for i, r in enumerate(spec.runs)}
         doc = {"spec": spec.name, "scale": scale, "scale_description": s.description, "epochs": s.epochs,
                "runs": [merged[k] for k in sorted(merged, key=lambda k: (order.get(k[0], len(order)), k[1]))]}
-        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        partial.write_text(json.dumps(doc, indent=1, default=str) + "\n")
-        os.replace(partial, path)
+        _write_json(path, doc)
